@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# The project's local GPU cluster: a real control plane (etcd, kube-apiserver with RBAC and admission,
+# kube-controller-manager, kube-scheduler) started by kwokctl from binaries built by hack/build-tools.sh,
+# and kwok playing the kubelets of fake GPU nodes. Everything listens on loopback.
+#
+#   hack/cluster.sh up      bring the cluster up (idempotent), print how to use it
+#   hack/cluster.sh down    stop every process and delete the cluster's state
+#   hack/cluster.sh kubeconfig   print the kubeconfig path
+#
+# Environment: ADAPTEROPS_CLUSTER (name, default "adapterops"), ADAPTEROPS_H100_NODES (4),
+# ADAPTEROPS_B200_NODES (2), ADAPTEROPS_CPU_NODES (1).
+#
+# Addresses: node IP 127.0.0.1, pod IPs from 127.1.0.0/16, Service cluster IPs from 127.2.0.0/16:
+# nothing in the project connects to any address outside 127.0.0.0/8. Pods labelled
+# kwok.adapterops.io/kubelet=harness are left alone by kwok so that a test harness can play their
+# kubelet (run the real process on the pod's loopback IP and write the pod status).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+name="${ADAPTEROPS_CLUSTER:-adapterops}"
+state="$root/.tools/clusters"
+kubeconfig="$state/$name.kubeconfig"
+export KWOK_WORKDIR="${KWOK_WORKDIR:-$root/.tools/kwok}"
+export GOTOOLCHAIN=local GOFLAGS=-mod=mod
+
+bin="$("$root/hack/build-tools.sh")"
+kwokctl="$bin/kwokctl"
+
+kwok_config() {
+  local kwok_dir
+  kwok_dir="$(cd "$root/hack/tools" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
+  cat <<EOF
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+options:
+  runtime: binary
+  bindAddress: 127.0.0.1
+  kubeApiserverBinary: $bin/kube-apiserver
+  kubeControllerManagerBinary: $bin/kube-controller-manager
+  kubeSchedulerBinary: $bin/kube-scheduler
+  kwokControllerBinary: $bin/kwok
+  etcdBinary: $bin/etcd
+  kubectlBinary: $(command -v kubectl)
+  kubeAuthorization: true
+  kubeAdmission: true
+  securePort: true
+  nodeLeaseDurationSeconds: 40
+componentsPatches:
+- name: kube-apiserver
+  extraArgs:
+  - key: service-cluster-ip-range
+    value: 127.2.0.0/16
+  - key: advertise-address
+    value: 127.0.0.1
+- name: kube-controller-manager
+  extraArgs:
+  - key: service-cluster-ip-range
+    value: 127.2.0.0/16
+---
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokConfiguration
+options:
+  cidr: 127.1.0.0/16
+  nodeIP: 127.0.0.1
+  disregardStatusWithLabelSelector: kwok.adapterops.io/kubelet=harness
+  # kwok's defaults, spelled out: a KwokConfiguration document replaces them.
+  podPlayStageParallelism: 4
+  nodePlayStageParallelism: 4
+  nodeLeaseParallelism: 4
+  podsOnNodeSyncParallelism: 1
+  enablePodsOnNodeSyncListPager: true
+  enablePodsOnNodeSyncStreamWatch: false
+EOF
+  # kwok's own stage definitions at the pinned version: nodes become Ready and heartbeat,
+  # pods start at once and pods owned by Jobs complete.
+  for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+           pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    echo "---"
+    cat "$kwok_dir/kustomize/stage/$f"
+  done
+}
+
+gpu_node() { # name product gpus memGiB
+  cat <<EOF
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: $1
+  annotations:
+    kwok.x-k8s.io/node: fake
+  labels:
+    type: kwok
+    kubernetes.io/hostname: $1
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    node.kubernetes.io/instance-type: $5
+    nvidia.com/gpu.present: "true"
+    nvidia.com/gpu.product: $2
+    nvidia.com/gpu.count: "$3"
+    nvidia.com/gpu.memory: "$4"
+spec:
+  taints:
+  - key: nvidia.com/gpu
+    value: present
+    effect: NoSchedule
+status:
+  allocatable: {cpu: "$6", memory: "$7", ephemeral-storage: 28Ti, nvidia.com/gpu: "$3", pods: "110"}
+  capacity: {cpu: "$6", memory: "$7", ephemeral-storage: 28Ti, nvidia.com/gpu: "$3", pods: "110"}
+EOF
+}
+
+cpu_node() {
+  cat <<EOF
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: $1
+  annotations:
+    kwok.x-k8s.io/node: fake
+  labels:
+    type: kwok
+    kubernetes.io/hostname: $1
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    node.kubernetes.io/instance-type: m7i.4xlarge
+status:
+  allocatable: {cpu: "16", memory: 64Gi, pods: "110"}
+  capacity: {cpu: "16", memory: 64Gi, pods: "110"}
+EOF
+}
+
+nodes() {
+  local i
+  for ((i = 0; i < ${ADAPTEROPS_H100_NODES:-4}; i++)); do
+    gpu_node "gpu-h100-$i" NVIDIA-H100-80GB-HBM3 8 81559 p5.48xlarge 192 2000Gi
+  done
+  for ((i = 0; i < ${ADAPTEROPS_B200_NODES:-2}; i++)); do
+    gpu_node "gpu-b200-$i" NVIDIA-B200 8 183359 p6-b200.48xlarge 192 2000Gi
+  done
+  for ((i = 0; i < ${ADAPTEROPS_CPU_NODES:-1}; i++)); do
+    cpu_node "cpu-$i"
+  done
+}
+
+up() {
+  mkdir -p "$state"
+  if "$kwokctl" get clusters 2>/dev/null | grep -qx "$name"; then
+    # Idempotent: restart stopped components of an existing cluster.
+    "$kwokctl" start cluster --name "$name" --timeout 120s >&2
+  else
+    local cfg="$state/$name.kwok.yaml"
+    kwok_config >"$cfg"
+    rm -f "$kubeconfig"
+    "$kwokctl" create cluster --name "$name" --config "$cfg" --kubeconfig "$kubeconfig" \
+      --wait 120s --timeout 180s >&2
+  fi
+  "$kwokctl" get kubeconfig --name "$name" >"$kubeconfig"
+  nodes | kubectl --kubeconfig "$kubeconfig" apply -f - >/dev/null
+  kubectl --kubeconfig "$kubeconfig" wait --for=condition=Ready node --all --timeout=60s >/dev/null
+  echo "Cluster '$name' is up: $(kubectl --kubeconfig "$kubeconfig" get nodes --no-headers | wc -l) nodes." >&2
+  echo "  export KUBECONFIG=$kubeconfig" >&2
+  echo "  kubectl get nodes -L nvidia.com/gpu.product" >&2
+}
+
+down() {
+  if "$kwokctl" get clusters 2>/dev/null | grep -qx "$name"; then
+    "$kwokctl" delete cluster --name "$name" >&2
+  fi
+  rm -f "$kubeconfig" "$state/$name.kwok.yaml"
+  echo "Cluster '$name' is down." >&2
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  kubeconfig) echo "$kubeconfig" ;;
+  *) echo "usage: $0 up|down|kubeconfig" >&2; exit 2 ;;
+esac
