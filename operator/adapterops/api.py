@@ -12,14 +12,14 @@ the operator and reported in the `Accepted` condition.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 GROUP = "adapterops.io"
 VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
+API_VERSION: Final = "adapterops.io/v1alpha1"
 
 # Ranks that both vLLM (`--max-lora-rank` choices) and NIM (any rank <= NIM_MAX_LORA_RANK) can serve.
 SERVABLE_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -83,9 +83,7 @@ class Toleration(ApiModel):
     """A Kubernetes toleration, added to the pods' GPU-class tolerations."""
 
     key: str | None = Field(default=None, max_length=316, description="Taint key the toleration applies to.")
-    operator: Literal["Exists", "Equal"] | None = Field(
-        default=None, description="Exists or Equal (default Equal)."
-    )
+    operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal (default Equal).")
     value: str | None = Field(default=None, max_length=63, description="Taint value, with operator Equal.")
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect to tolerate; empty tolerates all effects."
@@ -211,8 +209,7 @@ class Lora(ApiModel):
         json_schema_extra=cel(
             (
                 f"self.all(m, m in {_list_in(NEMO_TARGET_MODULES + HF_TARGET_MODULES)})",
-                "lora.targetModules accepts "
-                + ", ".join(NEMO_TARGET_MODULES + HF_TARGET_MODULES),
+                "lora.targetModules accepts " + ", ".join(NEMO_TARGET_MODULES + HF_TARGET_MODULES),
             )
         ),
     )
@@ -272,15 +269,16 @@ class Training(ApiModel):
 
 
 class SweepParameter(ApiModel):
-    """Values one parameter takes in the sweep: a list, or a range sampled by the random strategy."""
+    """Values one parameter takes: a list of numbers, a list of choices (strings), or a range."""
 
     model_config = ConfigDict(
         json_schema_extra=cel(
             (
-                "has(self.values) != (has(self.min) && has(self.max))",
-                "a sweep parameter sets either values or both min and max",
+                "[has(self.values), has(self.choices), has(self.min) && has(self.max)].filter(x, x).size() == 1",
+                "a sweep parameter sets exactly one of values (numbers), choices (strings) or min and max",
             ),
-            ("!has(self.min) || !has(self.max) || self.min < self.max", "sweep parameter min must be < max"),
+            ("has(self.min) == has(self.max)", "a sweep parameter range needs both min and max"),
+            ("!has(self.min) || self.min < self.max", "sweep parameter min must be < max"),
             (
                 "!has(self.scale) || self.scale != 'log' || (has(self.min) && self.min > 0.0)",
                 "a log-scale sweep parameter needs min > 0",
@@ -288,12 +286,11 @@ class SweepParameter(ApiModel):
         )
     )
 
-    values: list[Any] | None = Field(
-        default=None,
-        min_length=1,
-        max_length=100,
-        description="Explicit values (numbers, or strings for training.optimizer).",
-        json_schema_extra={"items": {"x-kubernetes-preserve-unknown-fields": True}},
+    values: list[float] | None = Field(
+        default=None, min_length=1, max_length=100, description="Numbers to try, e.g. [1e-4, 2e-4] or [8, 16, 32]."
+    )
+    choices: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None, min_length=1, max_length=100, description="Strings to try (training.optimizer: adam, adamw)."
     )
     min: float | None = Field(default=None, description="Lower bound of a range (random strategy).")
     max: float | None = Field(default=None, description="Upper bound of a range (random strategy).")
@@ -302,6 +299,7 @@ class SweepParameter(ApiModel):
     )
 
 
+_RANKS_AS_NUMBERS = _list_in(tuple(float(r) for r in SERVABLE_LORA_RANKS))
 _sweep_paths = ", ".join(SWEEPABLE_PARAMETERS)
 
 
@@ -312,25 +310,24 @@ class Sweep(ApiModel):
         json_schema_extra=cel(
             ("self.parallelism <= self.maxTrials", "sweep.parallelism must be <= sweep.maxTrials"),
             (
-                "self.strategy != 'grid' || self.parameters.all(p, has(self.parameters[p].values))",
-                "sweep.strategy grid needs values for every parameter (min/max ranges need strategy random)",
+                "self.strategy != 'grid' || self.parameters.all(p, !has(self.parameters[p].min))",
+                "sweep.strategy grid needs values or choices for every parameter (min/max ranges need strategy random)",
+            ),
+            (
+                "self.parameters.all(p, has(self.parameters[p].choices) == (p == 'training.optimizer'))",
+                "sweep.parameters: training.optimizer takes choices (adam, adamw); every other parameter takes "
+                "values or min/max",
             ),
             (
                 "!('training.optimizer' in self.parameters) || "
-                "(has(self.parameters['training.optimizer'].values) && "
-                "self.parameters['training.optimizer'].values.all(v, v == 'adam' || v == 'adamw'))",
-                "sweep.parameters[training.optimizer].values accepts adam and adamw",
+                "self.parameters['training.optimizer'].choices.all(v, v == 'adam' || v == 'adamw')",
+                "sweep.parameters[training.optimizer].choices accepts adam and adamw",
             ),
             (
                 "!('lora.rank' in self.parameters) || "
                 "(has(self.parameters['lora.rank'].values) && "
-                f"self.parameters['lora.rank'].values.all(v, v in {_list_in(SERVABLE_LORA_RANKS)}))",
+                f"self.parameters['lora.rank'].values.all(v, v in {_RANKS_AS_NUMBERS}))",
                 f"sweep.parameters[lora.rank].values accepts {list(SERVABLE_LORA_RANKS)}",
-            ),
-            (
-                "self.parameters.all(p, p == 'training.optimizer' || !has(self.parameters[p].values) || "
-                "self.parameters[p].values.all(v, type(v) == int || type(v) == double))",
-                "sweep parameter values must be numbers (only training.optimizer takes strings)",
             ),
         )
     )
@@ -511,21 +508,21 @@ class FineTuneJobSpec(ApiModel):
     lora: Lora = Field(
         default_factory=Lora, description="LoRA adapter shape.", json_schema_extra=immutable("spec.lora")
     )
-    training: Training = Field(
-        description="Training hyperparameters.", json_schema_extra=immutable("spec.training")
-    )
-    sweep: Sweep = Field(
-        default_factory=Sweep, description="Hyperparameter sweep.", json_schema_extra=SWEEP_IMMUTABLE
-    )
+    training: Training = Field(description="Training hyperparameters.", json_schema_extra=immutable("spec.training"))
+    sweep: Sweep = Field(default_factory=Sweep, description="Hyperparameter sweep.", json_schema_extra=SWEEP_IMMUTABLE)
     objective: Objective = Field(
-        default_factory=Objective, description="Champion selection.", json_schema_extra=immutable("spec.objective")
+        default_factory=Objective,
+        description="Champion selection.",
+        json_schema_extra=immutable("spec.objective"),
     )
     evaluation: Evaluation | None = Field(
         default=None, description="LLM-as-judge evaluation.", json_schema_extra=immutable("spec.evaluation")
     )
     resources: GpuResources = Field(default_factory=GpuResources, description="GPU placement of trials.")
     image: str | None = Field(
-        default=None, max_length=1024, description="Trial image; default from the operator's config per backend."
+        default=None,
+        max_length=1024,
+        description="Trial image; default from the operator's config per backend.",
     )
     output: Output = Field(description="Where adapters go.", json_schema_extra=immutable("spec.output"))
     backoff_limit: int = Field(default=2, ge=0, le=10, description="Retries of a failed trial.")
@@ -616,7 +613,10 @@ class EnvVar(ApiModel):
 
     model_config = ConfigDict(
         json_schema_extra=cel(
-            ("has(self.value) != has(self.valueFrom)", "runtime.env entries set exactly one of value or valueFrom")
+            (
+                "has(self.value) != has(self.valueFrom)",
+                "runtime.env entries set exactly one of value or valueFrom",
+            )
         )
     )
 
@@ -630,7 +630,9 @@ class Runtime(ApiModel):
 
     engine: Literal["nim", "vllm"] = Field(default="nim", description="nim (NVIDIA NIM for LLMs) or vllm.")
     image: str | None = Field(
-        default=None, max_length=1024, description="Serving image; default from the operator's config per engine."
+        default=None,
+        max_length=1024,
+        description="Serving image; default from the operator's config per engine.",
     )
     tensor_parallel_size: Literal[1, 2, 4, 8] = Field(
         default=1, description="GPUs per replica the model is sharded over: 1, 2, 4 or 8."
@@ -709,7 +711,7 @@ class LatencyAnalysis(ApiModel):
     )
     max_seconds: float | None = Field(default=None, gt=0, description="Absolute ceiling for the canary.")
     max_increase_percent: float | None = Field(
-        default=10, ge=0, description="Largest allowed increase over the stable revision, in percent."
+        default=None, ge=0, description="Largest allowed increase over the stable revision, in percent (e.g. 10)."
     )
     prometheus_url: str | None = Field(
         default=None, max_length=2048, description="Prometheus base URL; default from the operator's config."
@@ -739,9 +741,7 @@ class JudgeAnalysis(ApiModel):
     samples: int = Field(default=40, ge=1, le=1000, description="Largest number of prompts per step.")
     min_score: float | None = Field(default=None, ge=0, le=5, description="Lowest acceptable canary mean.")
     max_drop: float = Field(default=0.3, ge=0, le=5, description="Largest acceptable mean drop vs stable.")
-    rubric: Rubric = Field(
-        default_factory=lambda: Rubric(builtin="query-formulation"), description="Scoring rubric."
-    )
+    rubric: Rubric = Field(default_factory=lambda: Rubric(builtin="query-formulation"), description="Scoring rubric.")
     judge: Judge = Field(description="The judge endpoint.")
 
 

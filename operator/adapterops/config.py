@@ -11,6 +11,7 @@
 | ADAPTEROPS_FETCHER_IMAGE | ghcr.io/adapterops/trainer-hf:0.1.0 | init container that fetches adapters |
 | ADAPTEROPS_PROMETHEUS_URL | http://prometheus-operated.monitoring:9090 | Prometheus for canary latency |
 | ADAPTEROPS_POD_LABELS | {} | JSON object of labels added to every pod AdapterOps creates |
+| ADAPTEROPS_BIND_ADDRESS | 0.0.0.0 | address of the health and metrics servers |
 | ADAPTEROPS_HEALTH_PORT | 8080 | liveness endpoint (/healthz) |
 | ADAPTEROPS_METRICS_PORT | 9090 | Prometheus metrics (/metrics) |
 | ADAPTEROPS_RECONCILE_SECONDS | 30 | periodic resync of every object, on top of watch events |
@@ -39,7 +40,8 @@ class GpuClass(BaseModel):
     node_selector: dict[str, str] = Field(description="Labels of the nodes carrying this GPU.")
     tolerations: list[Toleration] = Field(default_factory=list, description="Taints of those nodes.")
     price_per_hour: float = Field(ge=0, description="US dollars per GPU hour.")
-    memory_gib: int = Field(ge=1, description="Memory per GPU, GiB.")
+    memory_gib: int = Field(alias="memoryGiB", ge=1, description="Memory per GPU, GiB.")
+    gpus_per_node: int = Field(default=8, ge=1, description="GPUs on each node of this class.")
     resource_name: str = Field(default="nvidia.com/gpu", description="Extended resource requested.")
 
 
@@ -81,6 +83,7 @@ class Config:
     fetcher_image: str = "ghcr.io/adapterops/trainer-hf:0.1.0"
     prometheus_url: str = "http://prometheus-operated.monitoring:9090"
     pod_labels: dict[str, str] = field(default_factory=dict)
+    bind_address: str = "0.0.0.0"
     health_port: int = 8080
     metrics_port: int = 9090
     reconcile_seconds: float = 30.0
@@ -100,6 +103,7 @@ class Config:
             fetcher_image=e.get("ADAPTEROPS_FETCHER_IMAGE", d.fetcher_image),
             prometheus_url=e.get("ADAPTEROPS_PROMETHEUS_URL", d.prometheus_url),
             pod_labels=_labels(e.get("ADAPTEROPS_POD_LABELS", "")),
+            bind_address=e.get("ADAPTEROPS_BIND_ADDRESS", d.bind_address),
             health_port=int(e.get("ADAPTEROPS_HEALTH_PORT", d.health_port)),
             metrics_port=int(e.get("ADAPTEROPS_METRICS_PORT", d.metrics_port)),
             reconcile_seconds=float(e.get("ADAPTEROPS_RECONCILE_SECONDS", d.reconcile_seconds)),

@@ -38,7 +38,8 @@ class _CrdJsonSchema(GenerateJsonSchema):
         json_schema = self.generate_inner(schema["schema"])
         value = factory()  # type: ignore[call-arg]
         if isinstance(value, BaseModel):
-            value = value.model_dump(by_alias=True, exclude_defaults=True, mode="json")
+            # The full default: the API server checks defaults against the CEL rules as they are.
+            value = value.model_dump(by_alias=True, exclude_none=True, mode="json")
         json_schema["default"] = to_jsonable_python(value)
         return json_schema
 
@@ -144,7 +145,12 @@ KINDS: dict[str, dict[str, Any]] = {
             {"name": "Canary%", "type": "integer", "jsonPath": ".status.canaryWeight"},
             {"name": "TP", "type": "integer", "jsonPath": ".spec.runtime.tensorParallelSize"},
             {"name": "GPU", "type": "string", "jsonPath": ".spec.runtime.gpuType"},
-            {"name": "Cost/mo", "type": "number", "jsonPath": ".status.estimatedMonthlyCost.totalUsd", "priority": 1},
+            {
+                "name": "Cost/mo",
+                "type": "number",
+                "jsonPath": ".status.estimatedMonthlyCost.totalUsd",
+                "priority": 1,
+            },
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         ],
     },
