@@ -105,6 +105,7 @@ spec:
     value: present
     effect: NoSchedule
 status:
+  addresses: [{type: InternalIP, address: 127.0.0.1}, {type: Hostname, address: $1}]
   allocatable: {cpu: "$6", memory: "$7", ephemeral-storage: 28Ti, nvidia.com/gpu: "$3", pods: "110"}
   capacity: {cpu: "$6", memory: "$7", ephemeral-storage: 28Ti, nvidia.com/gpu: "$3", pods: "110"}
 EOF
@@ -126,6 +127,7 @@ metadata:
     kubernetes.io/arch: amd64
     node.kubernetes.io/instance-type: m7i.4xlarge
 status:
+  addresses: [{type: InternalIP, address: 127.0.0.1}, {type: Hostname, address: $1}]
   allocatable: {cpu: "16", memory: 64Gi, pods: "110"}
   capacity: {cpu: "16", memory: 64Gi, pods: "110"}
 EOF

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything the project needs on a fresh machine, building only what is missing:
+#   - Debian packages: prometheus (and promtool), for the canary analysis and alert-rule tests;
+#   - the Python environment (.venv, from hack/requirements.lock, with uv; wheels come from uv's cache);
+#   - the local control plane, kwok and helm (hack/build-tools.sh) and the local S3 server (hack/build-s3.sh),
+#     into ~/.cache/adapterops, keyed by their pinned versions.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+step() { echo "==> $*" >&2; }
+
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  step "installing Debian packages: prometheus"
+  sudo_cmd=""; [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
+if ! command -v uv >/dev/null; then
+  step "installing uv"
+  python3 -m pip install -q --user "uv==0.13.8"
+  export PATH="$HOME/.local/bin:$PATH"
+fi
+
+lock_stamp="$(cat hack/requirements.lock pyproject.toml | sha256sum | cut -c1-16)"
+if [[ "$(cat .venv/.adapterops-lock 2>/dev/null)" != "$lock_stamp" ]]; then
+  step "creating .venv from hack/requirements.lock"
+  [[ -x .venv/bin/python ]] || uv venv -q --python 3.11 .venv
+  uv pip sync -q --python .venv/bin/python hack/requirements.lock
+  uv pip install -q --python .venv/bin/python --no-deps -e .
+  echo "$lock_stamp" >.venv/.adapterops-lock
+fi
+
+step "building the local cluster's binaries (only what is missing)"
+hack/build-tools.sh >/dev/null
+hack/build-s3.sh >/dev/null

@@ -1,0 +1,1 @@
+"""The local test world: cluster, stand-in servers (judge, NIM, S3) and a kubelet harness. Not product code."""
