@@ -525,6 +525,16 @@ class FineTuneJobSpec(ApiModel):
         description="Trial image; default from the operator's config per backend.",
     )
     output: Output = Field(description="Where adapters go.", json_schema_extra=immutable("spec.output"))
+    storage_secret_ref: LocalObjectReference | None = Field(
+        default=None,
+        description=(
+            "Secret whose keys become the trial's environment, e.g. AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY "
+            "and AWS_ENDPOINT_URL for s3:// URIs."
+        ),
+    )
+    service_account_name: str | None = Field(
+        default=None, max_length=253, description="ServiceAccount of trial pods (e.g. workload identity for storage)."
+    )
     backoff_limit: int = Field(default=2, ge=0, le=10, description="Retries of a failed trial.")
     trial_deadline_seconds: int = Field(
         default=86400, ge=60, description="A trial running longer than this fails (activeDeadlineSeconds)."

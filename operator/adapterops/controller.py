@@ -12,19 +12,20 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from adapterops import deploy, events, finetune
+from adapterops import deploy, events, finetune, trialjob
 from adapterops.api import API_VERSION
 from adapterops.conditions import get_condition
 from adapterops.config import Config
 from adapterops.kube import ApiException, Kube
-from adapterops.metrics import API_ERRORS, RECONCILE_ERRORS, RECONCILE_SECONDS
+from adapterops.metrics import API_ERRORS, BEST_SCORE, RECONCILE_ERRORS, RECONCILE_SECONDS, TRIALS
 from adapterops.workqueue import Key, WorkQueue
 
 log = logging.getLogger(__name__)
 
 WORKERS_PER_KIND = 4
+KUEUE_API = "kueue.x-k8s.io/v1beta1"
 RETRY_SECONDS = 5.0
 
 
@@ -35,6 +36,9 @@ class Controller:
     queues: dict[str, WorkQueue] = field(default_factory=dict)
     # Live kopf indices, captured from the first handler call (kopf passes them to every handler).
     indices: Mapping[str, Any] = field(default_factory=dict)
+    # Trial Jobs created but not yet seen in the index, per FineTuneJob.
+    created: dict[Key, set[str]] = field(default_factory=dict)
+    _groups: dict[str, tuple[bool, float]] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def bind_indices(self, kwargs: Mapping[str, Any]) -> None:
@@ -115,13 +119,100 @@ class Controller:
     async def reconcile_finetunejob(self, key: Key) -> None:
         body = self.one("finetunejob_index", key)
         if body is None:
+            self.created.pop(key, None)
             return
         meta = body["metadata"]
-        acceptance = finetune.accept(meta["name"], body.get("spec") or {}, self.config)
+        namespace, name = meta["namespace"], meta["name"]
         old = body.get("status") or {}
-        new = finetune.acceptance_status(old, acceptance, meta.get("generation"))
+        acceptance = finetune.accept(name, body.get("spec") or {}, self.config)
+        if acceptance.error is None and acceptance.spec and acceptance.spec.resources.queue_name:
+            acceptance = await self.check_queue(namespace, acceptance)
+        if acceptance.error is not None or acceptance.spec is None:
+            new = finetune.refused_status(old, acceptance, meta.get("generation"))
+            if await self.write_status(body, new):
+                await self.announce_acceptance(body, old, new)
+            return
+        spec = acceptance.spec
+        jobs = {j["name"]: j for j in self.many("trial_job_index", key)}
+        pods_by_job: dict[str, list[dict[str, Any]]] = {}
+        for pod in self.many("trial_pod_index", key):
+            pods_by_job.setdefault(pod["job"], []).append(pod)
+        old_rows = {r["name"]: r for r in old.get("trials") or []}
+        rows = [
+            finetune.observe_trial(t, jobs.get(t.name), pods_by_job.get(t.name, []), old_rows.get(t.name))
+            for t in acceptance.trials
+        ]
+        # Jobs created but not yet seen by the watch still count (controller-runtime's "expectations").
+        created = self.created.setdefault(key, set())
+        created -= jobs.keys()
+        existing = set(jobs) | created
+        starting = finetune.to_start(acceptance.trials, rows, existing, spec.sweep.parallelism, spec.suspend)
+        if starting:
+            await self.kube.create(trialjob.trials_configmap(body, acceptance.trials, spec))
+        for trial in starting:
+            if await self.kube.create(trialjob.trial_job(body, trial, spec, self.config)) is not None:
+                await events.emit(self.kube, body, "TrialStarted", f"trial {trial.name} started: {trial.parameters}")
+            created.add(trial.name)
+        accepted_message = f"sweep planned: {len(acceptance.trials)} trials"
+        new = finetune.sweep_status(old, rows, spec, meta.get("generation"), accepted_message)
         if await self.write_status(body, new):
             await self.announce_acceptance(body, old, new)
+            await self.announce_trials(body, old, new)
+        record_trial_metrics(namespace, name, new, spec.objective.metric)
+
+    async def check_queue(self, namespace: str, acceptance: finetune.Acceptance) -> finetune.Acceptance:
+        """With resources.queueName, Kueue must be installed and the LocalQueue must exist."""
+        assert acceptance.spec is not None and acceptance.spec.resources.queue_name
+        queue = acceptance.spec.resources.queue_name
+        if not await self.api_group_served("kueue.x-k8s.io"):
+            error = (
+                f"spec.resources.queueName: {queue!r} names a Kueue LocalQueue, "
+                "but Kueue (kueue.x-k8s.io) is not installed"
+            )
+            return finetune.Acceptance(acceptance.spec, [], error, "KueueNotInstalled")
+        if await self.kube.get(KUEUE_API, "LocalQueue", namespace, queue) is None:
+            error = f"spec.resources.queueName: LocalQueue {queue!r} does not exist in namespace {namespace!r}"
+            return finetune.Acceptance(acceptance.spec, [], error, "QueueNotFound")
+        return acceptance
+
+    async def api_group_served(self, group: str) -> bool:
+        cached = self._groups.get(group)
+        if cached is not None and time.monotonic() - cached[1] < 60:
+            return cached[0]
+        try:
+            await self.kube.request("GET", f"/apis/{group}")
+            served = True
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            served = False
+        self._groups[group] = (served, time.monotonic())
+        return served
+
+    async def announce_trials(self, body: dict[str, Any], old: dict[str, Any], new: dict[str, Any]) -> None:
+        """One Event per transition: compared with the status the object carried (so never twice)."""
+        before = {r["name"]: r for r in old.get("trials") or []}
+        for row in new.get("trials") or []:
+            was = before.get(row["name"], {}).get("state")
+            if row["state"] == was:
+                continue
+            if row["state"] == "Succeeded":
+                scores = ", ".join(
+                    f"{k}={row[k]:.4g}" for k in ("judgeScore", "validationLoss") if row.get(k) is not None
+                )
+                await events.emit(self.kube, body, "TrialSucceeded", f"trial {row['name']} succeeded: {scores}")
+            elif row["state"] == "Failed":
+                msg = f"trial {row['name']} failed after {row['attempts']} attempt(s): {row.get('message', '')}"
+                await events.emit(self.kube, body, "TrialFailed", msg, "Warning")
+        old_champion = (old.get("champion") or {}).get("trial")
+        champion = new.get("champion")
+        finished = new.get("state") in ("Succeeded", "Failed")
+        if champion and champion["trial"] != old_champion and finished:
+            await events.emit(self.kube, body, "ChampionSelected", f"champion {champion['trial']}: {champion}")
+        if finished and old.get("state") != new["state"]:
+            cond = next(c for c in new["conditions"] if c["type"] == new["state"])
+            kind: Literal["Normal", "Warning"] = "Normal" if new["state"] == "Succeeded" else "Warning"
+            await events.emit(self.kube, body, f"Sweep{new['state']}", cond["message"], kind)
 
     async def reconcile_modeldeployment(self, key: Key) -> None:
         body = self.one("modeldeployment_index", key)
@@ -133,3 +224,13 @@ class Controller:
         new = deploy.acceptance_status(old, acceptance, meta.get("generation"))
         if await self.write_status(body, new):
             await self.announce_acceptance(body, old, new)
+
+
+def record_trial_metrics(namespace: str, name: str, status: dict[str, Any], metric: str) -> None:
+    counts = status.get("trialCounts") or {}
+    for state in ("pending", "running", "succeeded", "failed"):
+        TRIALS.labels(namespace, name, state).set(counts.get(state, 0))
+    champion = status.get("champion") or {}
+    value = champion.get(metric)
+    if value is not None:
+        BEST_SCORE.labels(namespace, name, metric).set(value)

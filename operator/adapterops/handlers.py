@@ -7,14 +7,17 @@ event handlers only enqueue the affected FineTuneJob or ModelDeployment.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
+from adapterops import finetune
 from adapterops.api import GROUP, VERSION
 from adapterops.config import Config
 from adapterops.controller import Controller
 from adapterops.kube import Kube
+from adapterops.trialjob import CONTAINER, LABEL_COMPONENT, LABEL_JOB
 
 FINALIZER = f"{GROUP}/finalizer"
 
@@ -58,6 +61,23 @@ def finetunejob_index(namespace: str | None, name: str, body: kopf.Body, **_: An
 @kopf.index(GROUP, VERSION, "modeldeployments")
 def modeldeployment_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {(namespace, name): _snapshot(body)}
+
+
+@kopf.index("batch", "v1", "jobs", labels={LABEL_JOB: kopf.PRESENT})
+def trial_job_index(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, labels[LABEL_JOB]): finetune.job_summary(dict(body))}
+
+
+@kopf.index("", "v1", "pods", labels={LABEL_JOB: kopf.PRESENT, LABEL_COMPONENT: "trial"})
+def trial_pod_index(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, labels[LABEL_JOB]): finetune.pod_summary(dict(body), CONTAINER)}
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={LABEL_JOB: kopf.PRESENT})
+@kopf.on.event("", "v1", "pods", labels={LABEL_JOB: kopf.PRESENT, LABEL_COMPONENT: "trial"})
+def trial_changed(namespace: str | None, labels: Mapping[str, str], memo: Any, **kwargs: Any) -> None:
+    memo.controller.bind_indices(kwargs)
+    memo.controller.enqueue("FineTuneJob", (namespace, labels[LABEL_JOB]))
 
 
 @kopf.on.event(GROUP, VERSION, "finetunejobs")

@@ -11,14 +11,14 @@ Both sides import this module, so it depends on pydantic and the API models only
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import Field
 
 from adapterops.api import ApiModel, BaseModelRef, Dataset, Evaluation, Lora, Training
 
-TRIAL_SPEC_VERSION = "adapterops.io/trial-spec/v1"
-RESULT_VERSION = 1
+TRIAL_SPEC_VERSION: Final = "adapterops.io/trial-spec/v1"
+RESULT_VERSION: Final = 1
 TERMINATION_MESSAGE_LIMIT = 4096
 # Where the operator mounts things in a trial pod.
 TRIAL_SPEC_PATH = "/etc/adapterops/trial.json"
@@ -51,7 +51,8 @@ class JudgeSummary(ApiModel):
     )
     mean: float | None = None
     std: float | None = None
-    samples: int = 0
+    samples: int = Field(default=0, description="Answers that got a real score (the mean is over these).")
+    requested: int = Field(default=0, description="Answers sent to the judge.")
     message: str | None = None
 
 

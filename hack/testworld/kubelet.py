@@ -1,0 +1,420 @@
+"""A kubelet for the local cluster: runs the real processes of pods that kwok leaves alone.
+
+Pods labelled `kwok.adapterops.io/kubelet=harness` and bound to a node by the real scheduler are run
+here as local processes, the way a kubelet runs containers: volumes are materialised (ConfigMaps,
+Secrets, emptyDirs, PersistentVolumeClaims through their bound hostPath PersistentVolume), each
+container sees its mounts at their paths (absolute paths in its command and environment are mapped
+into a per-pod root), the pod gets its own loopback IP, readiness probes are honoured, and when a
+container exits its termination message (`terminationMessagePath`, at most 4096 bytes) and exit code
+are written back into the pod status. Deleting a pod kills its processes.
+
+Images without a command (serving engines) are mapped to local commands by `images`.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import itertools
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config, watch
+
+from testworld.cluster import TOOLS, LocalCluster
+
+log = logging.getLogger("testworld.kubelet")
+
+HARNESS_LABEL = "kwok.adapterops.io/kubelet"
+TERMINATION_MESSAGE_LIMIT = 4096
+# kwok hands out pod IPs from the start of 127.1.0.0/16; the harness takes the upper half.
+POD_IPS = ipaddress.ip_network("127.1.128.0/17")
+
+ImageCommand = Callable[[dict[str, Any], dict[str, Any]], list[str]]  # (pod, container) -> argv
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Fault:
+    """Make matching containers fail as a node would report it (e.g. OOMKilled, exit 137)."""
+
+    matches: Callable[[dict[str, Any]], bool]
+    exit_code: int = 137
+    reason: str = "OOMKilled"
+    times: int = 1_000_000
+
+
+@dataclass
+class RunningPod:
+    uid: str
+    namespace: str
+    name: str
+    ip: str
+    root: Path
+    body: dict[str, Any]
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    started: dict[str, str] = field(default_factory=dict)
+    ready: bool = False
+    done: bool = False
+
+
+class Kubelet:
+    def __init__(self, cluster: LocalCluster, images: dict[str, ImageCommand] | None = None) -> None:
+        self.cluster = cluster
+        self.images = images or {}
+        self.faults: list[Fault] = []
+        self.pods: dict[str, RunningPod] = {}
+        self.timeline: list[tuple[float, str, str, dict[str, str]]] = []  # (time, event, pod, labels)
+        self.root = TOOLS / "kubelet" / cluster.name
+        self.pvc_root = TOOLS / "pvcs" / cluster.name
+        self._ips = (str(ip) for ip in itertools.islice(POD_IPS.hosts(), 1, None))
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.api = config.new_client_from_config(str(cluster.kubeconfig))
+        self.core = client.CoreV1Api(self.api)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> Kubelet:
+        self.root.mkdir(parents=True, exist_ok=True)
+        for target in (self._watch_loop, self._monitor_loop):
+            t = threading.Thread(target=target, daemon=True, name=f"kubelet-{target.__name__}")
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            for pod in self.pods.values():
+                self._kill(pod)
+
+    def inject(self, fault: Fault) -> None:
+        self.faults.append(fault)
+
+    # ------------------------------------------------------------------ watching
+
+    def _watch_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                stream = watch.Watch().stream(
+                    self.core.list_pod_for_all_namespaces, label_selector=f"{HARNESS_LABEL}=harness", timeout_seconds=30
+                )
+                for event in stream:
+                    if self._stop.is_set():
+                        return
+                    self._on_pod(event["type"], self.api.sanitize_for_serialization(event["object"]))
+            except Exception:  # the API server restarting, a watch expiring: list and watch again
+                log.exception("pod watch failed; restarting it")
+                time.sleep(0.5)
+
+    def _on_pod(self, kind: str, pod: dict[str, Any]) -> None:
+        meta, spec = pod["metadata"], pod["spec"]
+        uid = meta["uid"]
+        with self._lock:
+            running = self.pods.get(uid)
+            if kind == "DELETED":
+                if running:
+                    self._kill(running)
+                    self.pods.pop(uid, None)
+                return
+            if meta.get("deletionTimestamp"):
+                if running:
+                    self._kill(running)
+                self.pods.pop(uid, None)
+                self._finalize_deletion(meta)
+                return
+            if running or not spec.get("nodeName") or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                return
+            if (pod.get("status") or {}).get("containerStatuses"):
+                return  # started by an earlier harness run: leave its recorded outcome alone
+            self.pods[uid] = RunningPod(
+                uid, meta["namespace"], meta["name"], next(self._ips), self.root / meta["namespace"] / meta["name"], pod
+            )
+        try:
+            self._start(self.pods[uid])
+        except Exception as exc:
+            log.exception("could not start %s/%s", meta["namespace"], meta["name"])
+            self._fail_pod(self.pods[uid], f"harness could not start the pod: {exc}")
+
+    def _finalize_deletion(self, meta: dict[str, Any]) -> None:
+        try:
+            self.core.delete_namespaced_pod(meta["name"], meta["namespace"], grace_period_seconds=0)
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    # ------------------------------------------------------------------ volumes and environment
+
+    def _volume_dir(self, pod: RunningPod, volume: dict[str, Any]) -> Path:
+        path = pod.root / "volumes" / volume["name"]
+        if "persistentVolumeClaim" in volume:
+            return self._pvc_dir(pod.namespace, volume["persistentVolumeClaim"]["claimName"])
+        path.mkdir(parents=True, exist_ok=True)
+        if "configMap" in volume:
+            cm = self.core.read_namespaced_config_map(volume["configMap"]["name"], pod.namespace)
+            self._write_items(path, cm.data or {}, volume["configMap"].get("items"))
+        elif "secret" in volume:
+            secret = self.core.read_namespaced_secret(volume["secret"]["secretName"], pod.namespace)
+            data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+            self._write_items(path, data, volume["secret"].get("items"))
+        return path
+
+    @staticmethod
+    def _write_items(path: Path, data: dict[str, str], items: list[dict[str, str]] | None) -> None:
+        for item in items or [{"key": k, "path": k} for k in data]:
+            target = path / item["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(data[item["key"]])
+
+    def _pvc_dir(self, namespace: str, claim: str) -> Path:
+        """The hostPath of the PersistentVolume the claim is bound to (the test world's storage)."""
+        pvc = self.core.read_namespaced_persistent_volume_claim(claim, namespace)
+        if not pvc.spec.volume_name:
+            raise RuntimeError(f"PersistentVolumeClaim {namespace}/{claim} is not bound")
+        pv = self.core.read_persistent_volume(pvc.spec.volume_name)
+        if not pv.spec.host_path:
+            raise RuntimeError(f"PersistentVolume {pv.metadata.name} is not a hostPath volume")
+        return Path(pv.spec.host_path.path)
+
+    def _env(self, pod: RunningPod, container: dict[str, Any]) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for source in container.get("envFrom") or []:
+            if "secretRef" in source:
+                secret = self.core.read_namespaced_secret(source["secretRef"]["name"], pod.namespace)
+                env.update({k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()})
+            elif "configMapRef" in source:
+                env.update(
+                    self.core.read_namespaced_config_map(source["configMapRef"]["name"], pod.namespace).data or {}
+                )
+        for var in container.get("env") or []:
+            if "value" in var:
+                env[var["name"]] = var["value"]
+            elif (ref := (var.get("valueFrom") or {}).get("secretKeyRef")) is not None:
+                secret = self.core.read_namespaced_secret(ref["name"], pod.namespace)
+                env[var["name"]] = base64.b64decode((secret.data or {})[ref["key"]]).decode()
+            elif (ref := (var.get("valueFrom") or {}).get("fieldRef")) is not None:
+                env[var["name"]] = {
+                    "status.podIP": pod.ip,
+                    "metadata.name": pod.name,
+                    "metadata.namespace": pod.namespace,
+                }[ref["fieldPath"]]
+        return env
+
+    # ------------------------------------------------------------------ running
+
+    def _start(self, pod: RunningPod) -> None:
+        spec = pod.body["spec"]
+        volumes = {v["name"]: self._volume_dir(pod, v) for v in spec.get("volumes") or []}
+        self._set_status(pod, phase="Pending", started=False)
+        for init in spec.get("initContainers") or []:
+            proc = self._spawn(pod, init, volumes)
+            code = proc.wait()
+            if code != 0:
+                self._fail_pod(pod, f"init container {init['name']} exited with {code}")
+                return
+        for container in spec["containers"]:
+            pod.procs[container["name"]] = self._spawn(pod, container, volumes)
+            pod.started[container["name"]] = now()
+        pod.ready = not any(c.get("readinessProbe") for c in spec["containers"])
+        self.timeline.append(
+            (time.monotonic(), "start", f"{pod.namespace}/{pod.name}", pod.body["metadata"].get("labels") or {})
+        )
+        self._set_status(pod, phase="Running", started=True)
+
+    def _spawn(self, pod: RunningPod, container: dict[str, Any], volumes: dict[str, Path]) -> subprocess.Popen[bytes]:
+        root = pod.root / "rootfs" / container["name"]
+        mounts: dict[str, Path] = {}
+        for mount in container.get("volumeMounts") or []:
+            mounts[mount["mountPath"]] = volumes[mount["name"]]
+        term = container.get("terminationMessagePath", "/dev/termination-log")
+        term_file = root / term.lstrip("/")
+        term_file.parent.mkdir(parents=True, exist_ok=True)
+        term_file.write_text("")
+        mounts[term] = term_file
+        for mount_path, target in mounts.items():
+            link = root / mount_path.lstrip("/")
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink() or link.exists():
+                continue
+            link.symlink_to(target)
+
+        def mapped(value: str) -> str:
+            """A path under one of the container's mounts, as this machine sees it."""
+            if value.startswith("/") and any(value == m or value.startswith(m.rstrip("/") + "/") for m in mounts):
+                return str(root / value.lstrip("/"))
+            return value
+
+        env = {k: mapped(v) for k, v in self._env(pod, container).items()}
+        argv = [*(container.get("command") or []), *(container.get("args") or [])]
+        if not argv:
+            image_command = next(
+                (fn for prefix, fn in self.images.items() if container["image"].startswith(prefix)), None
+            )
+            if image_command is None:
+                raise RuntimeError(f"no local command for image {container['image']}")
+            argv = image_command(pod.body, container)
+        argv = [sys.executable if a in ("python", "python3") and i == 0 else mapped(a) for i, a in enumerate(argv)]
+        for fault in self.faults:
+            if fault.times > 0 and fault.matches(pod.body):
+                fault.times -= 1
+                argv = [sys.executable, "-c", f"import sys; sys.exit({fault.exit_code})"]
+                pod.body.setdefault("_fault", {})[container["name"]] = fault.reason
+        log_file = pod.root / f"{container['name']}.log"
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        base_env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "PYTHONPATH", "VIRTUAL_ENV")}
+        full_env = {**base_env, **env, "POD_IP": pod.ip, "TMPDIR": str(mounts.get("/tmp", pod.root / "tmp"))}
+        Path(full_env["TMPDIR"]).mkdir(parents=True, exist_ok=True)
+        out = open(log_file, "ab")  # noqa: SIM115 (owned by the child process)
+        return subprocess.Popen(
+            argv, env=full_env, cwd=pod.root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def _monitor_loop(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                pods = [p for p in self.pods.values() if not p.done]
+            for pod in pods:
+                try:
+                    self._check(pod)
+                except Exception:
+                    log.exception("monitoring %s/%s failed", pod.namespace, pod.name)
+            time.sleep(0.1)
+
+    def _check(self, pod: RunningPod) -> None:
+        if not pod.procs:
+            return
+        if not pod.ready and self._probe(pod):
+            pod.ready = True
+            self._set_status(pod, phase="Running", started=True)
+        codes = {name: proc.poll() for name, proc in pod.procs.items()}
+        if any(code is None for code in codes.values()):
+            return
+        pod.done = True
+        self.timeline.append(
+            (time.monotonic(), "end", f"{pod.namespace}/{pod.name}", pod.body["metadata"].get("labels") or {})
+        )
+        self._set_status(
+            pod, phase="Succeeded" if all(c == 0 for c in codes.values()) else "Failed", started=True, exit_codes=codes
+        )
+
+    def _probe(self, pod: RunningPod) -> bool:
+        for container in pod.body["spec"]["containers"]:
+            probe = (container.get("readinessProbe") or {}).get("httpGet")
+            if not probe:
+                continue
+            port = probe["port"]
+            if isinstance(port, str):
+                port = next(p["containerPort"] for p in container.get("ports", []) if p.get("name") == port)
+            try:
+                with urllib.request.urlopen(f"http://{pod.ip}:{port}{probe.get('path', '/')}", timeout=1) as resp:
+                    if resp.status >= 400:
+                        return False
+            except OSError:
+                return False
+        return True
+
+    def _termination_message(self, pod: RunningPod, container: dict[str, Any], code: int) -> str:
+        term = container.get("terminationMessagePath", "/dev/termination-log")
+        path = pod.root / "rootfs" / container["name"] / term.lstrip("/")
+        message = path.read_bytes()[:TERMINATION_MESSAGE_LIMIT].decode(errors="replace") if path.exists() else ""
+        if not message and code != 0 and container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            log_file = pod.root / f"{container['name']}.log"
+            message = log_file.read_bytes()[-2048:].decode(errors="replace") if log_file.exists() else ""
+        return message
+
+    # ------------------------------------------------------------------ status
+
+    def _set_status(
+        self, pod: RunningPod, phase: str, started: bool, exit_codes: dict[str, int | None] | None = None
+    ) -> None:
+        containers = pod.body["spec"]["containers"]
+        statuses = []
+        for c in containers:
+            status: dict[str, Any] = {
+                "name": c["name"],
+                "image": c["image"],
+                "imageID": "",
+                "restartCount": 0,
+                "ready": bool(started and pod.ready and exit_codes is None),
+                "started": started,
+            }
+            if exit_codes is not None:
+                code = exit_codes[c["name"]] or 0
+                reason = (pod.body.get("_fault") or {}).get(c["name"]) or ("Completed" if code == 0 else "Error")
+                status["state"] = {
+                    "terminated": {
+                        "exitCode": code,
+                        "reason": reason,
+                        "startedAt": pod.started.get(c["name"], now()),
+                        "finishedAt": now(),
+                        "message": self._termination_message(pod, c, code),
+                    }
+                }
+            elif started:
+                status["state"] = {"running": {"startedAt": pod.started.get(c["name"], now())}}
+            else:
+                status["state"] = {"waiting": {"reason": "ContainerCreating"}}
+            statuses.append(status)
+        ready = "True" if started and pod.ready and exit_codes is None else "False"
+        body = {
+            "status": {
+                "phase": phase,
+                "hostIP": "127.0.0.1",
+                "podIP": pod.ip,
+                "podIPs": [{"ip": pod.ip}],
+                "startTime": pod.body.get("status", {}).get("startTime") or now(),
+                "containerStatuses": statuses,
+                "conditions": [
+                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": now()},
+                    {"type": "Initialized", "status": "True", "lastTransitionTime": now()},
+                    {"type": "ContainersReady", "status": ready, "lastTransitionTime": now()},
+                    {"type": "Ready", "status": ready, "lastTransitionTime": now()},
+                ],
+            }
+        }
+        pod.body.setdefault("status", {})["startTime"] = body["status"]["startTime"]
+        try:
+            self.core.patch_namespaced_pod_status(pod.name, pod.namespace, body)
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def _fail_pod(self, pod: RunningPod, message: str) -> None:
+        pod.done = True
+        try:
+            self.core.patch_namespaced_pod_status(
+                pod.name, pod.namespace, {"status": {"phase": "Failed", "message": message, "reason": "HarnessError"}}
+            )
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def _kill(self, pod: RunningPod) -> None:
+        for proc in pod.procs.values():
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+        pod.done = True
+
+    def cleanup_files(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)

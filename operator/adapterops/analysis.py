@@ -1,0 +1,615 @@
+"""Sequential canary analysis: observed data in, a Pass / Fail / Inconclusive verdict per metric out.
+
+Pure functions (standard library only: no I/O, no Kubernetes, no HTTP). The controller calls them on
+every reconcile with the data CUMULATED since the canary (or the step) began and acts on the first
+Pass or Fail, so every test here is *anytime-valid*: its error bounds hold however often it is
+evaluated and whenever it is stopped (Ville's inequality on a test supermartingale).
+
+Errors controlled, per metric (``alpha`` and ``beta`` are keyword arguments, 0.05 by default):
+
+* false promotion ``P(Pass | canary has the tolerated regression or worse) <= alpha``;
+* false rollback ``P(Fail | canary behaves like stable) <= beta`` (split evenly between the rules of a
+  metric when several are set, e.g. latency ``maxSeconds`` and ``maxIncreasePercent``).
+
+Methods (details, assumptions and the benchmark against a fixed-threshold rule and Wald's SPRT in
+``bench/README.md``):
+
+* Latency, relative to stable (``max_increase_percent``): from the Prometheus histograms only counts
+  above bucket bounds are observable, so the quantile is tested through a tail share. At a bucket bound
+  ``x`` near the stable quantile, every request slower than ``x`` comes from the canary with probability
+  ``pi = n_c r / (n_c r + n_s)``, where ``r`` is the ratio of the canary's and stable's shares above
+  ``x`` (a two-sample "race" that needs no estimate of stable's own tail share). Equal revisions give
+  ``r = 1``; a slowdown of the whole distribution by ``1 + d`` gives ``r1 = S(x / (1 + d)) / S(x)``,
+  read off the stable histogram (log-log interpolation inside a bucket). Wald's likelihood ratio of
+  ``pi(r1)`` against ``pi(1)`` over those slow requests decides: Fail at ``>= 1/beta``, Pass at
+  ``<= alpha``. Assumption: a regression acts as a stretch of the latency distribution between
+  ``x / (1 + d)`` and ``x``; the cut ``x`` is the bound closest to ``stable p_q * sqrt(1 + d)``, where
+  any shape of regression has nearly the same effect on the tail share.
+* Latency ceiling (``max_seconds``), error rate (``max_percent``): Wald's binomial likelihood ratio on
+  the canary's share above the ceiling / its error share, between ``p_bad = limit`` (``1 - quantile``
+  for latency) and ``p_good = limit / 2``. When ``max_seconds`` is not a bucket bound, the bounds around
+  it bracket the count conservatively (the larger count to pass, the smaller to fail).
+* Judge (paired 0-5 scores): exact, nonparametric testing by betting on the bounded differences
+  ``D = canary - stable`` (Waudby-Smith & Ramdas). Pass needs wealth ``prod(1 + l (D + max_drop)) >=
+  1/alpha`` (refutes a mean drop of ``max_drop`` or more); Fail needs ``prod(1 - l D) >= 1/beta``
+  (refutes "no drop"). Bets ``l`` are predictable (past pairs only): ``max_drop / (var + max_drop^2)``.
+  ``min_score`` is the same test on canary scores against the floor. Pairs must be passed in the order
+  they were judged (append-only).
+
+Never Pass without data: missing inputs (Prometheus or judge down), empty windows and too little stable
+reference data are Inconclusive with a message that says so. A tolerance of 0 (``max_increase_percent``
+or ``max_drop``) cannot be certified sequentially and is raised to a small minimum (1 % / 0.05 points).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Verdict = Literal["Pass", "Fail", "Inconclusive"]
+Bucket = tuple[float, float]
+"""One Prometheus histogram bucket: (``le`` upper bound in seconds, cumulative count); +Inf included."""
+ScorePair = tuple[float | None, float | None]
+"""Judge scores of one prompt: (stable answer, canary answer); None when that judgement failed."""
+
+PASS: Verdict = "Pass"
+FAIL: Verdict = "Fail"
+INCONCLUSIVE: Verdict = "Inconclusive"
+
+MIN_STABLE_TAIL = 20
+"""Stable requests above the cut needed before the stable reference is trusted."""
+MIN_INCREASE_PERCENT = 1.0
+MIN_DROP = 0.05
+GOOD_FRACTION = 0.5
+"""For ceilings (latency maxSeconds, error rate): 'good' is half the limit, 'bad' the limit itself."""
+MIN_EFFECT_RATIO = 1.02
+"""A cut where the tolerated slowdown moves the tail share by less than 2 % cannot decide anything."""
+BET_CAP = 0.95
+"""Largest bet as a fraction of the one that could lose everything on the worst possible score."""
+PRIOR_VAR = 1.0
+PRIOR_WEIGHT = 4.0
+"""Variance of judge scores / differences assumed before data (0-5 scale), worth 4 observations."""
+
+
+@dataclass(frozen=True)
+class MetricVerdict:
+    """The analysis of one metric; mirrors the API's ``MetricResult`` (see ``to_status``)."""
+
+    name: str
+    verdict: Verdict
+    stable_value: float | None
+    canary_value: float | None
+    samples: int
+    threshold: str
+    message: str
+
+    def to_status(self) -> dict[str, Any]:
+        """camelCase dict for ``status.analysis.metrics[]``."""
+        return {
+            "name": self.name,
+            "verdict": self.verdict,
+            "stableValue": self.stable_value,
+            "canaryValue": self.canary_value,
+            "samples": self.samples,
+            "threshold": self.threshold,
+            "message": self.message,
+        }
+
+
+def overall_verdict(verdicts: Iterable[MetricVerdict]) -> Verdict:
+    """Fail if any metric fails, Pass if there is at least one metric and all pass, else Inconclusive."""
+    found = [v.verdict for v in verdicts]
+    if FAIL in found:
+        return FAIL
+    if found and all(v == PASS for v in found):
+        return PASS
+    return INCONCLUSIVE
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _check_risks(alpha: float, beta: float) -> None:
+    if not (0.0 < alpha < 1.0 and 0.0 < beta < 1.0):
+        raise ValueError(f"alpha and beta must be in (0, 1), got {alpha}, {beta}")
+
+
+def _pct(x: float) -> str:
+    return f"{100.0 * x:.3g}%"
+
+
+def _secs(x: float | None) -> str:
+    if x is None:
+        return "n/a"
+    if math.isinf(x):
+        return "+Inf"
+    return f"{x:.3g}s"
+
+
+def _num(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def _qname(q: float) -> str:
+    return "p" + f"{100.0 * q:.10g}"
+
+
+def _combine(parts: list[tuple[Verdict, str]]) -> Verdict:
+    verdicts = [v for v, _ in parts]
+    if FAIL in verdicts:
+        return FAIL
+    if all(v == PASS for v in verdicts):
+        return PASS
+    return INCONCLUSIVE
+
+
+def _message(parts: list[tuple[Verdict, str]], verdict: Verdict) -> str:
+    """Fail: the failing rules first; otherwise every rule's sentence."""
+    chosen = [m for v, m in parts if v == FAIL] if verdict == FAIL else [m for _, m in parts]
+    return " ".join(chosen)
+
+
+def _binomial_llr(k: float, n: float, p_good: float, p_bad: float) -> float:
+    """log of P(k of n | p_bad) / P(k of n | p_good)."""
+    return k * math.log(p_bad / p_good) + (n - k) * math.log((1.0 - p_bad) / (1.0 - p_good))
+
+
+def _ratio_text(llr: float) -> str:
+    if llr > 700:
+        return "> 1e300"
+    if llr < -700:
+        return "< 1e-300"
+    return f"{math.exp(llr):.3g}"
+
+
+# --------------------------------------------------------------------------- histograms
+
+
+@dataclass(frozen=True)
+class _Hist:
+    bounds: tuple[float, ...]  # finite upper bounds, increasing
+    cum: tuple[int, ...]  # cumulative counts at those bounds
+    total: int  # count at +Inf
+
+    def above(self, bound: float) -> int:
+        """Requests slower than a bucket bound (0 for +Inf, everything for a bound below the first)."""
+        if math.isinf(bound):
+            return 0
+        if bound <= 0.0:
+            return self.total
+        return self.total - self.cum[self.bounds.index(bound)]
+
+    def survival(self) -> list[tuple[float, float]]:
+        """(bound, share of requests slower than it), starting at (0, 1)."""
+        pts = [(0.0, 1.0)]
+        pts.extend((b, (self.total - c) / self.total) for b, c in zip(self.bounds, self.cum, strict=True))
+        return pts
+
+
+def _parse_hist(raw: Sequence[Bucket] | None, what: str) -> _Hist | str:
+    """Sanitise Prometheus buckets, or say why they cannot be used."""
+    if raw is None:
+        return f"no {what} latency histogram (Prometheus returned nothing or was unreachable)"
+    by_bound: dict[float, float] = {}
+    for le, count in raw:
+        bound, value = float(le), float(count)
+        if math.isnan(bound) or math.isnan(value):
+            continue
+        by_bound[bound] = max(by_bound.get(bound, 0.0), value)
+    if math.inf not in by_bound:
+        return f"the {what} latency histogram has no +Inf bucket"
+    finite = sorted(b for b in by_bound if not math.isinf(b) and b > 0.0)
+    running, cum = 0.0, []
+    for b in finite:  # cumulative counts never decrease (increase() extrapolation can break that)
+        running = max(running, by_bound[b])
+        cum.append(round(running))
+    total = round(max(running, by_bound[math.inf]))
+    if total <= 0:
+        return f"no {what} requests in the analysis window"
+    return _Hist(tuple(finite), tuple(min(c, total) for c in cum), total)
+
+
+def _histogram_quantile(q: float, hist: _Hist) -> float:
+    """Prometheus' histogram_quantile (linear inside a bucket), for the values users see on dashboards."""
+    rank = q * hist.total
+    lower_bound, lower_count = 0.0, 0
+    for b, c in zip(hist.bounds, hist.cum, strict=True):
+        if c >= rank:
+            if c == lower_count:
+                return b
+            return lower_bound + (b - lower_bound) * (rank - lower_count) / (c - lower_count)
+        lower_bound, lower_count = b, c
+    return hist.bounds[-1] if hist.bounds else math.inf
+
+
+def _interp_survival(points: list[tuple[float, float]], y: float) -> float:
+    """Share slower than y: log-log interpolation inside a bucket (a local power-law tail)."""
+    for (b0, s0), (b1, s1) in itertools.pairwise(points):
+        if b0 <= y <= b1:
+            if y == b1:
+                return s1
+            if b0 > 0.0 and s0 > 0.0 and s1 > 0.0:
+                w = math.log(y / b0) / math.log(b1 / b0)
+                return math.exp(math.log(s0) + w * (math.log(s1) - math.log(s0)))
+            return s0 + (s1 - s0) * (y - b0) / (b1 - b0)
+    return points[-1][1]
+
+
+def _interp_quantile(points: list[tuple[float, float]], tail: float) -> float | None:
+    """Latency whose survival is `tail` (inverse of _interp_survival); None beyond the last bound."""
+    for (b0, s0), (b1, s1) in itertools.pairwise(points):
+        if s0 >= tail >= s1 and s0 > s1:
+            if b0 > 0.0 and s1 > 0.0:
+                w = math.log(tail / s0) / math.log(s1 / s0)
+                return math.exp(math.log(b0) + w * math.log(b1 / b0))
+            return b0 + (b1 - b0) * (s0 - tail) / (s0 - s1)
+    return None
+
+
+# --------------------------------------------------------------------------- latency
+
+
+def _latency_relative(
+    stable: _Hist, canary: _Hist, q: float, increase_percent: float, alpha: float, beta: float
+) -> tuple[Verdict, str]:
+    tail = 1.0 - q
+    rho = 1.0 + increase_percent / 100.0
+    name = _qname(q)
+    rule = f"+{increase_percent:g}%"
+    pts = stable.survival()
+    s_q = _interp_quantile(pts, tail)
+    if s_q is None:
+        s_q = stable.bounds[-1] if stable.bounds else math.inf
+    if not stable.bounds or math.isinf(s_q):
+        return INCONCLUSIVE, f"latency {name}: the histogram has no finite bucket bound near stable's {name}."
+    target = s_q * math.sqrt(rho)
+    shared = [b for b in stable.bounds if b in canary.bounds]
+    candidates = sorted(shared, key=lambda b: abs(math.log(b / target)))
+    cut, r1 = None, 0.0
+    for b in candidates:
+        if stable.above(b) < MIN_STABLE_TAIL:
+            continue
+        r = _interp_survival(pts, b / rho) / _interp_survival(pts, b)
+        if r >= MIN_EFFECT_RATIO:
+            cut, r1 = b, r
+            break
+    if cut is None:
+        best = max((stable.above(b) for b in shared), default=0)
+        if best < MIN_STABLE_TAIL or not shared:
+            return INCONCLUSIVE, (
+                f"latency {name} vs stable: too little stable reference data yet ({stable.total} stable "
+                f"requests, need {MIN_STABLE_TAIL} slower than a bucket bound near stable's {name})."
+            )
+        return INCONCLUSIVE, (
+            f"latency {name} vs stable: the histogram's bucket bounds cannot resolve a {rule} change "
+            f"near stable's {name} ({_secs(s_q)})."
+        )
+    k_s, k_c = stable.above(cut), canary.above(cut)
+    n_s, n_c = stable.total, canary.total
+    pi0 = n_c / (n_c + n_s)
+    pi1 = n_c * r1 / (n_c * r1 + n_s)
+    llr = k_c * math.log(pi1 / pi0) + k_s * math.log((1.0 - pi1) / (1.0 - pi0))
+    share_s, share_c = k_s / n_s, k_c / n_c
+    evidence = (
+        f"{_pct(share_c)} of {n_c} canary requests were slower than {_secs(cut)} vs {_pct(share_s)} of "
+        f"{n_s} stable requests, where a {rule} slowdown would make about {_pct(share_s * r1)}"
+    )
+    fail_at, pass_at = 1.0 / beta, alpha
+    ratio = _ratio_text(llr)
+    if llr >= math.log(fail_at):
+        return FAIL, (
+            f"latency {name} regressed beyond {rule} over stable: {evidence} (likelihood ratio {ratio} "
+            f">= {fail_at:.3g}; false-rollback risk <= {_pct(beta)})."
+        )
+    if llr <= math.log(pass_at):
+        return PASS, (
+            f"latency {name} within {rule} of stable: {evidence} (likelihood ratio {ratio} <= "
+            f"{pass_at:.3g}; false-promotion risk <= {_pct(alpha)})."
+        )
+    return INCONCLUSIVE, (
+        f"latency {name} vs stable ({rule}): no decision yet, {evidence}; likelihood ratio {ratio} "
+        f"(fail at >= {fail_at:.3g}, pass at <= {pass_at:.3g})."
+    )
+
+
+def _latency_ceiling(
+    canary: _Hist, q: float, max_seconds: float, alpha: float, beta: float
+) -> tuple[Verdict, str]:
+    tail = 1.0 - q
+    name = _qname(q)
+    p_bad, p_good = tail, tail * GOOD_FRACTION
+    n = canary.total
+    below = [b for b in canary.bounds if b <= max_seconds]
+    above = [b for b in canary.bounds if b >= max_seconds]
+    lo = below[-1] if below else 0.0  # count above lo >= count above max_seconds: used to pass
+    hi = above[0] if above else math.inf  # count above hi <= count above max_seconds: used to fail
+    k_pass, k_fail = canary.above(lo), canary.above(hi)
+    llr_pass = _binomial_llr(k_pass, n, p_good, p_bad)
+    llr_fail = _binomial_llr(k_fail, n, p_good, p_bad)
+    if lo == hi:
+        seen = f"{_pct(k_fail / n)} of {n} canary requests were slower than {_secs(max_seconds)}"
+    else:
+        seen = (
+            f"between {_pct(k_fail / n)} and {_pct(k_pass / n)} of {n} canary requests were slower than "
+            f"{_secs(max_seconds)} (not a bucket bound; nearest bounds {_secs(lo)} and {_secs(hi)})"
+        )
+    rule = f"{name} <= {_secs(max_seconds)}, i.e. at most {_pct(p_bad)} slower"
+    if llr_fail >= math.log(1.0 / beta):
+        return FAIL, (
+            f"latency {name} above the {_secs(max_seconds)} ceiling: {seen}, allowed {_pct(p_bad)} "
+            f"(likelihood ratio {_ratio_text(llr_fail)} >= {1.0 / beta:.3g}; false-rollback risk <= "
+            f"{_pct(beta)})."
+        )
+    if llr_pass <= math.log(alpha):
+        return PASS, (
+            f"latency {name} under the {_secs(max_seconds)} ceiling: {seen} ({rule}; likelihood ratio "
+            f"{_ratio_text(llr_pass)} <= {alpha:.3g}; false-promotion risk <= {_pct(alpha)})."
+        )
+    if lo == 0.0:
+        return INCONCLUSIVE, (
+            f"latency {name} ceiling {_secs(max_seconds)} is below the smallest bucket bound; it can "
+            "never be shown to hold."
+        )
+    return INCONCLUSIVE, (
+        f"latency {name} ceiling {_secs(max_seconds)}: no decision yet, {seen}; likelihood ratio "
+        f"{_ratio_text(llr_fail)} (fail at >= {1.0 / beta:.3g}, pass at <= {alpha:.3g})."
+    )
+
+
+def latency_verdict(
+    stable_hist: Sequence[Bucket] | None,
+    canary_hist: Sequence[Bucket] | None,
+    *,
+    quantile: float = 0.95,
+    max_seconds: float | None = None,
+    max_increase_percent: float | None = None,
+    alpha: float = 0.05,
+    beta: float = 0.05,
+) -> MetricVerdict:
+    """Latency quantile of the canary against a ceiling and/or an increase over stable.
+
+    Histograms are Prometheus cumulative buckets ``[(le_seconds, cumulative_count), ...]`` with +Inf,
+    counted over the same window since the canary began (e.g. the difference of the ``_bucket``
+    counters; ``increase()`` extrapolates and inflates counts slightly, prefer raw differences).
+    """
+    _check_risks(alpha, beta)
+    if not 0.0 < quantile < 1.0:
+        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
+    if max_seconds is None and max_increase_percent is None:
+        raise ValueError("latency analysis needs max_seconds, max_increase_percent or both")
+    name = _qname(quantile)
+    rules: list[str] = []
+    increase = None
+    if max_increase_percent is not None:
+        increase = max(float(max_increase_percent), MIN_INCREASE_PERCENT)
+        raised = " (0% raised to 1%)" if increase != max_increase_percent else ""
+        rules.append(f"{name} <= stable {name} +{increase:g}%{raised}")
+    if max_seconds is not None:
+        rules.append(f"{name} <= {_secs(max_seconds)}")
+    threshold = " and ".join(rules)
+
+    stable = _parse_hist(stable_hist, "stable")
+    canary = _parse_hist(canary_hist, "canary")
+    stable_value = _histogram_quantile(quantile, stable) if isinstance(stable, _Hist) else None
+    canary_value = _histogram_quantile(quantile, canary) if isinstance(canary, _Hist) else None
+    samples = canary.total if isinstance(canary, _Hist) else 0
+    needed = (stable, canary) if increase is not None else (canary,)
+    problems = [p for p in needed if isinstance(p, str)]
+    if problems or not isinstance(canary, _Hist):
+        return MetricVerdict(
+            "latency", INCONCLUSIVE, stable_value, canary_value, samples, threshold,
+            "latency: no verdict, " + "; ".join(problems) + ".",
+        )  # fmt: skip
+    n_rules = len(rules)
+    parts: list[tuple[Verdict, str]] = []
+    if increase is not None and isinstance(stable, _Hist):
+        parts.append(_latency_relative(stable, canary, quantile, increase, alpha, beta / n_rules))
+    if max_seconds is not None:
+        parts.append(_latency_ceiling(canary, quantile, float(max_seconds), alpha, beta / n_rules))
+    verdict = _combine(parts)
+    values = f"latency {name}: canary {_secs(canary_value)}" + (
+        f", stable {_secs(stable_value)}" if stable_value is not None else ""
+    )
+    if stable_value and canary_value is not None and not math.isinf(stable_value):
+        values += f" ({100.0 * (canary_value / stable_value - 1.0):+.1f}%)"
+    message = f"{values}; threshold {threshold}. " + _message(parts, verdict)
+    return MetricVerdict("latency", verdict, stable_value, canary_value, samples, threshold, message)
+
+
+# --------------------------------------------------------------------------- error rate
+
+
+def error_rate_verdict(
+    stable_errors: float | None,
+    stable_total: float | None,
+    canary_errors: float | None,
+    canary_total: float | None,
+    *,
+    max_percent: float,
+    alpha: float = 0.05,
+    beta: float = 0.05,
+) -> MetricVerdict:
+    """Canary error rate against ``max_percent`` (Wald's binomial test between max/2 and max).
+
+    Counts are cumulative since the canary began; stable's are reported for comparison only.
+    ``max_percent`` 0 allows no error at all: the first canary error fails.
+    """
+    _check_risks(alpha, beta)
+    threshold = f"error rate <= {max_percent:g}%"
+    stable_value = None
+    if stable_errors is not None and stable_total:
+        stable_value = float(stable_errors) / float(stable_total)
+    if canary_errors is None or canary_total is None:
+        return MetricVerdict(
+            "errorRate", INCONCLUSIVE, stable_value, None, 0, threshold,
+            "errorRate: no verdict, no canary request counts (Prometheus returned nothing or was "
+            "unreachable).",
+        )  # fmt: skip
+    n = round(float(canary_total))
+    k = min(round(float(canary_errors)), n)
+    if n <= 0:
+        return MetricVerdict(
+            "errorRate", INCONCLUSIVE, stable_value, None, 0, threshold,
+            "errorRate: no verdict, no canary requests in the analysis window.",
+        )  # fmt: skip
+    rate = k / n
+    seen = f"{k} errors in {n} canary requests ({_pct(rate)})"
+    if stable_value is not None and stable_total is not None:
+        seen += f" vs {_pct(stable_value)} of {round(float(stable_total))} stable requests"
+    if max_percent >= 100.0:
+        return MetricVerdict(
+            "errorRate", PASS, stable_value, rate, n, threshold, f"errorRate: {seen}; any rate passes."
+        )
+    p_bad = max(max_percent, 0.1) / 100.0
+    p_good = p_bad * GOOD_FRACTION
+    llr = _binomial_llr(k, n, p_good, p_bad)
+    if max_percent <= 0.0 and k > 0:
+        verdict, why = FAIL, f"errorRate above the 0% limit: {seen}; no error is allowed."
+    elif llr >= math.log(1.0 / beta):
+        verdict, why = FAIL, (
+            f"errorRate above the {max_percent:g}% limit: {seen} (likelihood ratio {_ratio_text(llr)} "
+            f">= {1.0 / beta:.3g} between {_pct(p_bad)} and {_pct(p_good)}; false-rollback risk <= "
+            f"{_pct(beta)})."
+        )
+    elif llr <= math.log(alpha):
+        verdict, why = PASS, (
+            f"errorRate within the {max_percent:g}% limit: {seen} (likelihood ratio {_ratio_text(llr)} <= "
+            f"{alpha:.3g}; false-promotion risk <= {_pct(alpha)})."
+        )
+    else:
+        verdict, why = INCONCLUSIVE, (
+            f"errorRate: no decision yet, {seen}; likelihood ratio {_ratio_text(llr)} (fail at >= "
+            f"{1.0 / beta:.3g}, pass at <= {alpha:.3g})."
+        )
+    return MetricVerdict("errorRate", verdict, stable_value, rate, n, threshold, why)
+
+
+# --------------------------------------------------------------------------- judge
+
+
+def _betting_log_wealth(xs: Sequence[float], target: float, lowest: float) -> float:
+    """log wealth of ``prod(1 + l_i x_i)``: evidence that the mean of ``x`` exceeds 0.
+
+    A test supermartingale whenever ``E[x] <= 0`` (so ``P(ever >= log(1/a)) <= a``), for any
+    distribution with ``x >= lowest`` (< 0). Each bet ``l_i = target / (v + target^2)`` uses only earlier
+    observations (``v``: their variance, shrunk to PRIOR_VAR), capped at BET_CAP / -lowest.
+    """
+    cap = BET_CAP / -lowest if lowest < 0.0 else 1e6
+    log_wealth, mean, m2 = 0.0, 0.0, 0.0
+    for n, x in enumerate(xs, start=1):
+        var = (PRIOR_WEIGHT * PRIOR_VAR + m2) / (PRIOR_WEIGHT + n - 1)
+        bet = min(target / (var + target * target), cap)
+        log_wealth += math.log1p(bet * x)
+        delta = x - mean
+        mean += delta / n
+        m2 += delta * (x - mean)
+    return log_wealth
+
+
+def _bet_test(
+    xs_pass: list[float], low_pass: float, xs_fail: list[float], low_fail: float, gap: float,
+    alpha: float, beta: float,
+) -> tuple[Verdict, float, float]:  # fmt: skip
+    w_pass = _betting_log_wealth(xs_pass, gap, low_pass)
+    w_fail = _betting_log_wealth(xs_fail, gap, low_fail)
+    if w_fail >= math.log(1.0 / beta):
+        return FAIL, w_pass, w_fail
+    if w_pass >= math.log(1.0 / alpha):
+        return PASS, w_pass, w_fail
+    return INCONCLUSIVE, w_pass, w_fail
+
+
+def judge_verdict(
+    pairs: Sequence[ScorePair] | None,
+    *,
+    min_score: float | None = None,
+    max_drop: float | None = 0.3,
+    alpha: float = 0.05,
+    beta: float = 0.05,
+    score_max: float = 5.0,
+) -> MetricVerdict:
+    """Paired judge scores (stable, canary) per prompt, in judging order, against max_drop / min_score.
+
+    max_drop: Fail when the canary's mean is lower than stable's (evidence against "no drop"), Pass when
+    a drop of max_drop or more is refuted. min_score: Pass when a canary mean <= min_score is refuted,
+    Fail when a mean >= min_score + margin is (margin = max_drop, or 0.3 without it).
+    """
+    _check_risks(alpha, beta)
+    if max_drop is None and min_score is None:
+        raise ValueError("judge analysis needs max_drop, min_score or both")
+    drop = max(float(max_drop), MIN_DROP) if max_drop is not None else None
+    rules: list[str] = []
+    if drop is not None:
+        rules.append(f"mean drop vs stable < {drop:g}")
+    if min_score is not None:
+        rules.append(f"canary mean > {min_score:g}")
+    threshold = " and ".join(rules) + f" (0-{score_max:g} scale)"
+    if pairs is None:
+        return MetricVerdict(
+            "judge", INCONCLUSIVE, None, None, 0, threshold,
+            "judge: no verdict, no judge scores (the judge or the revisions did not answer).",
+        )  # fmt: skip
+    valid: list[tuple[float, float]] = []
+    for s, c in pairs:
+        if s is None or c is None or not (0.0 <= s <= score_max and 0.0 <= c <= score_max):
+            continue
+        valid.append((float(s), float(c)))
+    skipped = len(pairs) - len(valid)
+    skipped_text = f" ({skipped} prompts without two valid scores skipped)" if skipped else ""
+    if not valid:
+        return MetricVerdict(
+            "judge", INCONCLUSIVE, None, None, 0, threshold,
+            f"judge: no verdict, no prompt has been scored for both revisions yet{skipped_text}.",
+        )  # fmt: skip
+    n = len(valid)
+    mean_s = sum(s for s, _ in valid) / n
+    mean_c = sum(c for _, c in valid) / n
+    seen = f"canary mean {mean_c:.3g} vs stable {mean_s:.3g} ({mean_c - mean_s:+.3g}) over {n} prompts"
+    n_rules = len(rules)
+    parts: list[tuple[Verdict, str]] = []
+    if drop is not None:
+        diffs = [c - s for s, c in valid]
+        v, w_pass, w_fail = _bet_test(
+            [d + drop for d in diffs], -score_max + drop, [-d for d in diffs], -score_max, drop,
+            alpha, beta / n_rules,
+        )  # fmt: skip
+        parts.append((v, _judge_sentence(v, f"a drop of {drop:g} or more", "no drop", w_pass, w_fail,
+                                         alpha, beta / n_rules)))  # fmt: skip
+    if min_score is not None:
+        margin = min(drop if drop is not None else 0.3, score_max - min_score)
+        floor_cs = [c for _, c in valid]
+        if margin <= 0.0:  # a floor at the top of the scale: only Fail is possible
+            margin = 0.0
+        v, w_pass, w_fail = _bet_test(
+            [c - min_score for c in floor_cs], -min_score,
+            [min_score + margin - c for c in floor_cs], -(score_max - min_score - margin),
+            max(margin, MIN_DROP), alpha, beta / n_rules,
+        )  # fmt: skip
+        parts.append((v, _judge_sentence(v, f"a canary mean <= {min_score:g}",
+                                         f"a canary mean >= {min_score + margin:.3g}",
+                                         w_pass, w_fail, alpha, beta / n_rules)))  # fmt: skip
+    verdict = _combine(parts)
+    message = f"judge: {seen}; threshold {threshold}{skipped_text}. " + _message(parts, verdict)
+    return MetricVerdict("judge", verdict, mean_s, mean_c, n, threshold, message)
+
+
+def _judge_sentence(
+    verdict: Verdict, bad: str, good: str, w_pass: float, w_fail: float, alpha: float, beta: float
+) -> str:
+    if verdict == FAIL:
+        return (
+            f"Judge score regressed: the paired scores refute {good} (evidence {_ratio_text(w_fail)} >= "
+            f"{1.0 / beta:.3g}; false-rollback risk <= {_pct(beta)})."
+        )
+    if verdict == PASS:
+        return (
+            f"Judge score holds: the paired scores refute {bad} (evidence {_ratio_text(w_pass)} >= "
+            f"{1.0 / alpha:.3g}; false-promotion risk <= {_pct(alpha)})."
+        )
+    return (
+        f"No decision yet on {bad}: evidence against it {_ratio_text(w_pass)} (pass at >= "
+        f"{1.0 / alpha:.3g}), against {good} {_ratio_text(w_fail)} (fail at >= {1.0 / beta:.3g})."
+    )

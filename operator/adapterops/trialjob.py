@@ -1,0 +1,241 @@
+"""Pure builders for a FineTuneJob's children: the trial-spec ConfigMap and one Job per trial.
+
+`spec -> manifest dict`, no I/O. Names are deterministic (the sweep plan's trial names), every child
+carries an owner reference to the FineTuneJob (garbage collection) and labels linking it to its job
+and trial, so the operator can recompute everything from what exists.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from adapterops.api import API_VERSION, FineTuneJobSpec
+from adapterops.config import Config, GpuClass
+from adapterops.sweep import PlannedTrial
+from adapterops_train.spec import JUDGE_API_KEY_PATH, PVC_ROOT, TRIAL_SPEC_PATH, TrialSpec
+
+LABEL_JOB = "adapterops.io/finetunejob"
+LABEL_TRIAL = "adapterops.io/trial"
+LABEL_COMPONENT = "adapterops.io/component"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+CONTAINER = "trainer"
+TERMINATION_LOG = "/dev/termination-log"
+# Exit code the trial runner uses for errors retrying cannot fix (bad data, bad spec): fail the Job at once.
+EXIT_PERMANENT = 2
+
+
+def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
+    meta = owner["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": owner["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def configmap_name(job_name: str) -> str:
+    return f"{job_name[:53]}-trials"
+
+
+def output_uri(spec: FineTuneJobSpec, job_name: str, trial: str) -> str:
+    return f"{spec.output.uri.rstrip('/')}/{job_name}/{trial}"
+
+
+def trial_spec(owner: dict[str, Any], trial: PlannedTrial, spec: FineTuneJobSpec) -> TrialSpec:
+    meta = owner["metadata"]
+    s = trial.spec
+    return TrialSpec(
+        name=trial.name,
+        finetune_job=f"{meta['namespace']}/{meta['name']}",
+        method=s.method,
+        # NeMo 2's LLM collection has no DPO; the hf backend runs it (see training-jobs/README.md).
+        backend="hf" if s.method == "dpo" else s.backend,
+        base_model=s.base_model,
+        dataset=s.dataset,
+        lora=s.lora,
+        training=s.training,
+        evaluation=s.evaluation,
+        output_uri=output_uri(spec, meta["name"], trial.name),
+        parameters=trial.parameters,
+        gpus=s.resources.gpus_per_trial,
+        nodes=s.resources.nodes,
+    )
+
+
+def trials_configmap(owner: dict[str, Any], trials: list[PlannedTrial], spec: FineTuneJobSpec) -> dict[str, Any]:
+    """All trial specs of the sweep in one ConfigMap (one key per trial): one object per sweep, not per trial."""
+    meta = owner["metadata"]
+    data = {
+        f"{t.name}.json": json.dumps(
+            trial_spec(owner, t, spec).model_dump(by_alias=True, exclude_none=True, mode="json"), sort_keys=True
+        )
+        for t in trials
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": configmap_name(meta["name"]),
+            "namespace": meta["namespace"],
+            "labels": {LABEL_JOB: meta["name"], LABEL_COMPONENT: "trial-specs"},
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "data": data,
+    }
+
+
+def _claim(uri: str) -> str:
+    return uri.removeprefix("pvc://").split("/", 1)[0]
+
+
+def _pvc_claims(spec: FineTuneJobSpec) -> tuple[set[str], set[str]]:
+    """Claims named by pvc:// URIs: (read-only, read-write)."""
+    inputs = [spec.base_model.uri, spec.dataset.train, spec.dataset.validation]
+    if spec.evaluation:
+        inputs.append(spec.evaluation.dataset)
+    read = {_claim(u) for u in inputs if u and u.startswith("pvc://")}
+    write = {_claim(spec.output.uri)} if spec.output.uri.startswith("pvc://") else set()
+    return read - write, write
+
+
+def _resources(gpus: int, gpu_class: GpuClass) -> dict[str, Any]:
+    # CPU and memory scale with the GPUs a trial holds (data loading, tokenisation, checkpoints).
+    requests = {gpu_class.resource_name: str(gpus), "cpu": str(8 * gpus), "memory": f"{64 * gpus}Gi"}
+    return {"requests": requests, "limits": {gpu_class.resource_name: str(gpus), "memory": f"{96 * gpus}Gi"}}
+
+
+def pod_template(owner: dict[str, Any], trial: PlannedTrial, spec: FineTuneJobSpec, config: Config) -> dict[str, Any]:
+    meta = owner["metadata"]
+    gpu_class = config.gpu_classes[spec.resources.gpu_type]
+    read_claims, write_claims = _pvc_claims(spec)
+    volumes: list[dict[str, Any]] = [
+        {
+            "name": "trial-spec",
+            "configMap": {
+                "name": configmap_name(meta["name"]),
+                "items": [{"key": f"{trial.name}.json", "path": "trial.json"}],
+            },
+        },
+        {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "trial-spec", "mountPath": TRIAL_SPEC_PATH.rsplit("/", 1)[0], "readOnly": True},
+        {"name": "dshm", "mountPath": "/dev/shm"},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    for claim in sorted(read_claims | write_claims):
+        volumes.append(
+            {
+                "name": f"pvc-{claim}",
+                "persistentVolumeClaim": {"claimName": claim, "readOnly": claim not in write_claims},
+            }
+        )
+        mounts.append(
+            {"name": f"pvc-{claim}", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": claim not in write_claims}
+        )
+    env: list[dict[str, Any]] = [
+        {"name": "ADAPTEROPS_PVC_ROOT", "value": PVC_ROOT},
+        {"name": "HF_HUB_OFFLINE", "value": "1"},  # never fetch weights from a hub at run time
+        {"name": "HOME", "value": "/tmp"},
+    ]
+    judge = spec.evaluation.judge if spec.evaluation else None
+    if judge and judge.api_key_secret_ref:
+        ref = judge.api_key_secret_ref
+        volumes.append(
+            {
+                "name": "judge-api-key",
+                "secret": {"secretName": ref.name, "items": [{"key": ref.key, "path": "api-key"}]},
+            }
+        )
+        mounts.append({"name": "judge-api-key", "mountPath": JUDGE_API_KEY_PATH.rsplit("/", 1)[0], "readOnly": True})
+        env.append({"name": "ADAPTEROPS_JUDGE_API_KEY_FILE", "value": JUDGE_API_KEY_PATH})
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": spec.image
+        or (config.trainer_image_hf if spec.backend == "hf" or spec.method == "dpo" else config.trainer_image_nemo),
+        "command": [
+            "python",
+            "-m",
+            "adapterops_train",
+            "run",
+            "--spec",
+            TRIAL_SPEC_PATH,
+            "--termination-log",
+            TERMINATION_LOG,
+        ],
+        "env": env,
+        "resources": _resources(spec.resources.gpus_per_trial, gpu_class),
+        "volumeMounts": mounts,
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "File",
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+    if spec.storage_secret_ref:
+        container["envFrom"] = [{"secretRef": {"name": spec.storage_secret_ref.name}}]
+    tolerations = [
+        t.model_dump(by_alias=True, exclude_none=True) for t in gpu_class.tolerations + spec.resources.tolerations
+    ]
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [container],
+        "volumes": volumes,
+        "nodeSelector": dict(gpu_class.node_selector),
+        "tolerations": tolerations,
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "enableServiceLinks": False,
+    }
+    if spec.resources.priority_class_name:
+        pod_spec["priorityClassName"] = spec.resources.priority_class_name
+    if spec.service_account_name:
+        pod_spec["serviceAccountName"] = spec.service_account_name
+    labels = {**config.pod_labels, **trial_labels(meta["name"], trial.name)}
+    return {"metadata": {"labels": labels}, "spec": pod_spec}
+
+
+def trial_labels(job_name: str, trial: str) -> dict[str, str]:
+    return {
+        LABEL_JOB: job_name,
+        LABEL_TRIAL: trial,
+        LABEL_COMPONENT: "trial",
+        "app.kubernetes.io/managed-by": "adapterops",
+    }
+
+
+def trial_job(owner: dict[str, Any], trial: PlannedTrial, spec: FineTuneJobSpec, config: Config) -> dict[str, Any]:
+    meta = owner["metadata"]
+    labels = trial_labels(meta["name"], trial.name)
+    queue = spec.resources.queue_name
+    if queue:
+        labels[KUEUE_QUEUE_LABEL] = queue
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": trial.name,
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "annotations": {"adapterops.io/parameters": json.dumps(trial.parameters, sort_keys=True)},
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "spec": {
+            "backoffLimit": spec.backoff_limit,
+            "activeDeadlineSeconds": spec.trial_deadline_seconds,
+            # Kueue admits a suspended Job by quota and unsuspends it; AdapterOps schedules nothing itself.
+            "suspend": bool(queue),
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [EXIT_PERMANENT]},
+                    },
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                ]
+            },
+            "template": pod_template(owner, trial, spec, config),
+        },
+    }
