@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from testworld.cluster import REPO, LocalCluster, OperatorProcess, wait_for
+from testworld.cluster import REPO, LocalCluster, OperatorProcess
 
 NAMESPACE = "ml-team"
 
@@ -24,17 +24,21 @@ def main() -> int:
 
     banner("operator: python -m adapterops under the chart's ServiceAccount")
     operator = OperatorProcess(cluster).start()
-    print(f"live on :{operator.health_port}/healthz, metrics on :{operator.metrics_port}/metrics, log {operator.log_path}")
+    print(f"live on :{operator.health_port}/healthz, metrics on :{operator.metrics_port}/metrics")
+    print(f"log: {operator.log_path}")
     try:
         banner(f"kubectl apply -f manifests/examples/ -n {NAMESPACE}")
         cluster.ensure_namespace(NAMESPACE)
         print(cluster.kubectl("apply", "-n", NAMESPACE, "-f", str(REPO / "manifests" / "examples")).stdout)
         for kind, name in (("ftj", "nemotron-commerce-sft"), ("mdep", "commerce-agent")):
-            cluster.kubectl("wait", f"--for=condition=Accepted", f"{kind}/{name}", "-n", NAMESPACE, "--timeout=60s")
+            cluster.kubectl("wait", "--for=condition=Accepted", f"{kind}/{name}", "-n", NAMESPACE, "--timeout=60s")
 
         banner("kubectl get ftj,mdep")
         print(cluster.kubectl("get", "ftj,mdep", "-n", NAMESPACE, "-o", "wide").stdout)
-        jsonpath = '{range .items[*]}{.kind}/{.metadata.name}:{"\\n"}{range .status.conditions[*]}  {.type}={.status} ({.reason}) {.message}{"\\n"}{end}{end}'
+        jsonpath = (
+            '{range .items[*]}{.kind}/{.metadata.name}:{"\\n"}'
+            '{range .status.conditions[*]}  {.type}={.status} ({.reason}) {.message}{"\\n"}{end}{end}'
+        )
         print(cluster.kubectl("get", "ftj,mdep", "-n", NAMESPACE, "-o", f"jsonpath={jsonpath}").stdout)
     finally:
         operator.stop()

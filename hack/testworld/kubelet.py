@@ -14,6 +14,7 @@ Images without a command (serving engines) are mapped to local commands by `imag
 from __future__ import annotations
 
 import base64
+import contextlib
 import ipaddress
 import itertools
 import logging
@@ -409,10 +410,8 @@ class Kubelet:
     def _kill(self, pod: RunningPod) -> None:
         for proc in pod.procs.values():
             if proc.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 proc.wait()
         pod.done = True
 
