@@ -1,0 +1,174 @@
+"""Stand-in LLM judge: a small OpenAI-compatible chat-completions server that scores deterministically.
+
+It reads the <reference> and <answer> sections of the judge prompt that `adapterops_train.judge`
+builds and answers `{"score": round(5 x token-F1(answer, reference)), "reason": ...}`. Tests can make
+it misbehave (`mode`: score | garbage | error | bad-json) and require an API key, to check that the
+client reports trouble as unavailable/invalid instead of a score. Test double only: not product code.
+
+    python -m testworld.judge --port 8089 [--api-key KEY] [--mode score]
+
+    with StandInJudge() as judge:          # in-process, ephemeral port
+        url = judge.url                    # http://127.0.0.1:PORT/v1
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import re
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+_TOKEN = re.compile(r"[a-z0-9$]+(?:[.-][a-z0-9]+)*")
+_SECTION = r"<{0}>\n(.*?)\n</{0}>"
+
+
+def tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower())
+
+
+def token_f1(answer: str, reference: str) -> float:
+    a, r = Counter(tokens(answer)), Counter(tokens(reference))
+    common = sum((a & r).values())
+    if not common:
+        return 0.0
+    precision, recall = common / sum(a.values()), common / sum(r.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+def score_prompt(user_message: str) -> dict[str, Any]:
+    """The deterministic verdict for one judge prompt."""
+    answer = re.search(_SECTION.format("answer"), user_message, re.DOTALL)
+    reference = re.search(_SECTION.format("reference"), user_message, re.DOTALL)
+    if not answer:
+        return {"score": 0, "reason": "no <answer> section"}
+    if not reference:
+        return {"score": 0, "reason": "no reference to compare with"}
+    f1 = token_f1(answer.group(1), reference.group(1))
+    return {"score": round(5 * f1), "reason": f"token F1 {f1:.2f} against the reference"}
+
+
+class StandInJudge:
+    """The server; attributes may be changed while it runs (tests flip `mode`)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None, mode: str = "score") -> None:
+        self.mode = mode
+        self.api_key = api_key
+        self.requests = 0
+        self.auth_headers: list[str | None] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer((host, port), self._handler())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> str:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="stand-in-judge", daemon=True)
+        self._thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> StandInJudge:
+        self.start()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    def _reply(self, body: dict[str, Any]) -> tuple[int, bytes, str]:
+        with self._lock:
+            self.requests += 1
+        if self.mode == "error":
+            return 503, b'{"error": {"message": "judge overloaded"}}', "application/json"
+        if self.mode == "bad-json":
+            return 200, b"<html>upstream proxy error</html>", "text/html"
+        messages = body.get("messages") or [{}]
+        if self.mode == "garbage":
+            content = "This answer looks quite good to me, maybe a four or so."
+        else:
+            content = json.dumps(score_prompt(str(messages[-1].get("content", ""))))
+        completion = {
+            "id": f"chatcmpl-standin-{self.requests}",
+            "object": "chat.completion",
+            "model": body.get("model", "stand-in-judge"),
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        }
+        return 200, json.dumps(completion).encode(), "application/json"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        judge = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # quiet test output
+                return
+
+            def _send(self, status: int, payload: bytes, content_type: str = "application/json") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_GET(self) -> None:
+                if self.path in ("/health", "/v1/health/ready"):
+                    self._send(200, b'{"status": "ok"}')
+                elif self.path == "/v1/models":
+                    self._send(200, b'{"object": "list", "data": [{"id": "stand-in-judge", "object": "model"}]}')
+                else:
+                    self._send(404, b'{"error": {"message": "not found"}}')
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                raw = self.rfile.read(length)
+                auth = self.headers.get("Authorization")
+                with judge._lock:
+                    judge.auth_headers.append(auth)
+                if self.path != "/v1/chat/completions":
+                    self._send(404, b'{"error": {"message": "not found"}}')
+                    return
+                if judge.api_key and auth != f"Bearer {judge.api_key}":
+                    self._send(401, b'{"error": {"message": "invalid API key"}}')
+                    return
+                try:
+                    body = json.loads(raw)
+                except json.JSONDecodeError:
+                    self._send(400, b'{"error": {"message": "body is not JSON"}}')
+                    return
+                self._send(*judge._reply(body))
+
+        return Handler
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Stand-in OpenAI-compatible judge (test double).")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8089)
+    parser.add_argument("--api-key", help="require this Bearer key")
+    parser.add_argument("--mode", default="score", choices=["score", "garbage", "error", "bad-json"])
+    args = parser.parse_args()
+    judge = StandInJudge(args.host, args.port, args.api_key, args.mode)
+    print(f"stand-in judge on {judge.url}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        judge._server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

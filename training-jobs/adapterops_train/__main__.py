@@ -1,0 +1,7 @@
+"""`python -m adapterops_train run|fetch|schema` (see adapterops_train.cli)."""
+
+import sys
+
+from adapterops_train.cli import main
+
+sys.exit(main())

@@ -1,0 +1,315 @@
+"""One trial, end to end: data -> training -> adapter export -> evaluation -> outputs -> result.
+
+`run_trial` never raises for trial failures: every failure becomes a `TrialResult` with a CamelCase
+reason, and the CLI writes it to the termination log and exits non-zero. What is written:
+
+  <outputUri>/adapter/adapter_config.json, adapter_model.safetensors   (PEFT, vLLM, NIM layout)
+  <outputUri>/metrics.json   loss curve, validation loss, judge scores, timings, observed trainer
+                             settings, data fingerprints, library versions
+  <outputUri>/trial.json     the exact spec this trial ran (`run --spec trial.json` re-runs it)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol
+
+from adapterops_train import __version__, judge, uris
+from adapterops_train.dataset import (
+    ChallengeItem,
+    DatasetError,
+    SplitData,
+    check_method,
+    lines_digest,
+    load_challenge_set,
+    load_examples,
+    sha256_file,
+    split,
+)
+from adapterops_train.dataset import Fingerprint as DataFingerprint
+from adapterops_train.hyper import HyperparameterError, expected_learning_rate
+from adapterops_train.spec import JudgeSummary, TrialResult, TrialSpec
+
+log = logging.getLogger(__name__)
+
+METRICS_VERSION = 1
+GENERATION_MAX_NEW_TOKENS = 128
+DPO_ON_NEMO_REASON = (
+    "method dpo runs on the hf backend: NeMo 2.x (nemo.collections.llm, last in 2.7) has no DPO, and "
+    "NeMo RL's DPO is a separate Ray-based stack with its own container and checkpoint format"
+)
+
+
+class TrialFailure(Exception):
+    """A failure with the CamelCase reason the operator shows in the trial row."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Backend(Protocol):
+    name: str
+
+    def train(self, data: SplitData) -> Any: ...
+    def save_adapter(self, dest: Path) -> Path: ...
+    def generate(self, items: list[ChallengeItem], max_new_tokens: int, batch_size: int = 8) -> list[str]: ...
+
+
+@dataclass
+class Timer:
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def measure(self, name: str, fn: Callable[[], Any]) -> Any:
+        start = time.monotonic()
+        try:
+            return fn()
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.monotonic() - start, 3)
+
+
+def workdir_root() -> Path:
+    return Path(os.environ.get("ADAPTEROPS_WORKDIR", tempfile.gettempdir()))
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def prepare_data(spec: TrialSpec, scratch: Path) -> SplitData:
+    ds = spec.dataset
+    check_method(spec.method, ds.format, ds.train)
+    try:
+        train_path = uris.fetch_file(ds.train, scratch / "train")
+        examples = load_examples(train_path, ds.format, source=ds.train)
+        fingerprints = {"train": DataFingerprint(ds.train, sha256_file(train_path), len(examples))}
+        if ds.validation:
+            val_path = uris.fetch_file(ds.validation, scratch / "validation")
+            val = load_examples(val_path, ds.format, source=ds.validation)
+            train = examples
+            fingerprints["validation"] = DataFingerprint(ds.validation, sha256_file(val_path), len(val))
+            how: dict[str, Any] = {"mode": "given"}
+        else:
+            train, val = split(examples, ds.validation_fraction, ds.seed, ds.train)
+            how = {"mode": "heldOut", "fraction": ds.validation_fraction, "seed": ds.seed}
+    except uris.UriNotFound as exc:
+        raise TrialFailure("DatasetNotFound", str(exc)) from exc
+    how |= {
+        "trainRows": len(train),
+        "validationRows": len(val),
+        "trainLinesDigest": lines_digest(train),
+        "validationLinesDigest": lines_digest(val),
+    }
+    return SplitData(train=train, validation=val, fingerprints=fingerprints, split=how)
+
+
+def fetch_base_model(spec: TrialSpec, scratch: Path) -> Path:
+    if not spec.base_model.uri:
+        raise TrialFailure("BaseModelNotFound", "baseModel.uri is not set: nothing is downloaded from a hub")
+    try:
+        base = uris.fetch_tree(spec.base_model.uri, scratch / "base-model")
+    except uris.UriNotFound as exc:
+        raise TrialFailure("BaseModelNotFound", str(exc)) from exc
+    if not (base / "config.json").is_file():
+        raise TrialFailure("BaseModelNotFound", f"{spec.base_model.uri}: no config.json (not a Hugging Face model)")
+    return base
+
+
+def choose_backend(spec: TrialSpec) -> tuple[str, str | None]:
+    """(backend to run, why it differs from the spec's, if it does)."""
+    if spec.backend == "nemo" and spec.method == "dpo":
+        return "hf", DPO_ON_NEMO_REASON
+    return spec.backend, None
+
+
+def make_backend(name: str, spec: TrialSpec, base_dir: Path, workdir: Path) -> Backend:
+    # Imported here: torch/NeMo load only in the trial pod, never in the operator.
+    if name == "nemo":
+        from adapterops_train.backends.nemo import NemoBackend, nemo_available
+
+        problem = nemo_available()
+        if problem:
+            raise TrialFailure("BackendUnavailable", problem)
+        return NemoBackend(spec, base_dir, workdir)
+    from adapterops_train.backends.hf import HfBackend
+
+    return HfBackend(spec, base_dir, workdir)
+
+
+def evaluate(
+    spec: TrialSpec, backend: Backend, scratch: Path
+) -> tuple[JudgeSummary, list[dict[str, Any]], dict[str, Any]]:
+    """Answer the challenge prompts with the trained adapter, then have the judge score them."""
+    ev = spec.evaluation
+    assert ev is not None
+    try:
+        path = uris.fetch_file(ev.dataset, scratch / "challenge")
+    except uris.UriNotFound as exc:
+        raise TrialFailure("DatasetNotFound", str(exc)) from exc
+    items = load_challenge_set(path, source=ev.dataset)[: ev.samples]
+    answers = backend.generate(items, GENERATION_MAX_NEW_TOKENS)
+    config = judge.JudgeConfig(endpoint=ev.judge.endpoint, model=ev.judge.model, api_key=judge.read_api_key())
+    fallback = judge.rubric_text(ev.rubric.builtin, ev.rubric.text)
+    judged = [
+        judge.JudgeItem(
+            prompt=i.prompt, answer=a, reference=i.reference, id=i.id, rubric=_item_rubric(spec, i, fallback)
+        )
+        for i, a in zip(items, answers, strict=True)
+    ]
+    verdicts, summary = judge.judge_sync(config, fallback, judged)
+    samples = [
+        {"id": i.id, "answer": a, "reference": i.reference, **v.to_dict()}
+        for i, a, v in zip(items, answers, verdicts, strict=True)
+    ]
+    info = {
+        "challenge": DataFingerprint(ev.dataset, sha256_file(path), len(items)).to_dict(),
+        "judge": {"endpoint": ev.judge.endpoint, "model": ev.judge.model, "authenticated": config.api_key is not None},
+        "rubric": ev.rubric.model_dump(by_alias=True, exclude_none=True),
+    }
+    return summary, samples, info
+
+
+def _item_rubric(spec: TrialSpec, item: ChallengeItem, fallback: str) -> str:
+    """A builtin rubric follows each row's `task` (the shipped challenge set mixes both commerce tasks);
+    a user-written rubric applies to every row."""
+    assert spec.evaluation is not None
+    if spec.evaluation.rubric.builtin and item.task in judge.BUILTIN_RUBRICS:
+        return judge.rubric_text(item.task)
+    return fallback
+
+
+def versions() -> dict[str, str]:
+    out = {"adapterops_train": __version__, "python": platform.python_version()}
+    for dist in ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "nemo_toolkit", "megatron-core"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def schedule_check(spec: TrialSpec, outcome: Any) -> dict[str, Any]:
+    """Largest gap between the learning rates the trainer used and the schedule the spec asks for."""
+    used: list[float] = outcome.observed.get("learningRates", [])
+    t = spec.training
+    expected = [
+        expected_learning_rate(
+            i, t.learning_rate, t.scheduler.min_learning_rate, t.scheduler.warmup_steps, outcome.plan.max_steps
+        )
+        for i in range(len(used))
+    ]
+    gap = max((abs(a - b) for a, b in zip(used, expected, strict=True)), default=None)
+    return {"maxAbsDeviation": gap, "steps": len(used)}
+
+
+# --------------------------------------------------------------------------- the trial
+
+
+def run_trial(spec: TrialSpec) -> TrialResult:
+    started = time.monotonic()
+    timer = Timer()
+    scratch = Path(tempfile.mkdtemp(prefix=f"trial-{spec.name}-", dir=workdir_root()))
+    backend_name, routed = choose_backend(spec)
+    try:
+        return _run(spec, backend_name, routed, scratch, timer, started)
+    except TrialFailure as exc:
+        return _failed(exc.reason, str(exc), backend_name, started)
+    except DatasetError as exc:
+        return _failed("DatasetInvalid", str(exc), backend_name, started)
+    except HyperparameterError as exc:
+        return _failed("SpecInvalid", str(exc), backend_name, started)
+    except MemoryError as exc:
+        return _failed("OutOfMemory", f"host memory exhausted: {exc}", backend_name, started)
+    except Exception as exc:
+        if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch
+            return _failed("OutOfMemory", str(exc), backend_name, started)
+        log.exception("trial failed")
+        return _failed("TrainingFailed", f"{type(exc).__name__}: {exc}", backend_name, started)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _failed(reason: str, message: str, backend: str, started: float) -> TrialResult:
+    return TrialResult(
+        status="failed",
+        reason=reason,
+        message=message,
+        backend=backend,
+        duration_seconds=round(time.monotonic() - started, 3),
+    )
+
+
+def _run(
+    spec: TrialSpec, backend_name: str, routed: str | None, scratch: Path, timer: Timer, started: float
+) -> TrialResult:
+    data = timer.measure("data", lambda: prepare_data(spec, scratch))
+    base_dir = timer.measure("baseModel", lambda: fetch_base_model(spec, scratch))
+    backend = timer.measure("setup", lambda: make_backend(backend_name, spec, base_dir, scratch))
+    outcome = timer.measure("train", lambda: backend.train(data))
+    out = scratch / "output"
+    timer.measure("export", lambda: backend.save_adapter(out / "adapter"))
+    judge_summary: JudgeSummary | None = None
+    samples: list[dict[str, Any]] = []
+    eval_info: dict[str, Any] = {}
+    if spec.evaluation is not None:
+        judge_summary, samples, eval_info = timer.measure("evaluate", lambda: evaluate(spec, backend, scratch))
+    adapter_uri = uris.join(spec.output_uri, "adapter")
+    metrics_uri = uris.join(spec.output_uri, "metrics.json")
+    metrics = {
+        "version": METRICS_VERSION,
+        "trial": spec.name,
+        "finetuneJob": spec.finetune_job,
+        "method": spec.method,
+        "backend": {"requested": spec.backend, "used": backend_name, "routedBecause": routed},
+        "spec": spec.model_dump(by_alias=True, mode="json"),
+        "parameters": spec.parameters,
+        "plan": outcome.plan.__dict__,
+        "observed": outcome.observed,
+        "scheduleCheck": schedule_check(spec, outcome),
+        "lossCurve": outcome.loss_curve,
+        "trainLoss": outcome.train_loss,
+        "validationLossBefore": outcome.validation_loss_before,
+        "validationLoss": outcome.validation_loss,
+        "validationMetrics": outcome.extra_eval,
+        "steps": outcome.steps,
+        "data": {k: v.to_dict() for k, v in data.fingerprints.items()} | {"split": data.split},
+        "evaluation": eval_info
+        | {
+            "summary": judge_summary.model_dump(by_alias=True, mode="json") if judge_summary else None,
+            "samples": samples,
+        },
+        "timings": {"phases": timer.seconds, "trainer": outcome.seconds},
+        "versions": versions(),
+        "adapterUri": adapter_uri,
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    (out / "trial.json").write_text(spec.model_dump_json(by_alias=True, indent=2) + "\n", encoding="utf-8")
+    try:
+        timer.measure("upload", lambda: uris.put_tree(out, spec.output_uri))
+    except Exception as exc:
+        raise TrialFailure("UploadFailed", f"writing {spec.output_uri}: {type(exc).__name__}: {exc}") from exc
+    return TrialResult(
+        status="succeeded",
+        message=routed,
+        backend=backend_name,
+        validation_loss=_round(outcome.validation_loss),
+        train_loss=_round(outcome.train_loss),
+        steps=outcome.steps,
+        judge=judge_summary,
+        adapter_uri=adapter_uri,
+        metrics_uri=metrics_uri,
+        duration_seconds=round(time.monotonic() - started, 3),
+    )
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
