@@ -58,6 +58,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             TrialResult(status="failed", reason="SpecInvalid", message=f"{spec_path}: {exc}"), args.termination_log
         )
         return 2
+    # A trial reads its base model from baseModel.uri only: never let a library reach for a model hub.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from adapterops_train.runner import run_trial
 
     result = run_trial(spec)

@@ -8,6 +8,7 @@ metrics.json instead of hiding behind echoed inputs.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -254,13 +255,17 @@ class HfBackend:
     def save_adapter(self, dest: Path) -> Path:
         """adapter_config.json + adapter_model.safetensors: the layout PEFT, vLLM and NIM load."""
         model: PeftModel = self.trainer.model
-        # The config names the base model the way the serving engine knows it, not this pod's temp path.
-        model.peft_config["default"].base_model_name_or_path = self.spec.base_model.name
         model.save_pretrained(str(dest), safe_serialization=True)
         (dest / "README.md").unlink(missing_ok=True)  # PEFT's model card template; nothing loads it
         missing = [f for f in ADAPTER_FILES if not (dest / f).is_file()]
         if missing:
             raise RuntimeError(f"adapter export incomplete, missing {missing}")
+        # Name the base model the way serving engines know it, not by this pod's temp path. Rewritten
+        # after saving: PEFT would otherwise look the name up on the hub while saving.
+        cfg_path = dest / "adapter_config.json"
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        cfg["base_model_name_or_path"] = self.spec.base_model.name
+        cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         return dest
 
     def generate(self, items: list[ChallengeItem], max_new_tokens: int, batch_size: int = 8) -> list[str]:

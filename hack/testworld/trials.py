@@ -1,0 +1,55 @@
+"""Helpers to run trials through the real entrypoint in tests and the demo (test tooling)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from adapterops_train.cli import main as cli_main
+
+REPO = Path(__file__).resolve().parents[2]
+COMMERCE = REPO / "training-jobs" / "datasets" / "commerce"
+
+
+def trial_spec(base: str, out: str, **overrides: Any) -> dict[str, Any]:
+    """A small, fast trial on the shipped commerce data (overrides replace top-level keys)."""
+    doc: dict[str, Any] = {
+        "name": "trial-0",
+        "finetuneJob": "ml-team/commerce-sft",
+        "method": "sft",
+        "backend": "hf",
+        "baseModel": {"name": "nvidia/Llama-3.1-Nemotron-Nano-8B-v1", "uri": base},
+        "dataset": {"train": str(COMMERCE / "train.jsonl"), "format": "chat", "seed": 42},
+        "lora": {"rank": 8, "alpha": 16, "dropout": 0.0},
+        "training": {
+            "maxSteps": 16,
+            "learningRate": 2e-3,
+            "optimizer": "adamw",
+            "weightDecay": 0.01,
+            "scheduler": {"warmupSteps": 3, "minLearningRate": 2e-4},
+            "globalBatchSize": 8,
+            "microBatchSize": 4,
+            "seqLength": 256,
+            "precision": "bf16",
+            "seed": 1,
+        },
+        "outputUri": out,
+        "parameters": {},
+    }
+    doc.update(overrides)
+    return doc
+
+
+def run_trial(tmp: Path, spec: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """The real entrypoint in-process (`python -m adapterops_train run` calls the same main)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    spec_path, log = tmp / "trial.json", tmp / "termination-log"
+    spec_path.write_text(json.dumps(spec))
+    code = cli_main(["run", "--spec", str(spec_path), "--termination-log", str(log)])
+    return code, json.loads(log.read_text())
+
+
+def metrics(out: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((Path(out) / "metrics.json").read_text())
+    return doc

@@ -1,0 +1,109 @@
+"""The NeMo recipe mapping: every spec hyperparameter lands on the recipe (no NeMo needed)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from adapterops_train.nemo_recipe import apply_assignments, recipe_settings
+from adapterops_train.runner import DPO_ON_NEMO_REASON, choose_backend
+from adapterops_train.spec import TrialSpec
+
+
+def spec(**overrides: Any) -> TrialSpec:
+    doc: dict[str, Any] = {
+        "name": "t-3",
+        "finetuneJob": "ml/commerce",
+        "method": "sft",
+        "backend": "nemo",
+        "baseModel": {"name": "nvidia/Llama-3.1-Nemotron-Nano-8B-v1", "uri": "s3://models/nemotron-nano-8b"},
+        "dataset": {"train": "s3://data/train.jsonl"},
+        "lora": {"rank": 32, "alpha": 64, "dropout": 0.1, "targetModules": ["q_proj", "linear_fc2"]},
+        "training": {
+            "epochs": 2,
+            "learningRate": 2e-4,
+            "optimizer": "adam",
+            "weightDecay": 0.05,
+            "scheduler": {"warmupSteps": 10, "minLearningRate": 0.0},
+            "globalBatchSize": 16,
+            "microBatchSize": 2,
+            "seqLength": 4096,
+            "precision": "bf16",
+            "seed": 7,
+        },
+        "outputUri": "s3://out/ml/commerce/t-3",
+        "gpus": 2,
+    }
+    doc.update(overrides)
+    return TrialSpec.model_validate(doc)
+
+
+def settings_for(s: TrialSpec, rows: int = 300) -> dict[str, Any]:
+    return dict(recipe_settings(s, rows, "/work/run", "/work/data").assignments)
+
+
+def test_every_hyperparameter_is_mapped() -> None:
+    st = recipe_settings(spec(), 300, "/work/run", "/work/data")
+    a = dict(st.assignments)
+    assert st.recipe == "llama31_nemotron_nano_8b"
+    assert st.factory == {
+        "dir": "/work/run",
+        "name": "t-3",
+        "num_nodes": 1,
+        "num_gpus_per_node": 2,
+        "peft_scheme": "lora",
+        "seq_length": 4096,
+        "packed_sequence": False,
+    }
+    # 300 rows / 16 per step = 19 steps per epoch, 2 epochs
+    assert a["trainer.max_steps"] == 38 and a["optim.lr_scheduler.max_steps"] == 38
+    assert a["optim.config.lr"] == 2e-4 and a["optim.config.weight_decay"] == 0.05
+    assert a["optim.config.decoupled_weight_decay"] is False  # adam = L2 decay, not AdamW
+    assert a["optim.lr_scheduler.warmup_steps"] == 10 and a["optim.lr_scheduler.constant_steps"] == 0
+    # The recipe factory would turn min_lr=0 into 0.1 x lr: the minimum is assigned explicitly.
+    assert a["optim.lr_scheduler.min_lr"] == 0.0
+    assert (a["peft.dim"], a["peft.alpha"], a["peft.dropout"]) == (32, 64, 0.1)
+    assert a["peft.target_modules"] == ["linear_qkv", "linear_fc2"]
+    assert a["optim.config.bf16"] is True and a["optim.config.fp16"] is False and st.precision == "bf16-mixed"
+    assert st.data_module["global_batch_size"] == 16 and st.data_module["micro_batch_size"] == 2
+    assert st.data_module["seed"] == 7 and st.data_module["seq_length"] == 4096
+    assert st.plan.gradient_accumulation_steps == 4  # 16 / (2 x 2 GPUs)
+    assert any("also adapted k_proj, v_proj" in n for n in st.notes)
+
+
+def test_adamw_and_precision() -> None:
+    training = spec().training.model_copy(
+        update={"optimizer": "adamw", "precision": "fp16", "max_steps": 50, "epochs": None}
+    )
+    st = recipe_settings(spec(training=training.model_dump(by_alias=True)), 10, "/r", "/d")
+    a = dict(st.assignments)
+    assert a["optim.config.decoupled_weight_decay"] is True
+    assert a["trainer.max_steps"] == 50 and st.precision == "16-mixed" and a["optim.config.fp16"] is True
+
+
+def test_assignments_apply_to_a_config_tree() -> None:
+    def ns() -> SimpleNamespace:
+        return SimpleNamespace()
+
+    recipe = SimpleNamespace(
+        trainer=SimpleNamespace(strategy=ns()),
+        model=SimpleNamespace(config=ns()),
+        optim=SimpleNamespace(config=ns(), lr_scheduler=ns()),
+        peft=ns(),
+    )
+    st = recipe_settings(spec(), 300, "/r", "/d")
+    apply_assignments(recipe, st.assignments)
+    assert recipe.optim.lr_scheduler.min_lr == 0.0 and recipe.peft.dim == 32
+    assert recipe.trainer.strategy.tensor_model_parallel_size == 1
+    with pytest.raises(AttributeError):
+        apply_assignments(recipe, [("data.missing.leaf", 1)])
+
+
+def test_dpo_on_nemo_routes_to_hf_with_the_reason() -> None:
+    assert choose_backend(spec(method="dpo", dataset={"train": "s3://d/p.jsonl", "format": "preference"})) == (
+        "hf",
+        DPO_ON_NEMO_REASON,
+    )
+    assert choose_backend(spec()) == ("nemo", None)

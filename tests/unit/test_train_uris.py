@@ -1,0 +1,109 @@
+"""Storage URIs against a real S3-compatible server (versitygw, started here), pvc:// and paths,
+and the serving pods' `fetch` command."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from adapterops_train import uris
+from adapterops_train.cli import main as cli_main
+from testworld.s3 import LocalS3
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3]:
+    with LocalS3(tmp_path_factory.mktemp("s3") / "root") as server:
+        server.create_bucket("models")
+        yield server
+
+
+@pytest.fixture
+def aws_env(s3: LocalS3, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in s3.env().items():
+        monkeypatch.setenv(key, value)
+
+
+def adapter_dir(path: Path, marker: str = "a") -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "adapter_config.json").write_text(json.dumps({"r": 8, "marker": marker}))
+    (path / "adapter_model.safetensors").write_bytes(b"\0" * 64)
+    return path
+
+
+def test_tree_round_trip_through_s3(aws_env: None, tmp_path: Path) -> None:
+    src = adapter_dir(tmp_path / "src")
+    (src / "nested").mkdir()
+    (src / "nested" / "x.txt").write_text("deep")
+    written = uris.put_tree(src, "s3://models/job/trial-1/adapter")
+    assert "s3://models/job/trial-1/adapter/nested/x.txt" in written
+    got = uris.fetch_tree("s3://models/job/trial-1/adapter/", tmp_path / "dl")
+    assert (got / "nested" / "x.txt").read_text() == "deep"
+    assert (got / "adapter_model.safetensors").read_bytes() == b"\0" * 64
+    one = uris.fetch_file("s3://models/job/trial-1/adapter/adapter_config.json", tmp_path / "one")
+    assert json.loads(one.read_text())["r"] == 8
+
+
+def test_missing_objects_are_not_found(aws_env: None, tmp_path: Path) -> None:
+    with pytest.raises(uris.UriNotFound):
+        uris.fetch_file("s3://models/no/such.jsonl", tmp_path)
+    with pytest.raises(uris.UriNotFound):
+        uris.fetch_tree("s3://models/no/such/prefix", tmp_path)
+    with pytest.raises(uris.UriNotFound):
+        uris.fetch_tree("s3://no-such-bucket/x", tmp_path)
+
+
+def test_pvc_and_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADAPTEROPS_PVC_ROOT", str(tmp_path / "pvc"))
+    assert (
+        uris.parse("pvc://datasets/commerce/train.jsonl").path
+        == tmp_path / "pvc" / "datasets" / "commerce" / "train.jsonl"
+    )
+    assert uris.parse("/mnt/models/x").path == Path("/mnt/models/x")
+    uris.put_tree(adapter_dir(tmp_path / "a"), "pvc://out/j/t/adapter")
+    assert (tmp_path / "pvc" / "out" / "j" / "t" / "adapter" / "adapter_config.json").is_file()
+    assert uris.join("s3://b/p/", "/adapter/") == "s3://b/p/adapter"
+    for bad in ("pvc://c/../../etc", "http://x/y", "relative/path", "s3:///key"):
+        with pytest.raises(uris.UriError):
+            uris.parse(bad)
+
+
+def test_fetch_installs_adapters_in_the_nim_layout(
+    aws_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uris.put_tree(adapter_dir(tmp_path / "v1", "v1"), "s3://models/j/t1/adapter")
+    uris.put_tree(adapter_dir(tmp_path / "v2", "v2"), "s3://models/j/t2/adapter")
+    root = tmp_path / "peft-source"
+    args = [
+        "fetch",
+        "--adapter",
+        "commerce=s3://models/j/t1/adapter",
+        "--adapter",
+        f"local={tmp_path / 'v2'}",
+        "--root",
+        str(root),
+    ]
+    assert cli_main(args) == 0
+    assert json.loads((root / "commerce" / "adapter_config.json").read_text())["marker"] == "v1"
+    assert json.loads((root / "local" / "adapter_config.json").read_text())["marker"] == "v2"
+    # A new revision replaces the folder whole: no file of the old adapter survives.
+    (root / "commerce" / "stale.bin").write_bytes(b"old")
+    assert cli_main(["fetch", "--uri", "s3://models/j/t2/adapter", "--dest", str(root / "commerce")]) == 0
+    assert json.loads((root / "commerce" / "adapter_config.json").read_text())["marker"] == "v2"
+    assert not (root / "commerce" / "stale.bin").exists()
+    assert sorted(p.name for p in root.iterdir()) == ["commerce", "local"]  # no staging leftovers
+    capsys.readouterr()
+
+
+def test_fetch_refuses_what_is_not_an_adapter(
+    aws_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "README").write_text("hi")
+    assert cli_main(["fetch", "--uri", str(tmp_path / "junk"), "--dest", str(tmp_path / "d")]) == 1
+    assert "missing adapter_config.json, adapter_model.safetensors" in capsys.readouterr().err
+    assert cli_main(["fetch", "--uri", "s3://models/none", "--dest", str(tmp_path / "e")]) == 1
+    assert cli_main(["fetch", "--adapter", "../x=s3://models/a", "--root", str(tmp_path)]) == 2
