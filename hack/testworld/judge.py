@@ -1,7 +1,7 @@
 """Stand-in LLM judge: a small OpenAI-compatible chat-completions server that scores deterministically.
 
 It reads the <reference> and <answer> sections of the judge prompt that `adapterops_train.judge`
-builds and answers `{"score": round(5 x token-F1(answer, reference)), "reason": ...}`. Tests can make
+builds and answers `{"score": 5 x token-F1(answer, reference) rounded half up, "reason": ...}`. Tests can make
 it misbehave (`mode`: score | garbage | error | bad-json) and require an API key, to check that the
 client reports trouble as unavailable/invalid instead of a score. Test double only: not product code.
 
@@ -49,7 +49,8 @@ def score_prompt(user_message: str) -> dict[str, Any]:
     if not reference:
         return {"score": 0, "reason": "no reference to compare with"}
     f1 = token_f1(answer.group(1), reference.group(1))
-    return {"score": round(5 * f1), "reason": f"token F1 {f1:.2f} against the reference"}
+    # Half-up rounding (Python's round() would send 2.5 to 2).
+    return {"score": int(5 * f1 + 0.5), "reason": f"token F1 {f1:.2f} against the reference"}
 
 
 class StandInJudge:
