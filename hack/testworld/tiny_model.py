@@ -64,7 +64,7 @@ def build_tokenizer(texts: list[str], vocab_size: int = 1024) -> Any:
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
-    fast = PreTrainedTokenizerFast(
+    fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=tok,
         bos_token="<|begin_of_text|>",
         eos_token="<|end|>",
@@ -88,7 +88,6 @@ def build_model(vocab_size: int, tokenizer: Any, seed: int, hidden: int = 64, la
         num_key_value_heads=2,  # grouped-query attention, as in Llama 3.1
         max_position_embeddings=1024,
         rms_norm_eps=1e-5,
-        rope_theta=10000.0,
         tie_word_embeddings=False,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
