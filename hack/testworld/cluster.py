@@ -222,3 +222,44 @@ class OperatorProcess:
     def kill(self) -> None:
         """A crash: no cleanup, no goodbye."""
         self.stop(signal.SIGKILL)
+
+
+def local_volume(cluster: LocalCluster, namespace: str, claim: str, path: Path, size: str = "100Gi") -> Path:
+    """A PersistentVolumeClaim bound (by the real PV controller) to a hostPath PersistentVolume at `path`,
+    the local cluster's storage: the kubelet harness mounts it where the pod asks."""
+    path.mkdir(parents=True, exist_ok=True)
+    pv_name = f"{namespace}-{claim}"[:63]
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": pv_name, "labels": {"adapterops.io/test-namespace": namespace}},
+            "spec": {
+                "capacity": {"storage": size},
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "local",
+                "persistentVolumeReclaimPolicy": "Retain",
+                "hostPath": {"path": str(path)},
+                "claimRef": {"namespace": namespace, "name": claim},
+            },
+        }
+    )
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": claim, "namespace": namespace},
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "local",
+                "volumeName": pv_name,
+                "resources": {"requests": {"storage": size}},
+            },
+        }
+    )
+    wait_for(
+        lambda: cluster.get("pvc", claim, "-n", namespace).get("status", {}).get("phase") == "Bound",
+        30,
+        f"PVC {namespace}/{claim} to bind",
+    )
+    return path

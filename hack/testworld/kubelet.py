@@ -258,7 +258,10 @@ class Kubelet:
 
         def mapped(value: str) -> str:
             """A path under one of the container's mounts, as this machine sees it."""
-            if value.startswith("/") and any(value == m or value.startswith(m.rstrip("/") + "/") for m in mounts):
+            if value.startswith("/") and any(
+                value == m or value.startswith(m.rstrip("/") + "/") or m.startswith(value.rstrip("/") + "/")
+                for m in mounts
+            ):
                 return str(root / value.lstrip("/"))
             return value
 

@@ -127,6 +127,8 @@ class Controller:
         acceptance = finetune.accept(name, body.get("spec") or {}, self.config)
         if acceptance.error is None and acceptance.spec and acceptance.spec.resources.queue_name:
             acceptance = await self.check_queue(namespace, acceptance)
+        if acceptance.error is None and acceptance.spec and acceptance.spec.resources.nodes > 1:
+            acceptance = await self.check_distributed_engine(acceptance)
         if acceptance.error is not None or acceptance.spec is None:
             new = finetune.refused_status(old, acceptance, meta.get("generation"))
             if await self.write_status(body, new):
@@ -174,6 +176,22 @@ class Controller:
             error = f"spec.resources.queueName: LocalQueue {queue!r} does not exist in namespace {namespace!r}"
             return finetune.Acceptance(acceptance.spec, [], error, "QueueNotFound")
         return acceptance
+
+    async def check_distributed_engine(self, acceptance: finetune.Acceptance) -> finetune.Acceptance:
+        """Multi-node trials run on an existing engine (JobSet or the Kubeflow PyTorchJob), never our own."""
+        assert acceptance.spec is not None
+        if await self.api_group_served("jobset.x-k8s.io") or await self.api_group_served("kubeflow.org"):
+            error = (
+                f"spec.resources.nodes: {acceptance.spec.resources.nodes} nodes per trial: multi-node trials are "
+                "not supported by this AdapterOps version yet; use nodes: 1"
+            )
+            return finetune.Acceptance(acceptance.spec, [], error, "MultiNodeUnsupported")
+        error = (
+            f"spec.resources.nodes: {acceptance.spec.resources.nodes} nodes per trial needs a distributed engine: "
+            "install JobSet (jobset.x-k8s.io) or the Kubeflow Training Operator (kubeflow.org PyTorchJob), "
+            "or use nodes: 1"
+        )
+        return finetune.Acceptance(acceptance.spec, [], error, "NoDistributedEngine")
 
     async def api_group_served(self, group: str) -> bool:
         cached = self._groups.get(group)

@@ -13,7 +13,7 @@ from typing import Any
 from adapterops.api import API_VERSION, FineTuneJobSpec
 from adapterops.config import Config, GpuClass
 from adapterops.sweep import PlannedTrial
-from adapterops_train.spec import JUDGE_API_KEY_PATH, PVC_ROOT, TRIAL_SPEC_PATH, TrialSpec
+from adapterops_train.spec import EXIT_PERMANENT, JUDGE_API_KEY_PATH, PVC_ROOT, TRIAL_SPEC_PATH, TrialSpec
 
 LABEL_JOB = "adapterops.io/finetunejob"
 LABEL_TRIAL = "adapterops.io/trial"
@@ -21,8 +21,6 @@ LABEL_COMPONENT = "adapterops.io/component"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 CONTAINER = "trainer"
 TERMINATION_LOG = "/dev/termination-log"
-# Exit code the trial runner uses for errors retrying cannot fix (bad data, bad spec): fail the Job at once.
-EXIT_PERMANENT = 2
 
 
 def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:

@@ -6,13 +6,30 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from testworld.cluster import LocalCluster, OperatorProcess
+
+from testworld.cluster import TOOLS, LocalCluster, OperatorProcess
+from testworld.kubelet import Kubelet
 
 CLUSTER = os.environ.get("ADAPTEROPS_TEST_CLUSTER", "adapterops-test")
 OPERATOR_NAMESPACE = "adapterops-system"
+# The chart as the test world installs it: AdapterOps' pods are played by the kubelet harness (real
+# processes), so they carry the label that tells kwok to leave them alone; images name the local runtimes.
+CHART_VALUES = {
+    "podLabels": {"kwok.adapterops.io/kubelet": "harness"},
+    "images": {
+        "trainerNemo": "adapterops/trainer-nemo:local",
+        "trainerHf": "adapterops/trainer-hf:local",
+        "nim": "nvcr.io/nim/nvidia/llama-3.1-nemotron-nano-8b-v1:1.8",
+        "vllm": "vllm/vllm-openai:v0.11.0",
+        "fetcher": "adapterops/trainer-hf:local",
+    },
+    "reconcileSeconds": 5,
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -31,7 +48,7 @@ def cluster() -> Iterator[LocalCluster]:
 
 @pytest.fixture(scope="session")
 def chart(cluster: LocalCluster) -> str:
-    cluster.install_chart(namespace=OPERATOR_NAMESPACE)
+    cluster.install_chart(namespace=OPERATOR_NAMESPACE, values=CHART_VALUES)
     return OPERATOR_NAMESPACE
 
 
@@ -42,12 +59,32 @@ def operator(cluster: LocalCluster, chart: str) -> Iterator[OperatorProcess]:
     process.stop()
 
 
+@pytest.fixture(scope="session")
+def kubelet(cluster: LocalCluster) -> Iterator[Kubelet]:
+    harness = Kubelet(cluster).start()
+    yield harness
+    harness.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Path:
+    """A tiny Llama built in code once per machine (cached; same seed, same files)."""
+    from testworld.tiny_model import build
+
+    dest = TOOLS / "cache" / "tiny-llama-v1"
+    if not (dest / "config.json").exists():
+        build(dest.with_suffix(".tmp"), seed=0)
+        dest.with_suffix(".tmp").rename(dest)
+    return dest
+
+
 @pytest.fixture
 def namespace(cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace per test, named after it."""
-    digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:6]
+    digest = hashlib.sha1(f"{request.node.nodeid}{time.time()}".encode()).hexdigest()[:6]
     name = f"t-{request.node.name[:40].lower().replace('_', '-').strip('-')}-{digest}"
     name = "".join(c if c.isalnum() or c == "-" else "-" for c in name)
     cluster.ensure_namespace(name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    cluster.kubectl("delete", "pv", "-l", f"adapterops.io/test-namespace={name}", "--wait=false", check=False)

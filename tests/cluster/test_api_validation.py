@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from testworld.cluster import REPO, LocalCluster
 
 INVALID = sorted((Path(__file__).parent / "invalid").glob("*.yaml"))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from adapterops import basegen
 from testworld.cluster import CHART, REPO, LocalCluster
 

@@ -7,6 +7,7 @@ import copy
 from typing import Any
 
 import yaml
+
 from testworld.cluster import REPO, LocalCluster, OperatorProcess, wait_for
 
 PAPER_FTJ = yaml.safe_load((REPO / "manifests/examples/finetunejob-nemotron-sweep.yaml").read_text())

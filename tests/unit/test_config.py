@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from adapterops.config import Config, ConfigError
 
 CHART_VALUES = Path(__file__).resolve().parents[2] / "charts" / "adapterops" / "values.yaml"

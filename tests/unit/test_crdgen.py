@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from adapterops import crdgen
 
 

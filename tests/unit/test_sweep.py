@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from adapterops.api import FineTuneJobSpec
 from adapterops.sweep import PlanError, plan, trial_name
 

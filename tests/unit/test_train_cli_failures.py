@@ -12,6 +12,7 @@ from typing import Any
 import jsonschema
 
 from adapterops_train.cli import SCHEMA_PATH
+from adapterops_train.spec import EXIT_PERMANENT
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD_ROW = {"messages": [{"role": "user", "content": "red mug"}, {"role": "assistant", "content": "red mug"}]}
@@ -56,7 +57,7 @@ def test_malformed_dataset_fails_with_the_line_number(tmp_path: Path) -> None:
     rows = [json.dumps(GOOD_ROW)] * 4 + ['{"messages": "not a list"}'] + [json.dumps(GOOD_ROW)]
     (tmp_path / "train.jsonl").write_text("\n".join(rows) + "\n")
     code, doc = run_cli(tmp_path, spec(tmp_path))
-    assert code == 1
+    assert code == EXIT_PERMANENT  # a bad row is not fixed by retrying: the Job fails at once
     assert doc["status"] == "failed" and doc["reason"] == "DatasetInvalid"
     assert doc["message"] == f"{tmp_path / 'train.jsonl'}:5: field 'messages' must be a non-empty list of messages"
     assert not (tmp_path / "out").exists()
@@ -64,16 +65,16 @@ def test_malformed_dataset_fails_with_the_line_number(tmp_path: Path) -> None:
 
 def test_missing_inputs(tmp_path: Path) -> None:
     code, doc = run_cli(tmp_path, spec(tmp_path))
-    assert (code, doc["reason"]) == (1, "DatasetNotFound")
+    assert (code, doc["reason"]) == (EXIT_PERMANENT, "DatasetNotFound")
     (tmp_path / "train.jsonl").write_text(json.dumps(GOOD_ROW) + "\n" + json.dumps(GOOD_ROW) + "\n")
     code, doc = run_cli(tmp_path, spec(tmp_path, baseModel={"name": "tiny", "uri": str(tmp_path / "nowhere")}))
-    assert (code, doc["reason"]) == (1, "BaseModelNotFound")
+    assert (code, doc["reason"]) == (EXIT_PERMANENT, "BaseModelNotFound")
 
 
 def test_nemo_without_nemo_or_gpu_is_backend_unavailable(tmp_path: Path) -> None:
     (tmp_path / "train.jsonl").write_text(json.dumps(GOOD_ROW) + "\n" + json.dumps(GOOD_ROW) + "\n")
     code, doc = run_cli(tmp_path, spec(tmp_path, backend="nemo"))
-    assert (code, doc["reason"], doc["backend"]) == (1, "BackendUnavailable", "nemo")
+    assert (code, doc["reason"], doc["backend"]) == (EXIT_PERMANENT, "BackendUnavailable", "nemo")
     assert "NeMo" in doc["message"]
 
 

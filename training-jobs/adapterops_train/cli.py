@@ -26,7 +26,14 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from adapterops_train import uris
-from adapterops_train.spec import TRIAL_SPEC_PATH, TrialResult, TrialSpec
+from adapterops_train.spec import (
+    EXIT_FAILED,
+    EXIT_PERMANENT,
+    PERMANENT_REASONS,
+    TRIAL_SPEC_PATH,
+    TrialResult,
+    TrialSpec,
+)
 
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 SCHEMA_PATH = Path(__file__).parent / "data" / "trial-result.schema.json"
@@ -57,14 +64,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_result(
             TrialResult(status="failed", reason="SpecInvalid", message=f"{spec_path}: {exc}"), args.termination_log
         )
-        return 2
+        return EXIT_PERMANENT
     # A trial reads its base model from baseModel.uri only: never let a library reach for a model hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from adapterops_train.runner import run_trial
 
     result = run_trial(spec)
     write_result(result, args.termination_log)
-    return 0 if result.status == "succeeded" else 1
+    if result.status == "succeeded":
+        return 0
+    return EXIT_PERMANENT if result.reason in PERMANENT_REASONS else EXIT_FAILED
 
 
 def _verify(dest: Path) -> None:

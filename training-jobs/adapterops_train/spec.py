@@ -20,6 +20,13 @@ from adapterops.api import ApiModel, BaseModelRef, Dataset, Evaluation, Lora, Tr
 TRIAL_SPEC_VERSION: Final = "adapterops.io/trial-spec/v1"
 RESULT_VERSION: Final = 1
 TERMINATION_MESSAGE_LIMIT = 4096
+# Exit codes of `python -m adapterops_train run`: the operator's podFailurePolicy fails a trial's Job at
+# once on EXIT_PERMANENT (retrying cannot fix a bad spec, dataset or base model) and retries EXIT_FAILED.
+EXIT_FAILED = 1
+EXIT_PERMANENT = 2
+PERMANENT_REASONS = frozenset(
+    {"SpecInvalid", "DatasetInvalid", "DatasetNotFound", "BaseModelNotFound", "BackendUnavailable"}
+)
 # Where the operator mounts things in a trial pod.
 TRIAL_SPEC_PATH = "/etc/adapterops/trial.json"
 JUDGE_API_KEY_PATH = "/var/run/secrets/adapterops/judge/api-key"
