@@ -43,8 +43,10 @@ def main() -> int:
     finally:
         operator.stop()
     banner("done")
-    print(f"The cluster is still up:\n  export KUBECONFIG={cluster.kubeconfig}\n  kubectl get ftj,mdep -A\n"
-          "Remove it with: hack/cluster.sh down")
+    print(
+        f"The cluster is still up:\n  export KUBECONFIG={cluster.kubeconfig}\n  kubectl get ftj,mdep -A\n"
+        "Remove it with: hack/cluster.sh down"
+    )
     return 0
 
 
