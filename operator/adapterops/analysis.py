@@ -1,44 +1,40 @@
 """Sequential canary analysis: observed data in, a Pass / Fail / Inconclusive verdict per metric out.
 
-Pure functions (standard library only: no I/O, no Kubernetes, no HTTP). The controller calls them on
-every reconcile with the data CUMULATED since the canary (or the step) began and acts on the first
-Pass or Fail, so every test here is *anytime-valid*: its error bounds hold however often it is
-evaluated and whenever it is stopped (Ville's inequality on a test supermartingale).
+Pure functions, standard library only (no I/O, Kubernetes or HTTP). The controller calls them on every
+reconcile with data CUMULATED since the canary began and acts on the first Pass or Fail, so every test
+is sequential and anytime-valid: a likelihood ratio or betting wealth that is a (super)martingale under
+the hypothesis it refutes, compared with 1/alpha or 1/beta (Ville's inequality), so the error bounds
+hold however often it is evaluated and whenever it stops. Per metric, by default 5% each:
 
-Errors controlled, per metric (``alpha`` and ``beta`` are keyword arguments, 0.05 by default):
+* false promotion ``P(Pass | the tolerated regression or worse) <= alpha``;
+* false rollback ``P(Fail | canary behaves like stable) <= beta``, split between the rules of a metric
+  when several are set (latency maxSeconds + maxIncreasePercent, judge maxDrop + minScore). Across
+  metrics the controller rolls back on any Fail: the total false rollback is at most the sum.
 
-* false promotion ``P(Pass | canary has the tolerated regression or worse) <= alpha``;
-* false rollback ``P(Fail | canary behaves like stable) <= beta`` (split evenly between the rules of a
-  metric when several are set, e.g. latency ``maxSeconds`` and ``maxIncreasePercent``).
+Methods (longer, with assumptions and the benchmark: bench/README.md):
 
-Methods (details, assumptions and the benchmark against a fixed-threshold rule and Wald's SPRT in
-``bench/README.md``):
-
-* Latency, relative to stable (``max_increase_percent``): from the Prometheus histograms only counts
-  above bucket bounds are observable, so the quantile is tested through a tail share. At a bucket bound
-  ``x`` near the stable quantile, every request slower than ``x`` comes from the canary with probability
-  ``pi = n_c r / (n_c r + n_s)``, where ``r`` is the ratio of the canary's and stable's shares above
-  ``x`` (a two-sample "race" that needs no estimate of stable's own tail share). Equal revisions give
-  ``r = 1``; a slowdown of the whole distribution by ``1 + d`` gives ``r1 = S(x / (1 + d)) / S(x)``,
-  read off the stable histogram (log-log interpolation inside a bucket). Wald's likelihood ratio of
-  ``pi(r1)`` against ``pi(1)`` over those slow requests decides: Fail at ``>= 1/beta``, Pass at
-  ``<= alpha``. Assumption: a regression acts as a stretch of the latency distribution between
-  ``x / (1 + d)`` and ``x``; the cut ``x`` is the bound closest to ``stable p_q * sqrt(1 + d)``, where
-  any shape of regression has nearly the same effect on the tail share.
-* Latency ceiling (``max_seconds``), error rate (``max_percent``): Wald's binomial likelihood ratio on
-  the canary's share above the ceiling / its error share, between ``p_bad = limit`` (``1 - quantile``
-  for latency) and ``p_good = limit / 2``. When ``max_seconds`` is not a bucket bound, the bounds around
-  it bracket the count conservatively (the larger count to pass, the smaller to fail).
-* Judge (paired 0-5 scores): exact, nonparametric testing by betting on the bounded differences
-  ``D = canary - stable`` (Waudby-Smith & Ramdas). Pass needs wealth ``prod(1 + l (D + max_drop)) >=
-  1/alpha`` (refutes a mean drop of ``max_drop`` or more); Fail needs ``prod(1 - l D) >= 1/beta``
-  (refutes "no drop"). Bets ``l`` are predictable (past pairs only): ``max_drop / (var + max_drop^2)``.
-  ``min_score`` is the same test on canary scores against the floor. Pairs must be passed in the order
-  they were judged (append-only).
+* Latency vs stable (``max_increase_percent`` = d): histograms only reveal counts above bucket bounds,
+  so the quantile is tested through the share of requests slower than a bound ``x`` near stable's
+  quantile. Given whether a request was slower than ``x``, the revision that served it is a coin flip
+  with probability ``n_c / (n_c + n_s)`` when both revisions are alike, whatever stable's own share is;
+  a canary slowed down by ``1 + d`` skews the slow requests towards the canary by ``r = S(x / (1 + d))
+  / S(x)``, S being stable's survival function interpolated inside buckets (monotone cubic in log-log).
+  Wald's likelihood ratio of these coin flips decides (Fail ``>= 1/beta``, Pass ``<= alpha``). A tail
+  guard at the first bound at or above ``(1 + d)`` x stable's quantile can fail the canary and holds a
+  Pass while it points to a regression. Assumption: near the quantile, a regression acts like a
+  stretch of the latency distribution (exact for proportional slowdowns; with coarse buckets, e.g.
+  vLLM/NIM's 2.5 s -> 5 s, regressions confined to the slowest few percent are only partly seen).
+* Latency ceiling (``max_seconds``) and error rate (``max_percent``): Wald's binomial likelihood ratio
+  on the canary's share above the ceiling / of errors between ``bad = limit`` (``1 - quantile`` for
+  latency) and ``good = limit / 2``; a ceiling between bucket bounds is bracketed conservatively.
+* Judge (paired 0-5 scores): exact nonparametric testing by betting on ``D = canary - stable`` per
+  prompt. Pass when ``prod(1 + l (D + max_drop)) >= 1/alpha`` (refutes a mean drop >= max_drop), Fail
+  when ``prod(1 - l D) >= 1/beta`` (refutes "no drop"); bets ``l`` use earlier pairs only, so pairs must
+  be passed in judging order (append-only). ``min_score``: the same on canary scores vs the floor.
 
 Never Pass without data: missing inputs (Prometheus or judge down), empty windows and too little stable
-reference data are Inconclusive with a message that says so. A tolerance of 0 (``max_increase_percent``
-or ``max_drop``) cannot be certified sequentially and is raised to a small minimum (1 % / 0.05 points).
+reference data are Inconclusive and the message says which. Tolerances of 0 cannot be certified by a
+sequential test and are raised to a small minimum (1% latency increase, 0.05 judge points).
 """
 
 from __future__ import annotations
@@ -60,14 +56,20 @@ FAIL: Verdict = "Fail"
 INCONCLUSIVE: Verdict = "Inconclusive"
 
 MIN_STABLE_TAIL = 20
-"""Stable requests above the cut needed before the stable reference is trusted."""
+"""Stable requests slower than the cut needed before stable's shape is trusted."""
+MIN_GUARD_TAIL = 10
+"""Stable requests slower than the tail guard's bound needed to use the guard."""
+GUARD_SHARE = 0.1
+"""Share of the latency false-rollback risk spent by the tail guard."""
+GUARD_PASS_LLR = 0.0
+"""A Pass waits while the tail guard's log likelihood ratio is above this (it points to a regression)."""
 MIN_INCREASE_PERCENT = 1.0
 MIN_DROP = 0.05
 GOOD_FRACTION = 0.5
 """For ceilings (latency maxSeconds, error rate): 'good' is half the limit, 'bad' the limit itself."""
 MIN_EFFECT_RATIO = 1.02
 """A cut where the tolerated slowdown moves the tail share by less than 2 % cannot decide anything."""
-BET_CAP = 0.95
+BET_CAP = 0.99
 """Largest bet as a fraction of the one that could lose everything on the worst possible score."""
 PRIOR_VAR = 1.0
 PRIOR_WEIGHT = 4.0
@@ -225,31 +227,94 @@ def _histogram_quantile(q: float, hist: _Hist) -> float:
     return hist.bounds[-1] if hist.bounds else math.inf
 
 
-def _interp_survival(points: list[tuple[float, float]], y: float) -> float:
-    """Share slower than y: log-log interpolation inside a bucket (a local power-law tail)."""
-    for (b0, s0), (b1, s1) in itertools.pairwise(points):
-        if b0 <= y <= b1:
-            if y == b1:
-                return s1
-            if b0 > 0.0 and s0 > 0.0 and s1 > 0.0:
-                w = math.log(y / b0) / math.log(b1 / b0)
-                return math.exp(math.log(s0) + w * (math.log(s1) - math.log(s0)))
-            return s0 + (s1 - s0) * (y - b0) / (b1 - b0)
-    return points[-1][1]
+def _pchip_slopes(u: list[float], v: list[float]) -> list[float]:
+    """Knot derivatives of the monotone cubic (Fritsch-Carlson, as scipy's PchipInterpolator)."""
+    n = len(u)
+    if n < 2:
+        return [0.0] * n
+    h = [u[k + 1] - u[k] for k in range(n - 1)]
+    d = [(v[k + 1] - v[k]) / h[k] for k in range(n - 1)]
+    if n == 2:
+        return [d[0], d[0]]
+    m = [0.0] * n
+    for k in range(1, n - 1):
+        if d[k - 1] * d[k] > 0.0:
+            w1, w2 = 2.0 * h[k] + h[k - 1], h[k] + 2.0 * h[k - 1]
+            m[k] = (w1 + w2) / (w1 / d[k - 1] + w2 / d[k])
+    for end, (h0, h1, d0, d1) in ((0, (h[0], h[1], d[0], d[1])), (n - 1, (h[-1], h[-2], d[-1], d[-2]))):
+        e = ((2.0 * h0 + h1) * d0 - h0 * d1) / (h0 + h1)
+        if e * d0 <= 0.0:
+            e = 0.0
+        elif d0 * d1 <= 0.0 and abs(e) > 3.0 * abs(d0):
+            e = 3.0 * d0
+        m[end] = e
+    return m
 
 
-def _interp_quantile(points: list[tuple[float, float]], tail: float) -> float | None:
-    """Latency whose survival is `tail` (inverse of _interp_survival); None beyond the last bound."""
-    for (b0, s0), (b1, s1) in itertools.pairwise(points):
-        if s0 >= tail >= s1 and s0 > s1:
-            if b0 > 0.0 and s1 > 0.0:
-                w = math.log(tail / s0) / math.log(s1 / s0)
-                return math.exp(math.log(b0) + w * math.log(b1 / b0))
-            return b0 + (b1 - b0) * (s0 - tail) / (s0 - s1)
-    return None
+class _Survival:
+    """Share of requests slower than y, interpolated between bucket bounds.
+
+    Monotone cubic through (log bound, log share): latency tails are close to straight lines there
+    (power law) and bent down for log-normal-like tails, which a chord would underestimate. Below the
+    first bound, or where a share is 0, linear in the share.
+    """
+
+    def __init__(self, hist: _Hist) -> None:
+        self.points = hist.survival()
+        knots = [(math.log(b), math.log(sv)) for b, sv in self.points if b > 0.0 and sv > 0.0]
+        self.u = [k[0] for k in knots]
+        self.v = [k[1] for k in knots]
+        self.m = _pchip_slopes(self.u, self.v)
+
+    def at(self, y: float) -> float:
+        u, v, m = self.u, self.v, self.m
+        x = math.log(y) if y > 0.0 else -math.inf
+        if u and u[0] <= x <= u[-1]:
+            for k in range(len(u) - 1):
+                if x <= u[k + 1]:
+                    h = u[k + 1] - u[k]
+                    t = (x - u[k]) / h
+                    h00, h10 = (1 + 2 * t) * (1 - t) ** 2, t * (1 - t) ** 2
+                    h01, h11 = t * t * (3 - 2 * t), t * t * (t - 1)
+                    return math.exp(h00 * v[k] + h10 * h * m[k] + h01 * v[k + 1] + h11 * h * m[k + 1])
+            return math.exp(v[-1])
+        for (b0, s0), (b1, s1) in itertools.pairwise(self.points):
+            if b0 <= y <= b1:
+                return s1 if y == b1 else s0 + (s1 - s0) * (y - b0) / (b1 - b0)
+        return self.points[-1][1]
+
+    def quantile(self, tail: float) -> float | None:
+        """Latency with `tail` of the requests slower (log-log chord); None beyond the last bound."""
+        for (b0, s0), (b1, s1) in itertools.pairwise(self.points):
+            if s0 >= tail >= s1 and s0 > s1:
+                if b0 > 0.0 and s1 > 0.0:
+                    w = math.log(tail / s0) / math.log(s1 / s0)
+                    return math.exp(math.log(b0) + w * math.log(b1 / b0))
+                return b0 + (b1 - b0) * (s0 - tail) / (s0 - s1)
+        return None
 
 
 # --------------------------------------------------------------------------- latency
+
+
+def _race_llr(n_s: int, n_c: int, k_s: int, k_c: int, r: float) -> float:
+    """log LR of "the canary's share above the cut is r x stable's" vs "equal shares".
+
+    The likelihood of which revision served each request given whether it was slow: under equal
+    shares every request is the canary's with probability n_c / (n_c + n_s) whatever its latency, so
+    stable's own (unknown) share drops out; a slow request points to the canary when r > 1. The fast
+    requests' term uses stable's observed share.
+    """
+    pi0 = n_c / (n_c + n_s)
+    slow1 = n_c * r / (n_c * r + n_s)
+    p_s = min(k_s / n_s, 0.999 / r)
+    fast1 = n_c * (1.0 - r * p_s) / (n_c * (1.0 - r * p_s) + n_s * (1.0 - p_s))
+    return (
+        k_c * math.log(slow1 / pi0)
+        + k_s * math.log((1.0 - slow1) / (1.0 - pi0))
+        + (n_c - k_c) * math.log(fast1 / pi0)
+        + (n_s - k_s) * math.log((1.0 - fast1) / (1.0 - pi0))
+    )
 
 
 def _latency_relative(
@@ -259,65 +324,88 @@ def _latency_relative(
     rho = 1.0 + increase_percent / 100.0
     name = _qname(q)
     rule = f"+{increase_percent:g}%"
-    pts = stable.survival()
-    s_q = _interp_quantile(pts, tail)
+    surv = _Survival(stable)
+    s_q = surv.quantile(tail)
     if s_q is None:
         s_q = stable.bounds[-1] if stable.bounds else math.inf
     if not stable.bounds or math.isinf(s_q):
         return INCONCLUSIVE, f"latency {name}: the histogram has no finite bucket bound near stable's {name}."
     target = s_q * math.sqrt(rho)
     shared = [b for b in stable.bounds if b in canary.bounds]
-    candidates = sorted(shared, key=lambda b: abs(math.log(b / target)))
+
+    def effect(b: float) -> float:  # share ratio at bound b under a slowdown by rho
+        return surv.at(b / rho) / surv.at(b)
+
+    # The cut: the bound nearest the target that is not too deep in the tail and where the tolerated
+    # slowdown visibly moves the share (with too few stable requests there yet: wait, don't move on).
     cut, r1 = None, 0.0
-    for b in candidates:
-        if stable.above(b) < MIN_STABLE_TAIL:
+    for b in sorted(shared, key=lambda b: abs(math.log(b / target))):
+        if stable.above(b) < tail * stable.total / 10.0:
             continue
-        r = _interp_survival(pts, b / rho) / _interp_survival(pts, b)
-        if r >= MIN_EFFECT_RATIO:
+        if stable.above(b) < MIN_STABLE_TAIL:
+            return INCONCLUSIVE, (
+                f"latency {name} vs stable: too little stable reference data yet ({stable.above(b)} of "
+                f"{stable.total} stable requests slower than {_secs(b)}, need {MIN_STABLE_TAIL})."
+            )
+        if (r := effect(b)) >= MIN_EFFECT_RATIO:
             cut, r1 = b, r
             break
     if cut is None:
-        best = max((stable.above(b) for b in shared), default=0)
-        if best < MIN_STABLE_TAIL or not shared:
-            return INCONCLUSIVE, (
-                f"latency {name} vs stable: too little stable reference data yet ({stable.total} stable "
-                f"requests, need {MIN_STABLE_TAIL} slower than a bucket bound near stable's {name})."
-            )
         return INCONCLUSIVE, (
             f"latency {name} vs stable: the histogram's bucket bounds cannot resolve a {rule} change "
             f"near stable's {name} ({_secs(s_q)})."
         )
-    k_s, k_c = stable.above(cut), canary.above(cut)
     n_s, n_c = stable.total, canary.total
-    pi0 = n_c / (n_c + n_s)
-    pi1 = n_c * r1 / (n_c * r1 + n_s)
-    llr = k_c * math.log(pi1 / pi0) + k_s * math.log((1.0 - pi1) / (1.0 - pi0))
-    share_s, share_c = k_s / n_s, k_c / n_c
-    evidence = (
-        f"{_pct(share_c)} of {n_c} canary requests were slower than {_secs(cut)} vs {_pct(share_s)} of "
-        f"{n_s} stable requests, where a {rule} slowdown would make about {_pct(share_s * r1)}"
-    )
-    fail_at, pass_at = 1.0 / beta, alpha
-    ratio = _ratio_text(llr)
-    if llr >= math.log(fail_at):
-        return FAIL, (
-            f"latency {name} regressed beyond {rule} over stable: {evidence} (likelihood ratio {ratio} "
-            f">= {fail_at:.3g}; false-rollback risk <= {_pct(beta)})."
+    # Tail guard: the first bound at or above the tolerated quantile (1 + d) x stable's, where a
+    # regression confined to the slowest requests shows at least as strongly as a proportional one
+    # (the main cut, below it, under-weights such regressions when buckets are coarse). It can fail
+    # the canary (with GUARD_SHARE of beta) and holds a Pass while it points to a regression.
+    guard = next((b for b in shared if b > cut and b >= rho * s_q), None)
+    usable = guard is not None and GUARD_SHARE > 0.0 and stable.above(guard) >= MIN_GUARD_TAIL
+    r_g = effect(guard) if guard is not None and usable else 0.0
+    beta_main = beta * (1.0 - GUARD_SHARE) if r_g >= MIN_EFFECT_RATIO else beta
+
+    def evidence(b: float, r: float) -> str:
+        k_s, k_c = stable.above(b), canary.above(b)
+        return (
+            f"{_pct(k_c / n_c)} of {n_c} canary requests were slower than {_secs(b)} vs {_pct(k_s / n_s)} "
+            f"of {n_s} stable requests, where a {rule} slowdown would make about {_pct(k_s / n_s * r)}"
         )
-    if llr <= math.log(pass_at):
+
+    llr = _race_llr(n_s, n_c, stable.above(cut), canary.above(cut), r1)
+    ratio = _ratio_text(llr)
+    if llr >= math.log(1.0 / beta_main):
+        return FAIL, (
+            f"latency {name} regressed beyond {rule} over stable: {evidence(cut, r1)} (likelihood ratio "
+            f"{ratio} >= {1.0 / beta_main:.3g}; false-rollback risk <= {_pct(beta)})."
+        )
+    llr_g = -math.inf
+    if r_g >= MIN_EFFECT_RATIO and guard is not None:
+        llr_g = _race_llr(n_s, n_c, stable.above(guard), canary.above(guard), r_g)
+        limit_g = 1.0 / (beta * GUARD_SHARE)
+        if llr_g >= math.log(limit_g):
+            return FAIL, (
+                f"latency tail regressed beyond {rule} over stable: {evidence(guard, r_g)} (likelihood "
+                f"ratio {_ratio_text(llr_g)} >= {limit_g:.3g}; false-rollback risk <= {_pct(beta)})."
+            )
+    if llr <= math.log(alpha) and llr_g > GUARD_PASS_LLR and guard is not None:
+        return INCONCLUSIVE, (
+            f"latency {name} vs stable ({rule}): within {rule} at {_secs(cut)} (likelihood ratio {ratio}) "
+            f"but not yet at {_secs(guard)}: {evidence(guard, r_g)} (likelihood ratio {_ratio_text(llr_g)}, "
+            f"needs <= 1 to pass)."
+        )
+    if llr <= math.log(alpha):
         return PASS, (
-            f"latency {name} within {rule} of stable: {evidence} (likelihood ratio {ratio} <= "
-            f"{pass_at:.3g}; false-promotion risk <= {_pct(alpha)})."
+            f"latency {name} within {rule} of stable: {evidence(cut, r1)} (likelihood ratio {ratio} <= "
+            f"{alpha:.3g}; false-promotion risk <= {_pct(alpha)})."
         )
     return INCONCLUSIVE, (
-        f"latency {name} vs stable ({rule}): no decision yet, {evidence}; likelihood ratio {ratio} "
-        f"(fail at >= {fail_at:.3g}, pass at <= {pass_at:.3g})."
+        f"latency {name} vs stable ({rule}): no decision yet, {evidence(cut, r1)}; likelihood ratio "
+        f"{ratio} (fail at >= {1.0 / beta_main:.3g}, pass at <= {alpha:.3g})."
     )
 
 
-def _latency_ceiling(
-    canary: _Hist, q: float, max_seconds: float, alpha: float, beta: float
-) -> tuple[Verdict, str]:
+def _latency_ceiling(canary: _Hist, q: float, max_seconds: float, alpha: float, beta: float) -> tuple[Verdict, str]:
     tail = 1.0 - q
     name = _qname(q)
     p_bad, p_good = tail, tail * GOOD_FRACTION
@@ -332,9 +420,10 @@ def _latency_ceiling(
     if lo == hi:
         seen = f"{_pct(k_fail / n)} of {n} canary requests were slower than {_secs(max_seconds)}"
     else:
+        nearest = f"between bounds {_secs(lo)} and {_secs(hi)}" if lo > 0.0 else f"below the first bound {_secs(hi)}"
         seen = (
             f"between {_pct(k_fail / n)} and {_pct(k_pass / n)} of {n} canary requests were slower than "
-            f"{_secs(max_seconds)} (not a bucket bound; nearest bounds {_secs(lo)} and {_secs(hi)})"
+            f"{_secs(max_seconds)} (not a bucket bound: {nearest})"
         )
     rule = f"{name} <= {_secs(max_seconds)}, i.e. at most {_pct(p_bad)} slower"
     if llr_fail >= math.log(1.0 / beta):
@@ -400,9 +489,14 @@ def latency_verdict(
     problems = [p for p in needed if isinstance(p, str)]
     if problems or not isinstance(canary, _Hist):
         return MetricVerdict(
-            "latency", INCONCLUSIVE, stable_value, canary_value, samples, threshold,
+            "latency",
+            INCONCLUSIVE,
+            stable_value,
+            canary_value,
+            samples,
+            threshold,
             "latency: no verdict, " + "; ".join(problems) + ".",
-        )  # fmt: skip
+        )
     n_rules = len(rules)
     parts: list[tuple[Verdict, str]] = []
     if increase is not None and isinstance(stable, _Hist):
@@ -444,17 +538,26 @@ def error_rate_verdict(
         stable_value = float(stable_errors) / float(stable_total)
     if canary_errors is None or canary_total is None:
         return MetricVerdict(
-            "errorRate", INCONCLUSIVE, stable_value, None, 0, threshold,
-            "errorRate: no verdict, no canary request counts (Prometheus returned nothing or was "
-            "unreachable).",
-        )  # fmt: skip
+            "errorRate",
+            INCONCLUSIVE,
+            stable_value,
+            None,
+            0,
+            threshold,
+            "errorRate: no verdict, no canary request counts (Prometheus returned nothing or was unreachable).",
+        )
     n = round(float(canary_total))
     k = min(round(float(canary_errors)), n)
     if n <= 0:
         return MetricVerdict(
-            "errorRate", INCONCLUSIVE, stable_value, None, 0, threshold,
+            "errorRate",
+            INCONCLUSIVE,
+            stable_value,
+            None,
+            0,
+            threshold,
             "errorRate: no verdict, no canary requests in the analysis window.",
-        )  # fmt: skip
+        )
     rate = k / n
     seen = f"{k} errors in {n} canary requests ({_pct(rate)})"
     if stable_value is not None and stable_total is not None:
@@ -469,20 +572,29 @@ def error_rate_verdict(
     if max_percent <= 0.0 and k > 0:
         verdict, why = FAIL, f"errorRate above the 0% limit: {seen}; no error is allowed."
     elif llr >= math.log(1.0 / beta):
-        verdict, why = FAIL, (
-            f"errorRate above the {max_percent:g}% limit: {seen} (likelihood ratio {_ratio_text(llr)} "
-            f">= {1.0 / beta:.3g} between {_pct(p_bad)} and {_pct(p_good)}; false-rollback risk <= "
-            f"{_pct(beta)})."
+        verdict, why = (
+            FAIL,
+            (
+                f"errorRate above the {max_percent:g}% limit: {seen} (likelihood ratio {_ratio_text(llr)} "
+                f">= {1.0 / beta:.3g} between {_pct(p_bad)} and {_pct(p_good)}; false-rollback risk <= "
+                f"{_pct(beta)})."
+            ),
         )
     elif llr <= math.log(alpha):
-        verdict, why = PASS, (
-            f"errorRate within the {max_percent:g}% limit: {seen} (likelihood ratio {_ratio_text(llr)} <= "
-            f"{alpha:.3g}; false-promotion risk <= {_pct(alpha)})."
+        verdict, why = (
+            PASS,
+            (
+                f"errorRate within the {max_percent:g}% limit: {seen} (likelihood ratio {_ratio_text(llr)} <= "
+                f"{alpha:.3g}; false-promotion risk <= {_pct(alpha)})."
+            ),
         )
     else:
-        verdict, why = INCONCLUSIVE, (
-            f"errorRate: no decision yet, {seen}; likelihood ratio {_ratio_text(llr)} (fail at >= "
-            f"{1.0 / beta:.3g}, pass at <= {alpha:.3g})."
+        verdict, why = (
+            INCONCLUSIVE,
+            (
+                f"errorRate: no decision yet, {seen}; likelihood ratio {_ratio_text(llr)} (fail at >= "
+                f"{1.0 / beta:.3g}, pass at <= {alpha:.3g})."
+            ),
         )
     return MetricVerdict("errorRate", verdict, stable_value, rate, n, threshold, why)
 
@@ -510,9 +622,14 @@ def _betting_log_wealth(xs: Sequence[float], target: float, lowest: float) -> fl
 
 
 def _bet_test(
-    xs_pass: list[float], low_pass: float, xs_fail: list[float], low_fail: float, gap: float,
-    alpha: float, beta: float,
-) -> tuple[Verdict, float, float]:  # fmt: skip
+    xs_pass: list[float],
+    low_pass: float,
+    xs_fail: list[float],
+    low_fail: float,
+    gap: float,
+    alpha: float,
+    beta: float,
+) -> tuple[Verdict, float, float]:
     w_pass = _betting_log_wealth(xs_pass, gap, low_pass)
     w_fail = _betting_log_wealth(xs_fail, gap, low_fail)
     if w_fail >= math.log(1.0 / beta):
@@ -540,6 +657,8 @@ def judge_verdict(
     _check_risks(alpha, beta)
     if max_drop is None and min_score is None:
         raise ValueError("judge analysis needs max_drop, min_score or both")
+    if min_score is not None and not 0.0 <= min_score <= score_max:
+        raise ValueError(f"min_score must be within 0-{score_max:g}, got {min_score}")
     drop = max(float(max_drop), MIN_DROP) if max_drop is not None else None
     rules: list[str] = []
     if drop is not None:
@@ -549,9 +668,14 @@ def judge_verdict(
     threshold = " and ".join(rules) + f" (0-{score_max:g} scale)"
     if pairs is None:
         return MetricVerdict(
-            "judge", INCONCLUSIVE, None, None, 0, threshold,
+            "judge",
+            INCONCLUSIVE,
+            None,
+            None,
+            0,
+            threshold,
             "judge: no verdict, no judge scores (the judge or the revisions did not answer).",
-        )  # fmt: skip
+        )
     valid: list[tuple[float, float]] = []
     for s, c in pairs:
         if s is None or c is None or not (0.0 <= s <= score_max and 0.0 <= c <= score_max):
@@ -561,9 +685,14 @@ def judge_verdict(
     skipped_text = f" ({skipped} prompts without two valid scores skipped)" if skipped else ""
     if not valid:
         return MetricVerdict(
-            "judge", INCONCLUSIVE, None, None, 0, threshold,
+            "judge",
+            INCONCLUSIVE,
+            None,
+            None,
+            0,
+            threshold,
             f"judge: no verdict, no prompt has been scored for both revisions yet{skipped_text}.",
-        )  # fmt: skip
+        )
     n = len(valid)
     mean_s = sum(s for s, _ in valid) / n
     mean_c = sum(c for _, c in valid) / n
@@ -573,24 +702,43 @@ def judge_verdict(
     if drop is not None:
         diffs = [c - s for s, c in valid]
         v, w_pass, w_fail = _bet_test(
-            [d + drop for d in diffs], -score_max + drop, [-d for d in diffs], -score_max, drop,
-            alpha, beta / n_rules,
-        )  # fmt: skip
-        parts.append((v, _judge_sentence(v, f"a drop of {drop:g} or more", "no drop", w_pass, w_fail,
-                                         alpha, beta / n_rules)))  # fmt: skip
+            [d + drop for d in diffs],
+            -score_max + drop,
+            [-d for d in diffs],
+            -score_max,
+            drop,
+            alpha,
+            beta / n_rules,
+        )
+        parts.append(
+            (v, _judge_sentence(v, f"a drop of {drop:g} or more", "no drop", w_pass, w_fail, alpha, beta / n_rules))
+        )
     if min_score is not None:
-        margin = min(drop if drop is not None else 0.3, score_max - min_score)
+        margin = min(drop if drop is not None else 0.3, score_max - min_score)  # 0 at the top: never Pass
         floor_cs = [c for _, c in valid]
-        if margin <= 0.0:  # a floor at the top of the scale: only Fail is possible
-            margin = 0.0
         v, w_pass, w_fail = _bet_test(
-            [c - min_score for c in floor_cs], -min_score,
-            [min_score + margin - c for c in floor_cs], -(score_max - min_score - margin),
-            max(margin, MIN_DROP), alpha, beta / n_rules,
-        )  # fmt: skip
-        parts.append((v, _judge_sentence(v, f"a canary mean <= {min_score:g}",
-                                         f"a canary mean >= {min_score + margin:.3g}",
-                                         w_pass, w_fail, alpha, beta / n_rules)))  # fmt: skip
+            [c - min_score for c in floor_cs],
+            -min_score,
+            [min_score + margin - c for c in floor_cs],
+            -(score_max - min_score - margin),
+            max(margin, MIN_DROP),
+            alpha,
+            beta / n_rules,
+        )
+        parts.append(
+            (
+                v,
+                _judge_sentence(
+                    v,
+                    f"a canary mean <= {min_score:g}",
+                    f"a canary mean >= {min_score + margin:.3g}",
+                    w_pass,
+                    w_fail,
+                    alpha,
+                    beta / n_rules,
+                ),
+            )
+        )
     verdict = _combine(parts)
     message = f"judge: {seen}; threshold {threshold}{skipped_text}. " + _message(parts, verdict)
     return MetricVerdict("judge", verdict, mean_s, mean_c, n, threshold, message)

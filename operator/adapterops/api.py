@@ -745,8 +745,16 @@ class JudgeAnalysis(ApiModel):
 
     dataset: str = Field(
         max_length=2048,
-        description="URI of the evaluation prompts (JSON Lines with prompt and optional reference).",
-        json_schema_extra=cel((URI_RULE[0], "canary.analysis.judge.dataset " + URI_RULE[1])),
+        description=(
+            "Evaluation prompts (JSON Lines: prompt, optional system and reference), read by the operator: "
+            "configmap://NAME/KEY in the ModelDeployment's namespace, or s3://bucket/key."
+        ),
+        json_schema_extra=cel(
+            (
+                "self.startsWith('configmap://') || self.startsWith('s3://')",
+                "canary.analysis.judge.dataset must start with configmap:// or s3:// (the operator reads it)",
+            )
+        ),
     )
     samples: int = Field(default=40, ge=1, le=1000, description="Largest number of prompts per step.")
     min_score: float | None = Field(default=None, ge=0, le=5, description="Lowest acceptable canary mean.")
@@ -836,6 +844,10 @@ class ModelDeploymentSpec(ApiModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     canary: Canary = Field(default_factory=Canary, description="Canary rollout and analysis.")
+    storage_secret_ref: LocalObjectReference | None = Field(
+        default=None,
+        description="Secret whose keys become the adapter fetcher's environment (e.g. AWS_* for s3:// adapters).",
+    )
 
 
 class RevisionStatus(ApiModel):
@@ -862,6 +874,8 @@ class MetricResult(ApiModel):
 
 class AnalysisStatus(ApiModel):
     step: int = Field(description="Index into canary.steps.")
+    started_at: datetime | None = Field(default=None, description="When the canary revision was created.")
+    holding: bool = Field(default=False, description="The step's interval ended without a verdict: holding.")
     step_started_at: datetime | None = Field(default=None, description="When this step's traffic was set.")
     failed_steps: int = Field(default=0, description="Steps that failed so far.")
     inconclusive_steps: int = Field(default=0, description="Steps that ended inconclusive so far.")

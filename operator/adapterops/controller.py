@@ -14,12 +14,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from adapterops import deploy, events, finetune, trialjob
+from adapterops import events, finetune, trialjob
 from adapterops.api import API_VERSION
 from adapterops.conditions import get_condition
 from adapterops.config import Config
 from adapterops.kube import ApiException, Kube
 from adapterops.metrics import API_ERRORS, BEST_SCORE, RECONCILE_ERRORS, RECONCILE_SECONDS, TRIALS
+from adapterops.rollout import Rollout
 from adapterops.workqueue import Key, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,9 @@ class Controller:
         store = self.indices.get(index, {}).get(key)
         return list(store) if store else []
 
+    def __post_init__(self) -> None:
+        self.rollout = Rollout(self)
+
     def start(self) -> None:
         reconcilers: dict[str, Callable[[Key], Awaitable[None]]] = {
             "FineTuneJob": self.reconcile_finetunejob,
@@ -65,6 +69,7 @@ class Controller:
                 self._tasks.append(asyncio.create_task(queue.run_worker(self._guarded(kind, fn))))
 
     async def stop(self) -> None:
+        await self.rollout.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -92,18 +97,29 @@ class Controller:
         return run
 
     async def write_status(self, body: dict[str, Any], status: dict[str, Any]) -> bool:
-        """Patch status only when it differs from what the object carries (no write churn)."""
-        if status == body.get("status"):
+        """Patch status only when it differs from what the object carries (no write churn).
+
+        A merge patch keeps keys it does not name, so fields that went away are sent as null. The
+        resourceVersion makes the write conditional: computed from a stale view of the object (the index
+        lags our own last write), it is refused and the next reconcile sees the fresh object, so a
+        transition is written, and announced, once."""
+        old = body.get("status") or {}
+        if status == old:
             return False
         meta = body["metadata"]
-        await self.kube.patch_merge(
-            API_VERSION,
-            body["kind"],
-            meta["namespace"],
-            meta["name"],
-            {"status": status},
-            subresource="status",
-        )
+        patch = {
+            "metadata": {"resourceVersion": meta["resourceVersion"]},
+            "status": {**{k: None for k in old if k not in status}, **status},
+        }
+        try:
+            await self.kube.patch_merge(
+                API_VERSION, body["kind"], meta["namespace"], meta["name"], patch, subresource="status"
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            self.queues[body["kind"]].add_after((meta["namespace"], meta["name"]), 0.5)
+            return False
         return True
 
     async def announce_acceptance(self, body: dict[str, Any], old: dict[str, Any], new: dict[str, Any]) -> None:
@@ -233,15 +249,7 @@ class Controller:
             await events.emit(self.kube, body, f"Sweep{new['state']}", cond["message"], kind)
 
     async def reconcile_modeldeployment(self, key: Key) -> None:
-        body = self.one("modeldeployment_index", key)
-        if body is None:
-            return
-        meta = body["metadata"]
-        acceptance = deploy.accept(body.get("spec") or {}, self.config)
-        old = body.get("status") or {}
-        new = deploy.acceptance_status(old, acceptance, meta.get("generation"))
-        if await self.write_status(body, new):
-            await self.announce_acceptance(body, old, new)
+        await self.rollout.reconcile(key)
 
 
 def record_trial_metrics(namespace: str, name: str, status: dict[str, Any], metric: str) -> None:

@@ -17,6 +17,7 @@ from adapterops.api import GROUP, VERSION
 from adapterops.config import Config
 from adapterops.controller import Controller
 from adapterops.kube import Kube
+from adapterops.serving import LABEL_MD, LABEL_REVISION
 from adapterops.trialjob import CONTAINER, LABEL_COMPONENT, LABEL_JOB
 
 FINALIZER = f"{GROUP}/finalizer"
@@ -80,10 +81,50 @@ def trial_changed(namespace: str | None, labels: Mapping[str, str], memo: Any, *
     memo.controller.enqueue("FineTuneJob", (namespace, labels[LABEL_JOB]))
 
 
+@kopf.index("apps", "v1", "deployments", labels={LABEL_MD: kopf.PRESENT})
+def serving_deployment_index(
+    namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
+) -> dict[Any, Any]:
+    status = body.get("status") or {}
+    summary = {
+        "name": body["metadata"]["name"],
+        "revision": labels.get(LABEL_REVISION),
+        "replicas": (body.get("spec") or {}).get("replicas", 0),
+        "readyReplicas": status.get("readyReplicas", 0),
+    }
+    return {(namespace, labels[LABEL_MD]): summary}
+
+
+@kopf.index("", "v1", "pods", labels={LABEL_MD: kopf.PRESENT})
+def serving_pod_index(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    status = body.get("status") or {}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    summary = {
+        "name": body["metadata"]["name"],
+        "revision": labels.get(LABEL_REVISION),
+        "ip": status.get("podIP"),
+        "ready": ready and not body["metadata"].get("deletionTimestamp"),
+    }
+    return {(namespace, labels[LABEL_MD]): summary}
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={LABEL_MD: kopf.PRESENT})
+@kopf.on.event("", "v1", "pods", labels={LABEL_MD: kopf.PRESENT})
+def serving_changed(namespace: str | None, labels: Mapping[str, str], memo: Any, **kwargs: Any) -> None:
+    memo.controller.bind_indices(kwargs)
+    memo.controller.enqueue("ModelDeployment", (namespace, labels[LABEL_MD]))
+
+
 @kopf.on.event(GROUP, VERSION, "finetunejobs")
 def finetunejob_changed(namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
     memo.controller.bind_indices(kwargs)
     memo.controller.enqueue("FineTuneJob", (namespace, name))
+    # A new champion is a new revision of every ModelDeployment that follows this job.
+    for (ns, md), bodies in kwargs["modeldeployment_index"].items():
+        if ns == namespace and any(
+            (a.get("fineTuneJobRef") or {}).get("name") == name for b in bodies for a in b["spec"].get("adapters", [])
+        ):
+            memo.controller.enqueue("ModelDeployment", (ns, md))
 
 
 @kopf.on.event(GROUP, VERSION, "modeldeployments")

@@ -41,6 +41,14 @@ def resource_path(api_version: str, kind: str, namespace: str | None, name: str 
     return path + (f"/{name}" if name else "")
 
 
+def _reason(raw: bytes) -> str | None:
+    """The Status message the API server sends with an error, e.g. a conflict's explanation."""
+    try:
+        return str(json.loads(raw).get("message"))
+    except (ValueError, AttributeError):
+        return raw.decode(errors="replace")[:200] or None
+
+
 class Kube:
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
@@ -77,6 +85,10 @@ class Kube:
             _return_http_data_only=True,
         )
         raw = await resp.read()
+        if resp.status >= 400:  # unread responses are not checked by the client: do it here
+            exc = ApiException(status=resp.status, reason=_reason(raw) or resp.reason)
+            exc.body = raw
+            raise exc
         return json.loads(raw) if raw else None
 
     async def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:

@@ -1,0 +1,272 @@
+"""Pure builders for a ModelDeployment's children: per revision a Deployment and a Service, one stable
+Service (the endpoint clients use), and the HTTPRoute backendRefs when Gateway API splits traffic.
+
+A revision is the hash of everything that changes what is served: engine, image, tensor parallelism,
+GPU type, LoRA rank budget, engine env and args, the base model and the resolved adapter URIs.
+Replicas are not part of it: scaling is not a new revision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any
+
+from adapterops.api import ModelDeploymentSpec
+from adapterops.config import Config
+from adapterops.trialjob import owner_reference
+from adapterops_train.spec import PVC_ROOT
+
+LABEL_MD = "adapterops.io/modeldeployment"
+LABEL_REVISION = "adapterops.io/revision"
+LABEL_COMPONENT = "adapterops.io/component"
+PORT = 8000
+ADAPTER_DIR = "/adapters"
+ENGINE = "engine"
+METRICS_PATH = {"nim": "/v1/metrics", "vllm": "/metrics"}
+READY_PATH = {"nim": "/v1/health/ready", "vllm": "/health"}
+LIVE_PATH = {"nim": "/v1/health/live", "vllm": "/health"}
+# Hours in an average month, for status.estimatedMonthlyCost.
+HOURS_PER_MONTH = 730
+
+
+def image_of(spec: ModelDeploymentSpec, config: Config) -> str:
+    return spec.runtime.image or (config.nim_image if spec.runtime.engine == "nim" else config.vllm_image)
+
+
+def revision_of(spec: ModelDeploymentSpec, adapters: dict[str, str], config: Config) -> str:
+    r = spec.runtime
+    served = {
+        "engine": r.engine,
+        "image": image_of(spec, config),
+        "tensorParallelSize": r.tensor_parallel_size,
+        "gpuType": r.gpu_type,
+        "maxLoraRank": r.max_lora_rank,
+        "env": [e.model_dump(by_alias=True, exclude_none=True) for e in r.env],
+        "args": r.args,
+        "baseModel": spec.base_model.model_dump(by_alias=True, exclude_none=True),
+        "adapters": dict(sorted(adapters.items())),
+    }
+    return hashlib.sha256(json.dumps(served, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def revision_name(md: str, revision: str) -> str:
+    return f"{md[:52]}-{revision}"
+
+
+def monthly_cost(gpus: int, price_per_hour: float) -> dict[str, Any]:
+    return {"gpus": gpus, "usd": round(gpus * price_per_hour * HOURS_PER_MONTH, 2)}
+
+
+def split_replicas(replicas: int, weight: int, mode: str) -> int:
+    """Canary replicas for a traffic weight. With a route the weight is set on the route and the canary
+    only needs capacity for its share; by replica ratio the share IS the replica ratio, next to the
+    untouched stable replicas: c / (c + R) ~ weight."""
+    if weight <= 0:
+        return 0
+    if weight >= 100:
+        return replicas
+    if mode == "httpRoute":
+        return max(1, math.ceil(replicas * weight / 100))
+    return min(replicas, max(1, math.ceil(replicas * weight / (100 - weight))))
+
+
+def effective_weight(stable_ready: int, canary_ready: int, route_weight: int, mode: str) -> int:
+    """The share of requests the canary really gets."""
+    if mode == "httpRoute":
+        return route_weight if canary_ready else 0
+    total = stable_ready + canary_ready
+    return round(100 * canary_ready / total) if total else 0
+
+
+def _labels(md: str, revision: str | None = None) -> dict[str, str]:
+    labels = {LABEL_MD: md, LABEL_COMPONENT: "serving", "app.kubernetes.io/managed-by": "adapterops"}
+    if revision:
+        labels[LABEL_REVISION] = revision
+    return labels
+
+
+def _engine_container(spec: ModelDeploymentSpec, adapters: dict[str, str], config: Config) -> dict[str, Any]:
+    r = spec.runtime
+    gpu_class = config.gpu_classes[r.gpu_type]
+    env: list[dict[str, Any]] = []
+    args: list[str] = []
+    if r.engine == "nim":
+        env += [
+            {"name": "NIM_PEFT_SOURCE", "value": ADAPTER_DIR},
+            {"name": "NIM_MAX_LORA_RANK", "value": str(r.max_lora_rank)},
+            {"name": "NIM_TENSOR_PARALLEL_SIZE", "value": str(r.tensor_parallel_size)},
+            {"name": "NIM_SERVED_MODEL_NAME", "value": spec.base_model.name},
+            {"name": "NIM_SERVER_PORT", "value": str(PORT)},
+        ]
+        if r.api_key_secret_ref:
+            ref = r.api_key_secret_ref
+            env.append({"name": "NGC_API_KEY", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    else:
+        model = _local_path(spec.base_model.uri) if spec.base_model.uri else spec.base_model.name
+        args += ["--model", model, "--served-model-name", spec.base_model.name, "--port", str(PORT)]
+        args += ["--tensor-parallel-size", str(r.tensor_parallel_size), "--enable-lora"]
+        args += ["--max-lora-rank", str(r.max_lora_rank), "--max-loras", str(max(1, len(adapters)))]
+        if adapters:
+            args += ["--lora-modules", *[f"{name}={ADAPTER_DIR}/{name}" for name in sorted(adapters)]]
+    env += [e.model_dump(by_alias=True, exclude_none=True) for e in r.env]
+    gpus = str(r.tensor_parallel_size)
+    container: dict[str, Any] = {
+        "name": ENGINE,
+        "image": image_of(spec, config),
+        "env": env,
+        "ports": [{"name": "http", "containerPort": PORT}],
+        "resources": {
+            "requests": {
+                gpu_class.resource_name: gpus,
+                "cpu": str(4 * r.tensor_parallel_size),
+                "memory": f"{32 * r.tensor_parallel_size}Gi",
+            },
+            "limits": {gpu_class.resource_name: gpus, "memory": f"{64 * r.tensor_parallel_size}Gi"},
+        },
+        "readinessProbe": {"httpGet": {"path": READY_PATH[r.engine], "port": "http"}, "periodSeconds": 5},
+        "livenessProbe": {
+            "httpGet": {"path": LIVE_PATH[r.engine], "port": "http"},
+            "periodSeconds": 15,
+            "failureThreshold": 3,
+        },
+        # Engines take minutes to load weights and build kernels: the startup probe gives them 30 min.
+        "startupProbe": {
+            "httpGet": {"path": LIVE_PATH[r.engine], "port": "http"},
+            "periodSeconds": 10,
+            "failureThreshold": 180,
+        },
+        "volumeMounts": [
+            {"name": "adapters", "mountPath": ADAPTER_DIR, "readOnly": True},
+            {"name": "dshm", "mountPath": "/dev/shm"},
+            {"name": "cache", "mountPath": "/opt/nim/.cache" if r.engine == "nim" else "/root/.cache"},
+        ],
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+    if args or r.args:
+        container["args"] = args + list(r.args)
+    return container
+
+
+def _local_path(uri: str) -> str:
+    return uri.replace("pvc://", f"{PVC_ROOT}/", 1) if uri.startswith("pvc://") else uri
+
+
+def _claims(uris: list[str | None]) -> list[str]:
+    return sorted({u.removeprefix("pvc://").split("/", 1)[0] for u in uris if u and u.startswith("pvc://")})
+
+
+def revision_deployment(
+    owner: dict[str, Any],
+    spec: ModelDeploymentSpec,
+    adapters: dict[str, str],
+    revision: str,
+    replicas: int,
+    config: Config,
+) -> dict[str, Any]:
+    meta = owner["metadata"]
+    name = revision_name(meta["name"], revision)
+    r = spec.runtime
+    gpu_class = config.gpu_classes[r.gpu_type]
+    claims = _claims([*adapters.values(), spec.base_model.uri if r.engine == "vllm" else None])
+    pvc_mounts = [{"name": f"pvc-{c}", "mountPath": f"{PVC_ROOT}/{c}", "readOnly": True} for c in claims]
+    fetch = {
+        "name": "fetch-adapters",
+        "image": config.fetcher_image,
+        "command": [
+            "python",
+            "-m",
+            "adapterops_train",
+            "fetch",
+            "--root",
+            ADAPTER_DIR,
+            *[a for name, uri in sorted(adapters.items()) for a in ("--adapter", f"{name}={uri}")],
+        ],
+        "env": [{"name": "ADAPTEROPS_PVC_ROOT", "value": PVC_ROOT}, {"name": "HOME", "value": "/tmp"}],
+        "volumeMounts": [{"name": "adapters", "mountPath": ADAPTER_DIR}, *pvc_mounts],
+        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+    engine = _engine_container(spec, adapters, config)
+    if r.engine == "vllm":
+        engine["volumeMounts"] += pvc_mounts
+    if spec.storage_secret_ref:
+        fetch["envFrom"] = [{"secretRef": {"name": spec.storage_secret_ref.name}}]
+    volumes: list[dict[str, Any]] = [
+        {"name": "adapters", "emptyDir": {}},
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}},
+        {"name": "cache", "emptyDir": {}},
+        *[{"name": f"pvc-{c}", "persistentVolumeClaim": {"claimName": c, "readOnly": True}} for c in claims],
+    ]
+    pod_spec: dict[str, Any] = {
+        "initContainers": [fetch] if adapters else [],
+        "containers": [engine],
+        "volumes": volumes,
+        "nodeSelector": dict(gpu_class.node_selector),
+        "tolerations": [t.model_dump(by_alias=True, exclude_none=True) for t in gpu_class.tolerations],
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "enableServiceLinks": False,
+    }
+    if r.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": s.name} for s in r.image_pull_secrets]
+    labels = _labels(meta["name"], revision)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "spec": {
+            "replicas": replicas,
+            "revisionHistoryLimit": 2,
+            "selector": {"matchLabels": {LABEL_MD: meta["name"], LABEL_REVISION: revision}},
+            "template": {
+                "metadata": {
+                    "labels": {**config.pod_labels, **labels},
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(PORT),
+                        "prometheus.io/path": METRICS_PATH[r.engine],
+                    },
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def _service(owner: dict[str, Any], name: str, selector: dict[str, str], labels: dict[str, str]) -> dict[str, Any]:
+    meta = owner["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "spec": {"selector": selector, "ports": [{"name": "http", "port": PORT, "targetPort": "http"}]},
+    }
+
+
+def revision_service(owner: dict[str, Any], revision: str) -> dict[str, Any]:
+    md = owner["metadata"]["name"]
+    return _service(owner, revision_name(md, revision), {LABEL_MD: md, LABEL_REVISION: revision}, _labels(md, revision))
+
+
+def stable_service(owner: dict[str, Any]) -> dict[str, Any]:
+    """The endpoint: every ready pod of every revision (the replica ratio is the traffic split)."""
+    md = owner["metadata"]["name"]
+    return _service(owner, md[:63], {LABEL_MD: md, LABEL_COMPONENT: "serving"}, _labels(md))
+
+
+def route_backends(md: str, stable: str, canary: str | None, canary_weight: int) -> list[dict[str, Any]]:
+    refs = [{"kind": "Service", "name": revision_name(md, stable), "port": PORT, "weight": 100 - canary_weight}]
+    if canary:
+        refs.append({"kind": "Service", "name": revision_name(md, canary), "port": PORT, "weight": canary_weight})
+    return refs
