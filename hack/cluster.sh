@@ -24,6 +24,7 @@ export KWOK_WORKDIR="${KWOK_WORKDIR:-$root/.tools/kwok}"
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod
 
 bin="$("$root/hack/build-tools.sh")"
+gateway_api_version=v1.6.3
 kwokctl="$bin/kwokctl"
 
 kwok_config() {
@@ -160,6 +161,11 @@ up() {
   fi
   "$kwokctl" get kubeconfig --name "$name" >"$kubeconfig"
   nodes | kubectl --kubeconfig "$kubeconfig" apply -f - >/dev/null
+  # Gateway API's standard CRDs (HTTPRoute weights split canary traffic), from the pinned module.
+  local gw_dir
+  gw_dir="$(cd "$root/hack/tools" && go mod download -json "sigs.k8s.io/gateway-api@$gateway_api_version" \
+    | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  kubectl --kubeconfig "$kubeconfig" apply --server-side -f "$gw_dir/config/crd/standard/" >/dev/null
   kubectl --kubeconfig "$kubeconfig" wait --for=condition=Ready node --all --timeout=60s >/dev/null
   echo "Cluster '$name' is up: $(kubectl --kubeconfig "$kubeconfig" get nodes --no-headers | wc -l) nodes." >&2
   echo "  export KUBECONFIG=$kubeconfig" >&2

@@ -266,14 +266,15 @@ class Kubelet:
             return value
 
         env = {k: mapped(v) for k, v in self._env(pod, container).items()}
-        argv = [*(container.get("command") or []), *(container.get("args") or [])]
-        if not argv:
+        command = container.get("command")
+        if not command:  # the image's entrypoint: the test world maps images to local programs
             image_command = next(
                 (fn for prefix, fn in self.images.items() if container["image"].startswith(prefix)), None
             )
             if image_command is None:
                 raise RuntimeError(f"no local command for image {container['image']}")
-            argv = image_command(pod.body, container)
+            command = image_command(pod.body, container)
+        argv = [*command, *(container.get("args") or [])]
         argv = [sys.executable if a in ("python", "python3") and i == 0 else mapped(a) for i, a in enumerate(argv)]
         for fault in self.faults:
             if fault.times > 0 and fault.matches(pod.body):

@@ -64,7 +64,8 @@ def resolve_adapters(spec: ModelDeploymentSpec, finetunejob: Any) -> tuple[dict[
         if status is None:
             return None, f"adapter {adapter.name}: FineTuneJob {ref!r} does not exist"
         champion = (status or {}).get("champion")
-        if not champion:
+        # Only a finished sweep's champion is final; mid-sweep leaders are provisional.
+        if not champion or status.get("state") != "Succeeded":
             return (
                 None,
                 f"adapter {adapter.name}: FineTuneJob {ref!r} has no champion yet "

@@ -39,8 +39,11 @@ def configmap_name(job_name: str) -> str:
     return f"{job_name[:53]}-trials"
 
 
-def output_uri(spec: FineTuneJobSpec, job_name: str, trial: str) -> str:
-    return f"{spec.output.uri.rstrip('/')}/{job_name}/{trial}"
+def output_uri(spec: FineTuneJobSpec, owner: dict[str, Any], trial: str) -> str:
+    """<output.uri>/<job>-<uid prefix>/<trial>: a FineTuneJob re-created under the same name never
+    overwrites the adapters of the one before (a ModelDeployment may still serve them)."""
+    meta = owner["metadata"]
+    return f"{spec.output.uri.rstrip('/')}/{meta['name']}-{meta['uid'][:8]}/{trial}"
 
 
 def trial_spec(owner: dict[str, Any], trial: PlannedTrial, spec: FineTuneJobSpec) -> TrialSpec:
@@ -57,7 +60,7 @@ def trial_spec(owner: dict[str, Any], trial: PlannedTrial, spec: FineTuneJobSpec
         lora=s.lora,
         training=s.training,
         evaluation=s.evaluation,
-        output_uri=output_uri(spec, meta["name"], trial.name),
+        output_uri=output_uri(spec, owner, trial.name),
         parameters=trial.parameters,
         gpus=s.resources.gpus_per_trial,
         nodes=s.resources.nodes,

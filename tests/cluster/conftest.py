@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from testworld.cluster import TOOLS, LocalCluster, OperatorProcess
+from testworld.judge import StandInJudge
 from testworld.kubelet import Kubelet
+from testworld.prometheus import Prometheus
 
 CLUSTER = os.environ.get("ADAPTEROPS_TEST_CLUSTER", "adapterops-test")
 OPERATOR_NAMESPACE = "adapterops-system"
@@ -29,6 +31,12 @@ CHART_VALUES = {
         "fetcher": "adapterops/trainer-hf:local",
     },
     "reconcileSeconds": 5,
+}
+NIM_STANDIN = str(Path(__file__).resolve().parents[2] / "hack" / "testworld" / "nim.py")
+# Serving images have no command in the pod spec (their entrypoint): the harness runs the stand-in.
+SERVING_IMAGES = {
+    "nvcr.io/nim/": lambda pod, container: ["python", NIM_STANDIN, "--engine", "nim"],
+    "vllm/vllm-openai": lambda pod, container: ["python", NIM_STANDIN, "--engine", "vllm"],
 }
 
 
@@ -47,8 +55,15 @@ def cluster() -> Iterator[LocalCluster]:
 
 
 @pytest.fixture(scope="session")
-def chart(cluster: LocalCluster) -> str:
-    cluster.install_chart(namespace=OPERATOR_NAMESPACE, values=CHART_VALUES)
+def prometheus(cluster: LocalCluster) -> Iterator[Prometheus]:
+    server = Prometheus(cluster).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def chart(cluster: LocalCluster, prometheus: Prometheus) -> str:
+    cluster.install_chart(namespace=OPERATOR_NAMESPACE, values={**CHART_VALUES, "prometheusUrl": prometheus.url})
     return OPERATOR_NAMESPACE
 
 
@@ -61,7 +76,7 @@ def operator(cluster: LocalCluster, chart: str) -> Iterator[OperatorProcess]:
 
 @pytest.fixture(scope="session")
 def kubelet(cluster: LocalCluster) -> Iterator[Kubelet]:
-    harness = Kubelet(cluster).start()
+    harness = Kubelet(cluster, images=SERVING_IMAGES).start()
     yield harness
     harness.stop()
 
@@ -76,6 +91,12 @@ def tiny_model() -> Path:
         build(dest.with_suffix(".tmp"), seed=0)
         dest.with_suffix(".tmp").rename(dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def judge() -> Iterator[StandInJudge]:
+    with StandInJudge() as server:
+        yield server
 
 
 @pytest.fixture

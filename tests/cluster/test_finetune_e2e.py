@@ -202,7 +202,7 @@ def test_deleting_the_finetunejob_removes_its_jobs_and_pods_but_keeps_adapters(
         60,
         "trial specs",
     )
-    assert (root / "adapters" / "gone" / "gone-t00" / "adapter" / "adapter_config.json").exists()
+    assert list((root / "adapters").glob("gone-*/gone-t00/adapter/adapter_config.json")), "the adapter was deleted"
 
 
 @pytest.mark.parametrize(

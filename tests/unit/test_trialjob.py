@@ -85,7 +85,7 @@ def test_trial_spec_configmap_holds_each_trials_values_and_output() -> None:
     trials = plan("sweep", s)
     cm = trialjob.trials_configmap(OWNER, trials, s)
     doc = json.loads(cm["data"]["sweep-t01.json"])
-    assert doc["training"]["learningRate"] == 2e-4 and doc["outputUri"] == "pvc://adapters/runs/sweep/sweep-t01"
+    assert doc["training"]["learningRate"] == 2e-4 and doc["outputUri"] == "pvc://adapters/runs/sweep-1234/sweep-t01"
     assert doc["finetuneJob"] == "ml/sweep" and doc["backend"] == "nemo"
 
 
