@@ -1,37 +1,50 @@
-"""Real Prometheus (Debian's package) for the local cluster, discovering pods the way a cluster's
-Prometheus does (kubernetes_sd over the API server, the prometheus.io/* pod annotations), scraping
-every second. Pod IPs are loopback addresses, so it reaches the harness-run serving processes."""
+"""Real Prometheus (Debian's package) for the local cluster, scraping every second.
+
+Debian builds Prometheus without Kubernetes service discovery, so the harness does its job: it lists
+the pods annotated `prometheus.io/scrape: "true"` and writes them as file_sd targets with the labels
+kubernetes_sd plus the usual `labelmap __meta_kubernetes_pod_label_(.+)` relabelling would give
+(namespace, pod, every pod label with its name sanitised: adapterops.io/revision ->
+adapterops_io_revision). Pod IPs are loopback addresses, so Prometheus reaches the harness-run
+serving processes."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
+import threading
+import time
 import urllib.request
-from pathlib import Path
+from typing import Any
 
 import yaml
 
 from testworld.cluster import LOGS, TOOLS, LocalCluster, free_port, wait_for
 
 
-def config(kubeconfig: Path) -> dict[str, object]:
+def config(targets: Path) -> dict[str, object]:
     return {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "scrape_configs": [{
             "job_name": "kubernetes-pods",
-            "kubernetes_sd_configs": [{"role": "pod", "kubeconfig_file": str(kubeconfig)}],
-            "relabel_configs": [
-                {"source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"], "action": "keep", "regex": "true"},
-                {"source_labels": ["__meta_kubernetes_pod_phase"], "action": "keep", "regex": "Running"},
-                {"source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_path"], "target_label": "__metrics_path__", "regex": "(.+)"},
-                {"source_labels": ["__meta_kubernetes_pod_ip", "__meta_kubernetes_pod_annotation_prometheus_io_port"],
-                 "target_label": "__address__", "regex": "(.+);(.+)", "replacement": "$1:$2"},
-                {"action": "labelmap", "regex": "__meta_kubernetes_pod_label_(.+)"},
-                {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
-                {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
-            ],
+            "file_sd_configs": [{"files": [str(targets)], "refresh_interval": "1s"}],
         }],
     }
+
+
+def targets(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for pod in pods:
+        meta, status = pod["metadata"], pod.get("status") or {}
+        annotations = meta.get("annotations") or {}
+        if annotations.get("prometheus.io/scrape") != "true" or status.get("phase") != "Running" or not status.get("podIP"):
+            continue
+        labels = {re.sub(r"[^a-zA-Z0-9_]", "_", k): v for k, v in (meta.get("labels") or {}).items()}
+        labels.update(namespace=meta["namespace"], pod=meta["name"],
+                      __metrics_path__=annotations.get("prometheus.io/path", "/metrics"))
+        out.append({"targets": [f"{status['podIP']}:{annotations.get('prometheus.io/port', '80')}"], "labels": labels})
+    return sorted(out, key=lambda t: t["targets"][0])
 
 
 class Prometheus:
@@ -41,6 +54,8 @@ class Prometheus:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._discovery: threading.Thread | None = None
+        self._closed = threading.Event()
 
     def start(self) -> Prometheus:
         binary = shutil.which("prometheus")
@@ -48,7 +63,8 @@ class Prometheus:
             raise RuntimeError("prometheus is not installed: run hack/setup.sh (Debian package prometheus)")
         shutil.rmtree(self.dir / "data", ignore_errors=True)
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "prometheus.yml").write_text(yaml.safe_dump(config(self.cluster.kubeconfig)))
+        self._write_targets()
+        (self.dir / "prometheus.yml").write_text(yaml.safe_dump(config(self.dir / "targets.json")))
         LOGS.mkdir(parents=True, exist_ok=True)
         log = open(LOGS / f"prometheus-{self.cluster.name}.log", "ab")  # noqa: SIM115 (owned by the child)
         self.proc = subprocess.Popen(
@@ -57,7 +73,24 @@ class Prometheus:
             stdout=log, stderr=subprocess.STDOUT,
         )
         wait_for(self.ready, 60, f"Prometheus on {self.url}")
+        if self._discovery is None:
+            self._discovery = threading.Thread(target=self._discover, daemon=True)
+            self._discovery.start()
         return self
+
+    def _write_targets(self) -> None:
+        try:
+            pods = self.cluster.get("pods", "-A")["items"]
+        except RuntimeError:
+            return
+        tmp = self.dir / "targets.json.tmp"
+        tmp.write_text(json.dumps(targets(pods)))
+        tmp.replace(self.dir / "targets.json")
+
+    def _discover(self) -> None:
+        while not self._closed.is_set():
+            self._write_targets()
+            time.sleep(1)
 
     def ready(self) -> bool:
         try:
@@ -65,6 +98,10 @@ class Prometheus:
                 return bool(resp.status == 200)
         except OSError:
             return False
+
+    def close(self) -> None:
+        self.stop()
+        self._closed.set()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -71,6 +71,8 @@ MIN_EFFECT_RATIO = 1.02
 """A cut where the tolerated slowdown moves the tail share by less than 2 % cannot decide anything."""
 BET_CAP = 0.99
 """Largest bet as a fraction of the one that could lose everything on the worst possible score."""
+SYMMETRIC_CLIP = 0.4
+"""The Fail bet on paired differences clips them at 40% of the scale (2 points on 0-5)."""
 PRIOR_VAR = 1.0
 PRIOR_WEIGHT = 4.0
 """Variance of judge scores / differences assumed before data (0-5 scale), worth 4 observations."""
@@ -129,10 +131,6 @@ def _secs(x: float | None) -> str:
     if math.isinf(x):
         return "+Inf"
     return f"{x:.3g}s"
-
-
-def _num(x: float) -> str:
-    return f"{x:.3g}"
 
 
 def _qname(q: float) -> str:
@@ -330,18 +328,16 @@ def _latency_relative(
         s_q = stable.bounds[-1] if stable.bounds else math.inf
     if not stable.bounds or math.isinf(s_q):
         return INCONCLUSIVE, f"latency {name}: the histogram has no finite bucket bound near stable's {name}."
-    target = s_q * math.sqrt(rho)
     shared = [b for b in stable.bounds if b in canary.bounds]
 
     def effect(b: float) -> float:  # share ratio at bound b under a slowdown by rho
         return surv.at(b / rho) / surv.at(b)
 
-    # The cut: the bound nearest the target that is not too deep in the tail and where the tolerated
-    # slowdown visibly moves the share (with too few stable requests there yet: wait, don't move on).
+    # The cut: the largest bound at or below the tolerated quantile rho * s_q (where any shape of
+    # regression of that size moves the share the same way), skipping bounds where the slowdown moves
+    # the share too little to measure; with too few stable requests there yet, wait.
     cut, r1 = None, 0.0
-    for b in sorted(shared, key=lambda b: abs(math.log(b / target))):
-        if stable.above(b) < tail * stable.total / 10.0:
-            continue
+    for b in sorted((b for b in shared if b <= rho * s_q), reverse=True):
         if stable.above(b) < MIN_STABLE_TAIL:
             return INCONCLUSIVE, (
                 f"latency {name} vs stable: too little stable reference data yet ({stable.above(b)} of "
@@ -701,17 +697,32 @@ def judge_verdict(
     parts: list[tuple[Verdict, str]] = []
     if drop is not None:
         diffs = [c - s for s, c in valid]
+        clip = SYMMETRIC_CLIP * score_max
         v, w_pass, w_fail = _bet_test(
             [d + drop for d in diffs],
             -score_max + drop,
-            [-d for d in diffs],
-            -score_max,
+            # Fail refutes "canary equals stable": the two answers to a prompt are then exchangeable,
+            # D is symmetric and any odd, bounded function of it has mean 0 (or more when the canary is
+            # better), so clipping D keeps the test exact and allows larger bets.
+            [-max(-clip, min(clip, d)) for d in diffs],
+            -clip,
             drop,
             alpha,
             beta / n_rules,
         )
         parts.append(
-            (v, _judge_sentence(v, f"a drop of {drop:g} or more", "no drop", w_pass, w_fail, alpha, beta / n_rules))
+            (
+                v,
+                _judge_sentence(
+                    v,
+                    f"a drop of {drop:g} or more",
+                    "a canary as good as stable",
+                    w_pass,
+                    w_fail,
+                    alpha,
+                    beta / n_rules,
+                ),
+            )
         )
     if min_score is not None:
         margin = min(drop if drop is not None else 0.3, score_max - min_score)  # 0 at the top: never Pass

@@ -192,11 +192,12 @@ async def analyse(
     if a.error_rate:
         url = (a.latency.prometheus_url if a.latency else None) or prometheus_url
         try:
-            values = [
-                await scalar(http, url, render(queries[q], namespace, rev, step_seconds))
-                for rev in (stable, canary)
-                for q in ("errors", "requests")
-            ]
+            values: list[float | None] = []
+            for rev in (stable, canary):
+                errors = await scalar(http, url, render(queries["errors"], namespace, rev, step_seconds))
+                requests = await scalar(http, url, render(queries["requests"], namespace, rev, step_seconds))
+                # Error series appear with the first error: none while requests are counted means zero.
+                values += [errors if errors is not None or requests is None else 0.0, requests]
             verdict = analysis.error_rate_verdict(*values, max_percent=a.error_rate.max_percent)
         except PrometheusError as exc:
             verdict = _with_reason(

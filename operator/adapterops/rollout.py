@@ -502,20 +502,21 @@ class RolloutState:
         self.conditions = set_condition(self.conditions, "Progressing", *self._progress, g)
         reason, message = self._suspend or ("NotSuspended", "")
         self.conditions = set_condition(self.conditions, "Suspended", self._suspend is not None, reason, message, g)
+        previous = next((c for c in self.conditions if c["type"] == "RolledBack"), None)
         if self.rolled_back:
             msg = f"revision {self.rolled_back['revision']} rolled back: {self.rolled_back['reason']}"
             self.conditions = set_condition(self.conditions, "RolledBack", True, "AnalysisFailed", msg, g)
             self.conditions = set_condition(self.conditions, "Degraded", True, "RolledBack", msg, g)
         else:
-            if any(c["type"] == "RolledBack" and c["status"] == "True" for c in self.conditions) and self.canary:
-                self.conditions = set_condition(
-                    self.conditions, "RolledBack", False, "NewCanary", "a new revision is being canaried", g
-                )
-            degraded = (
-                bool(stable)
-                and not ready
-                and any(c["type"] == "Ready" and c["status"] == "True" for c in self.old.get("conditions") or [])
-            )
+            if self.canary:
+                rolled: tuple[bool | str, str, str] = (False, "NewCanary", "a new revision is being canaried")
+            elif previous is not None:
+                rolled = (previous["status"], previous["reason"], previous["message"])
+            else:
+                rolled = (False, "NoRollback", "")
+            self.conditions = set_condition(self.conditions, "RolledBack", *rolled, g)
+            was_ready = any(c["type"] == "Ready" and c["status"] == "True" for c in self.old.get("conditions") or [])
+            degraded = bool(stable) and not ready and was_ready
             self.conditions = set_condition(
                 self.conditions,
                 "Degraded",
@@ -524,8 +525,6 @@ class RolloutState:
                 "the stable revision lost ready replicas" if degraded else "",
                 g,
             )
-        if not any(c["type"] == "RolledBack" for c in self.conditions):
-            self.conditions = set_condition(self.conditions, "RolledBack", False, "NoRollback", "", g)
         status: dict[str, Any] = {
             "observedGeneration": g,
             "conditions": self.conditions,

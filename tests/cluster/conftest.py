@@ -58,7 +58,7 @@ def cluster() -> Iterator[LocalCluster]:
 def prometheus(cluster: LocalCluster) -> Iterator[Prometheus]:
     server = Prometheus(cluster).start()
     yield server
-    server.stop()
+    server.close()
 
 
 @pytest.fixture(scope="session")
@@ -107,5 +107,7 @@ def namespace(cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator
     name = "".join(c if c.isalnum() or c == "-" else "-" for c in name)
     cluster.ensure_namespace(name)
     yield name
+    if os.environ.get("ADAPTEROPS_KEEP_NAMESPACES"):  # for a post-mortem of a failed test
+        return
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
     cluster.kubectl("delete", "pv", "-l", f"adapterops.io/test-namespace={name}", "--wait=false", check=False)
