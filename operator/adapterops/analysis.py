@@ -14,23 +14,24 @@ hold however often it is evaluated and whenever it stops. Per metric, by default
 Methods (longer, with assumptions and the benchmark: bench/README.md):
 
 * Latency vs stable (``max_increase_percent`` = d): histograms only reveal counts above bucket bounds,
-  so the quantile is tested through the share of requests slower than a bound ``x`` near stable's
-  quantile. Given whether a request was slower than ``x``, the revision that served it is a coin flip
-  with probability ``n_c / (n_c + n_s)`` when both revisions are alike, whatever stable's own share is;
-  a canary slowed down by ``1 + d`` skews the slow requests towards the canary by ``r = S(x / (1 + d))
-  / S(x)``, S being stable's survival function interpolated inside buckets (monotone cubic in log-log).
-  Wald's likelihood ratio of these coin flips decides (Fail ``>= 1/beta``, Pass ``<= alpha``). A tail
-  guard at the first bound at or above ``(1 + d)`` x stable's quantile can fail the canary and holds a
-  Pass while it points to a regression. Assumption: near the quantile, a regression acts like a
-  stretch of the latency distribution (exact for proportional slowdowns; with coarse buckets, e.g.
-  vLLM/NIM's 2.5 s -> 5 s, regressions confined to the slowest few percent are only partly seen).
+  so the quantile is tested through the share of requests slower than a bound ``x``: the largest one at
+  or below ``(1 + d)`` x stable's quantile. Given whether a request was slower than ``x``, the revision
+  that served it is a coin flip with probability ``n_c / (n_c + n_s)`` when both revisions are alike,
+  whatever stable's own share is; a canary slowed down by ``1 + d`` skews the slow requests towards the
+  canary by ``r = S(x / (1 + d)) / S(x)``, S being stable's survival function interpolated inside
+  buckets (monotone cubic in log-log). Wald's likelihood ratio of these coin flips decides (Fail
+  ``>= 1/beta``, Pass ``<= alpha``). A tail guard at the next bound up can fail the canary and holds a
+  Pass while it points to a regression. Assumption: near the quantile, a regression acts like a stretch
+  of the latency distribution (exact for proportional slowdowns; with coarse buckets such as vLLM/NIM's
+  2.5 s -> 5 s, regressions confined to the slowest few percent are only partly seen).
 * Latency ceiling (``max_seconds``) and error rate (``max_percent``): Wald's binomial likelihood ratio
   on the canary's share above the ceiling / of errors between ``bad = limit`` (``1 - quantile`` for
   latency) and ``good = limit / 2``; a ceiling between bucket bounds is bracketed conservatively.
 * Judge (paired 0-5 scores): exact nonparametric testing by betting on ``D = canary - stable`` per
-  prompt. Pass when ``prod(1 + l (D + max_drop)) >= 1/alpha`` (refutes a mean drop >= max_drop), Fail
-  when ``prod(1 - l D) >= 1/beta`` (refutes "no drop"); bets ``l`` use earlier pairs only, so pairs must
-  be passed in judging order (append-only). ``min_score``: the same on canary scores vs the floor.
+  prompt. Pass when ``prod(1 + l (D + max_drop)) >= 1/alpha`` (refutes any distribution with a mean drop
+  >= max_drop); Fail when ``prod(1 - l clip(D)) >= 1/beta`` (refutes "canary equals stable", under which
+  D is symmetric). Bets ``l`` use earlier pairs only, so pairs must be passed in judging order
+  (append-only). ``min_score``: the same mean test on canary scores against the floor.
 
 Never Pass without data: missing inputs (Prometheus or judge down), empty windows and too little stable
 reference data are Inconclusive and the message says which. Tolerances of 0 cannot be certified by a
