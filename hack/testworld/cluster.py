@@ -263,3 +263,18 @@ def local_volume(cluster: LocalCluster, namespace: str, claim: str, path: Path, 
         f"PVC {namespace}/{claim} to bind",
     )
     return path
+
+
+def capture(cluster: LocalCluster, kind: str, name: str, namespace: str, label: str) -> None:
+    """With ADAPTEROPS_CAPTURE_DIR set, save the object as the operator left it (the Argo CD health
+    checks' test fixtures are taken from these real objects)."""
+    out = os.environ.get("ADAPTEROPS_CAPTURE_DIR")
+    if not out:
+        return
+    obj = cluster.get(kind, name, "-n", namespace)
+    meta = obj["metadata"]
+    obj["metadata"] = {k: meta[k] for k in ("name", "namespace", "generation", "annotations") if k in meta}
+    obj["metadata"]["namespace"] = "ml-team"
+    path = Path(out) / f"{label}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(obj, sort_keys=False))

@@ -756,7 +756,12 @@ class JudgeAnalysis(ApiModel):
             )
         ),
     )
-    samples: int = Field(default=40, ge=1, le=1000, description="Largest number of prompts per step.")
+    samples: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description="Most prompts judged per canary (the sequential test usually decides after 50-70).",
+    )
     min_score: float | None = Field(default=None, ge=0, le=5, description="Lowest acceptable canary mean.")
     max_drop: float = Field(default=0.3, ge=0, le=5, description="Largest acceptable mean drop vs stable.")
     rubric: Rubric = Field(default_factory=lambda: Rubric(builtin="query-formulation"), description="Scoring rubric.")

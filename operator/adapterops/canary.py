@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 # through the usual `labelmap __meta_kubernetes_pod_label_(.+)` relabelling (adapterops.io/revision ->
 # adapterops_io_revision).
 SELECTOR = 'namespace="{namespace}",adapterops_io_revision="{revision}"'
+ALPHA = 0.05  # false promotion of a canary with the tolerated regression or worse, per metric
+BETA = 0.05  # false rollback of a canary that equals stable, all metrics together
 QUERIES = {
     "nim": {
         "latency": "sum by (le) (increase(e2e_request_latency_seconds_bucket{" + SELECTOR + "}[{window}]))",
@@ -159,25 +161,28 @@ async def analyse(
     namespace: str,
     stable: str,
     canary: str,
-    step_seconds: float,
+    window_seconds: float,
     judge: PairedJudge | None,
 ) -> list[MetricVerdict]:
-    """One verdict per configured metric, from the data since the step began (judge: since the canary began)."""
+    """One verdict per configured metric, from the data since the canary began."""
     a = spec.canary.analysis
     queries = QUERIES[spec.runtime.engine]
     out: list[MetricVerdict] = []
+    # The false-rollback risk is split between the metrics so that, all together, it stays <= 5%.
+    beta = BETA / max(1, sum(m is not None for m in (a.latency, a.error_rate, a.judge)))
     if a.latency:
         url = a.latency.prometheus_url or prometheus_url
         template = a.latency.query or queries["latency"]
         try:
-            s = await histogram(http, url, render(template, namespace, stable, step_seconds))
-            c = await histogram(http, url, render(template, namespace, canary, step_seconds))
+            s = await histogram(http, url, render(template, namespace, stable, window_seconds))
+            c = await histogram(http, url, render(template, namespace, canary, window_seconds))
             verdict = analysis.latency_verdict(
                 s,
                 c,
                 quantile=a.latency.quantile,
                 max_seconds=a.latency.max_seconds,
                 max_increase_percent=a.latency.max_increase_percent,
+                beta=beta,
             )
         except PrometheusError as exc:
             verdict = analysis.latency_verdict(
@@ -186,6 +191,7 @@ async def analyse(
                 quantile=a.latency.quantile,
                 max_seconds=a.latency.max_seconds,
                 max_increase_percent=a.latency.max_increase_percent,
+                beta=beta,
             )
             verdict = _with_reason(verdict, str(exc))
         out.append(verdict)
@@ -194,11 +200,11 @@ async def analyse(
         try:
             values: list[float | None] = []
             for rev in (stable, canary):
-                errors = await scalar(http, url, render(queries["errors"], namespace, rev, step_seconds))
-                requests = await scalar(http, url, render(queries["requests"], namespace, rev, step_seconds))
+                errors = await scalar(http, url, render(queries["errors"], namespace, rev, window_seconds))
+                requests = await scalar(http, url, render(queries["requests"], namespace, rev, window_seconds))
                 # Error series appear with the first error: none while requests are counted means zero.
                 values += [errors if errors is not None or requests is None else 0.0, requests]
-            verdict = analysis.error_rate_verdict(*values, max_percent=a.error_rate.max_percent)
+            verdict = analysis.error_rate_verdict(*values, max_percent=a.error_rate.max_percent, beta=beta)
         except PrometheusError as exc:
             verdict = _with_reason(
                 analysis.error_rate_verdict(None, None, None, None, max_percent=a.error_rate.max_percent), str(exc)
@@ -206,7 +212,7 @@ async def analyse(
         out.append(verdict)
     if a.judge:
         verdict = analysis.judge_verdict(
-            judge.pairs if judge else None, min_score=a.judge.min_score, max_drop=a.judge.max_drop
+            judge.pairs if judge else None, min_score=a.judge.min_score, max_drop=a.judge.max_drop, beta=beta
         )
         if judge and judge.problem and verdict.verdict == "Inconclusive":
             verdict = _with_reason(verdict, judge.problem)

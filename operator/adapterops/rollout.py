@@ -243,13 +243,24 @@ class Rollout:
             s.events.append(
                 ("CanaryStep", f"step {step + 1}/{len(c.steps)}: canary {desired} at {weight}% of traffic", "Normal")
             )
+        action = self._action(s, desired)
+        if action == "abort":
+            self._rollback(s, desired, adapters, "aborted by the adapterops.io/abort annotation")
+            return
+        if action == "promote":
+            self._promote(s, desired, adapters, [], by="the adapterops.io/promote annotation")
+            return
         if c.paused:
             s.suspend("Paused", f"spec.canary.paused: holding canary {desired} at step {step + 1} ({weight}%)")
             return
         elapsed = _now() - (_ts(analysis_state["stepStartedAt"]) or _now())
+        # The sequential tests take all data since the canary (or its last failed step) began: one test,
+        # valid however often it is looked at, and at the last step (100%) stable's earlier traffic is
+        # the reference.
+        window = _now() - (_ts(analysis_state["startedAt"]) or _now())
         judge = await self._judge(s, desired, adapters)
         verdicts = await canary.analyse(
-            self.http, spec, self.ctl.config.prometheus_url, s.namespace, s.stable["revision"], desired, elapsed, judge
+            self.http, spec, self.ctl.config.prometheus_url, s.namespace, s.stable["revision"], desired, window, judge
         )
         analysis_state["metrics"] = [v.to_status() for v in verdicts]
         interval = deploy.parse_interval(c.interval)
@@ -267,7 +278,9 @@ class Rollout:
                     "Warning",
                 )
             )
-            analysis_state.update(stepStartedAt=now_iso(), holding=False)
+            # A failed test is final: the step is retried with a fresh test (new window, new judged pairs).
+            analysis_state.update(stepStartedAt=now_iso(), startedAt=now_iso(), holding=False)
+            self._drop_judge(s, desired)
             s.progress("StepFailed", reason)
             return
         passed = all(v.verdict == "Pass" for v in verdicts) and (verdicts or elapsed >= interval)
@@ -284,7 +297,7 @@ class Rollout:
                 analysis_state.update(step=step + 1, stepStartedAt=None, holding=False)
                 s.progress("CanaryProgressing", f"step {step + 1} passed; moving to {c.steps[step + 1]}%")
                 return
-            if c.auto_promote or self._promote_requested(s):
+            if c.auto_promote:
                 self._promote(s, desired, adapters, verdicts)
                 return
             s.suspend(
@@ -310,9 +323,13 @@ class Rollout:
 
     # ------------------------------------------------------------------ outcomes
 
-    def _promote(self, s: RolloutState, revision: str, adapters: dict[str, str], verdicts: list[Any]) -> None:
+    def _promote(
+        self, s: RolloutState, revision: str, adapters: dict[str, str], verdicts: list[Any], by: str = ""
+    ) -> None:
         assert s.canary is not None
-        summary = "; ".join(f"{v.name} {v.canary_value} ({v.threshold})" for v in verdicts) or "no metrics configured"
+        summary = (
+            by or "; ".join(f"{v.name} {v.canary_value} ({v.threshold})" for v in verdicts) or "no metrics configured"
+        )
         old_stable = s.stable["revision"]
         s.stable = {**s.canary, "replicas": s.spec.runtime.replicas, "weight": 100}
         s.canary, s.analysis = None, None
@@ -344,9 +361,15 @@ class Rollout:
         self._drop_judge(s, revision)
         ROLLBACKS.labels(s.namespace, s.name).inc()
 
-    def _promote_requested(self, s: RolloutState) -> bool:
+    @staticmethod
+    def _action(s: RolloutState, revision: str) -> str | None:
+        """Promote or abort now: an annotation naming the canary's revision (what `kubectl adapterops
+        promote|abort` and the Argo CD actions set). Naming the revision makes it apply to that canary only."""
         annotations = s.body["metadata"].get("annotations") or {}
-        return annotations.get("adapterops.io/promote") == (s.canary or {}).get("revision")
+        for action in ("abort", "promote"):
+            if annotations.get(f"adapterops.io/{action}") == revision:
+                return action
+        return None
 
     # ------------------------------------------------------------------ helpers
 

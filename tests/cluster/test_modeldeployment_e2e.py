@@ -32,8 +32,15 @@ def fake_adapter(root: Path, name: str) -> str:
 @pytest.fixture
 def world(cluster: LocalCluster, operator: OperatorProcess, kubelet: Kubelet, namespace: str) -> Iterator[Path]:
     root = local_volume(cluster, namespace, "work", TOOLS / "pvcs" / cluster.name / namespace / "work")
-    cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "canary-prompts"},
-                   "data": {"prompts.jsonl": CHALLENGE}}, namespace)
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "canary-prompts"},
+            "data": {"prompts.jsonl": CHALLENGE},
+        },
+        namespace,
+    )
     yield root
 
 
@@ -44,16 +51,26 @@ def deployment(name: str, adapter_uri: str, judge: StandInJudge | None = None, *
         "failureLimit": 1,
     }
     if judge is not None:
-        analysis["judge"] = {"dataset": "configmap://canary-prompts/prompts.jsonl", "samples": 40, "maxDrop": 0.5,
-                             "judge": {"endpoint": judge.url, "model": "stand-in-judge"}}
+        analysis["judge"] = {
+            "dataset": "configmap://canary-prompts/prompts.jsonl",
+            "samples": 100,
+            "maxDrop": 0.5,
+            "judge": {"endpoint": judge.url, "model": "stand-in-judge"},
+        }
     return {
         "apiVersion": "adapterops.io/v1alpha1",
         "kind": "ModelDeployment",
         "metadata": {"name": name},
         "spec": {
             "baseModel": {"name": "tiny-llama"},
-            "runtime": {"engine": "nim", "tensorParallelSize": 1, "gpuType": "H100", "replicas": 2,
-                        "env": [{"name": "STANDIN_LATENCY_MEDIAN", "value": "0.05"}], **runtime},
+            "runtime": {
+                "engine": "nim",
+                "tensorParallelSize": 1,
+                "gpuType": "H100",
+                "replicas": 2,
+                "env": [{"name": "STANDIN_LATENCY_MEDIAN", "value": "0.05"}],
+                **runtime,
+            },
             "adapters": [{"name": "commerce", "uri": adapter_uri}],
             "canary": {"steps": [50, 100], "interval": "30s", "analysis": analysis},
         },
@@ -100,7 +117,9 @@ def test_a_good_canary_is_promoted_through_every_step(
     finally:
         traffic.stop()
     status = mdep(cluster, "agent", namespace)["status"]
-    assert status["history"][0]["outcome"] == "Promoted" and status["history"][0]["adapters"] == {"commerce": "pvc://work/adapters/v2"}
+    assert status["history"][0]["outcome"] == "Promoted" and status["history"][0]["adapters"] == {
+        "commerce": "pvc://work/adapters/v2"
+    }
     assert 50 in seen_weights, f"the canary never served its first step: {seen_weights}"
     assert status["stable"]["adapters"] == {"commerce": "pvc://work/adapters/v2"} and status["canaryWeight"] == 0
     wait_for(lambda: len(cluster.get("deployments", "-n", namespace)["items"]) == 1, 60, "the old revision to go")
@@ -135,8 +154,19 @@ def test_a_quality_regression_is_rolled_back_by_the_judge(
     serving_ready(cluster, "dumb", namespace)
     traffic = Traffic(cluster, namespace, "dumb", "commerce").start()
     try:
-        change(cluster, "dumb", namespace, {"runtime": {"env": [{"name": "STANDIN_LATENCY_MEDIAN", "value": "0.05"},
-                                                                {"name": "STANDIN_QUALITY", "value": "0.1"}]}})
+        change(
+            cluster,
+            "dumb",
+            namespace,
+            {
+                "runtime": {
+                    "env": [
+                        {"name": "STANDIN_LATENCY_MEDIAN", "value": "0.05"},
+                        {"name": "STANDIN_QUALITY", "value": "0.1"},
+                    ]
+                }
+            },
+        )
         wait_for(lambda: cond(mdep(cluster, "dumb", namespace), "RolledBack").get("status") == "True", 300, "rollback")
     finally:
         traffic.stop()
@@ -155,8 +185,11 @@ def test_prometheus_down_holds_the_canary_and_says_why(
     prometheus.stop()
     try:
         change(cluster, "blind", namespace, {"adapters": [{"name": "commerce", "uri": fake_adapter(world, "v2")}]})
-        held = wait_for(lambda: (c := cond(mdep(cluster, "blind", namespace), "Suspended")).get("status") == "True" and c,
-                        120, "the canary to hold")
+        held = wait_for(
+            lambda: (c := cond(mdep(cluster, "blind", namespace), "Suspended")).get("status") == "True" and c,
+            120,
+            "the canary to hold",
+        )
         assert held["reason"] == "AnalysisInconclusive" and "Prometheus" in held["message"]
         status = mdep(cluster, "blind", namespace)["status"]
         assert status["stable"]["revision"] == stable and status["canary"]["weight"] == 50
@@ -177,8 +210,11 @@ def test_judge_down_holds_the_canary(
     cluster.apply(md, namespace)
     stable = serving_ready(cluster, "mute", namespace)["status"]["stable"]["revision"]
     change(cluster, "mute", namespace, {"adapters": [{"name": "commerce", "uri": fake_adapter(world, "v2")}]})
-    held = wait_for(lambda: (c := cond(mdep(cluster, "mute", namespace), "Suspended")).get("status") == "True" and c,
-                    150, "the canary to hold")
+    held = wait_for(
+        lambda: (c := cond(mdep(cluster, "mute", namespace), "Suspended")).get("status") == "True" and c,
+        150,
+        "the canary to hold",
+    )
     assert held["reason"] == "AnalysisInconclusive" and "judge" in held["message"]
     assert mdep(cluster, "mute", namespace)["status"]["stable"]["revision"] == stable
 
@@ -186,7 +222,9 @@ def test_judge_down_holds_the_canary(
 def test_tensor_parallelism_and_gpu_type_reach_the_pods_and_the_cost(
     cluster: LocalCluster, world: Path, namespace: str
 ) -> None:
-    cluster.apply(deployment("big", fake_adapter(world, "v1"), tensorParallelSize=4, gpuType="B200", replicas=2), namespace)
+    cluster.apply(
+        deployment("big", fake_adapter(world, "v1"), tensorParallelSize=4, gpuType="B200", replicas=2), namespace
+    )
     status = serving_ready(cluster, "big", namespace)["status"]
     pods = cluster.get("pods", "-n", namespace, "-l", "adapterops.io/modeldeployment=big")["items"]
     assert len(pods) == 2
@@ -202,35 +240,62 @@ def test_tensor_parallelism_and_gpu_type_reach_the_pods_and_the_cost(
     assert "B200" in out and " 4 " in out
 
 
-def test_deleting_the_modeldeployment_removes_what_it_created(cluster: LocalCluster, world: Path, namespace: str) -> None:
+def test_deleting_the_modeldeployment_removes_what_it_created(
+    cluster: LocalCluster, world: Path, namespace: str
+) -> None:
     cluster.apply(deployment("bye", fake_adapter(world, "v1")), namespace)
     serving_ready(cluster, "bye", namespace)
     cluster.kubectl("delete", "mdep", "bye", "-n", namespace)
     for kind in ("deployments", "services", "pods"):
-        wait_for(lambda k=kind: not cluster.get(k, "-n", namespace, "-l", "adapterops.io/modeldeployment=bye")["items"],
-                 60, f"{kind} to be garbage collected")
+        wait_for(
+            lambda k=kind: not cluster.get(k, "-n", namespace, "-l", "adapterops.io/modeldeployment=bye")["items"],
+            60,
+            f"{kind} to be garbage collected",
+        )
 
 
 def test_httproute_weights_follow_the_canary(
     cluster: LocalCluster, world: Path, judge: StandInJudge, namespace: str, prometheus: Prometheus
 ) -> None:
-    cluster.apply({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "agent"},
-                   "spec": {"parentRefs": [{"name": "gateway"}], "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}]}]}},
-                  namespace)
+    cluster.apply(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "agent"},
+            "spec": {
+                "parentRefs": [{"name": "gateway"}],
+                "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}]}],
+            },
+        },
+        namespace,
+    )
     md = deployment("routed", fake_adapter(world, "v1"))
     md["spec"]["canary"]["traffic"] = {"mode": "httpRoute", "httpRouteRef": {"name": "agent"}}
     cluster.apply(md, namespace)
     first = serving_ready(cluster, "routed", namespace)["status"]["stable"]["revision"]
     route = cluster.get("httproute", "agent", "-n", namespace)
-    assert route["spec"]["rules"][0]["backendRefs"] == [{"group": "", "kind": "Service", "name": f"routed-{first}", "port": 8000, "weight": 100}]
+    assert route["spec"]["rules"][0]["backendRefs"] == [
+        {"group": "", "kind": "Service", "name": f"routed-{first}", "port": 8000, "weight": 100}
+    ]
     traffic = Traffic(cluster, namespace, "routed", "commerce").start(route="agent")
     try:
         change(cluster, "routed", namespace, {"adapters": [{"name": "commerce", "uri": fake_adapter(world, "v2")}]})
-        split = wait_for(lambda: [r["weight"] for r in cluster.get("httproute", "agent", "-n", namespace)["spec"]["rules"][0]["backendRefs"]] == [50, 50],
-                         120, "a 50/50 route split")
+        split = wait_for(
+            lambda: (
+                [
+                    r["weight"]
+                    for r in cluster.get("httproute", "agent", "-n", namespace)["spec"]["rules"][0]["backendRefs"]
+                ]
+                == [50, 50]
+            ),
+            120,
+            "a 50/50 route split",
+        )
         assert split
         wait_for(lambda: mdep(cluster, "routed", namespace)["status"]["stable"]["revision"] != first, 300, "promotion")
     finally:
         traffic.stop()
     refs = cluster.get("httproute", "agent", "-n", namespace)["spec"]["rules"][0]["backendRefs"]
-    assert [(r["name"], r["weight"]) for r in refs] == [(f"routed-{mdep(cluster, 'routed', namespace)['status']['stable']['revision']}", 100)]
+    assert [(r["name"], r["weight"]) for r in refs] == [
+        (f"routed-{mdep(cluster, 'routed', namespace)['status']['stable']['revision']}", 100)
+    ]
