@@ -24,7 +24,6 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -49,7 +48,7 @@ def degrade(answer: str, rng: random.Random) -> str:
     words = answer.split()
     keep = words[: max(1, len(words) // 3)]
     rng.shuffle(keep)
-    return " ".join(keep + ["item"])
+    return " ".join([*keep, "item"])
 
 
 class StandIn:
@@ -67,9 +66,16 @@ class StandIn:
         self.refs = references()
         prefix = "vllm:" if engine == "vllm" else ""
         self.registry = CollectorRegistry()
-        self.latency = Histogram(f"{prefix}e2e_request_latency_seconds", "End-to-end request latency.",
-                                 ["model_name"], buckets=BUCKETS, registry=self.registry)
-        self.requests = Counter("http_requests", "HTTP requests by status.", ["handler", "status"], registry=self.registry)
+        self.latency = Histogram(
+            f"{prefix}e2e_request_latency_seconds",
+            "End-to-end request latency.",
+            ["model_name"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.requests = Counter(
+            "http_requests", "HTTP requests by status.", ["handler", "status"], registry=self.registry
+        )
         self.success = Counter(f"{prefix}request_success", "Finished requests.", ["model_name"], registry=self.registry)
 
     def models(self) -> list[str]:
@@ -104,14 +110,20 @@ class StandIn:
         self.latency.labels(model).observe(time.monotonic() - start)
         self.success.labels(model).inc()
         self.requests.labels("/v1/chat/completions", "200").inc()
-        return web.json_response({
-            "id": f"chatcmpl-{self.rng.getrandbits(32):08x}", "object": "chat.completion", "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split())},
-        })
+        return web.json_response(
+            {
+                "id": f"chatcmpl-{self.rng.getrandbits(32):08x}",
+                "object": "chat.completion",
+                "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split())},
+            }
+        )
 
     async def list_models(self, _: web.Request) -> web.Response:
-        data = [{"id": self.served, "object": "model"}] + [{"id": m, "object": "model", "parent": self.served} for m in self.models()]
+        data = [{"id": self.served, "object": "model"}] + [
+            {"id": m, "object": "model", "parent": self.served} for m in self.models()
+        ]
         return web.json_response({"object": "list", "data": data})
 
     async def ready(self, _: web.Request) -> web.Response:

@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -26,10 +27,12 @@ from testworld.cluster import LOGS, TOOLS, LocalCluster, free_port, wait_for
 def config(targets: Path) -> dict[str, object]:
     return {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [{
-            "job_name": "kubernetes-pods",
-            "file_sd_configs": [{"files": [str(targets)], "refresh_interval": "1s"}],
-        }],
+        "scrape_configs": [
+            {
+                "job_name": "kubernetes-pods",
+                "file_sd_configs": [{"files": [str(targets)], "refresh_interval": "1s"}],
+            }
+        ],
     }
 
 
@@ -38,11 +41,18 @@ def targets(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for pod in pods:
         meta, status = pod["metadata"], pod.get("status") or {}
         annotations = meta.get("annotations") or {}
-        if annotations.get("prometheus.io/scrape") != "true" or status.get("phase") != "Running" or not status.get("podIP"):
+        if (
+            annotations.get("prometheus.io/scrape") != "true"
+            or status.get("phase") != "Running"
+            or not status.get("podIP")
+        ):
             continue
         labels = {re.sub(r"[^a-zA-Z0-9_]", "_", k): v for k, v in (meta.get("labels") or {}).items()}
-        labels.update(namespace=meta["namespace"], pod=meta["name"],
-                      __metrics_path__=annotations.get("prometheus.io/path", "/metrics"))
+        labels.update(
+            namespace=meta["namespace"],
+            pod=meta["name"],
+            __metrics_path__=annotations.get("prometheus.io/path", "/metrics"),
+        )
         out.append({"targets": [f"{status['podIP']}:{annotations.get('prometheus.io/port', '80')}"], "labels": labels})
     return sorted(out, key=lambda t: t["targets"][0])
 
@@ -68,9 +78,15 @@ class Prometheus:
         LOGS.mkdir(parents=True, exist_ok=True)
         log = open(LOGS / f"prometheus-{self.cluster.name}.log", "ab")  # noqa: SIM115 (owned by the child)
         self.proc = subprocess.Popen(
-            [binary, f"--config.file={self.dir / 'prometheus.yml'}", f"--storage.tsdb.path={self.dir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle"],
-            stdout=log, stderr=subprocess.STDOUT,
+            [
+                binary,
+                f"--config.file={self.dir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.enable-lifecycle",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         wait_for(self.ready, 60, f"Prometheus on {self.url}")
         if self._discovery is None:

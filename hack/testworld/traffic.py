@@ -16,11 +16,17 @@ from typing import Any
 
 from testworld.cluster import REPO, LocalCluster
 
-PROMPTS = [json.loads(line) for line in (REPO / "training-jobs/datasets/commerce/challenge.jsonl").read_text().splitlines() if line.strip()]
+PROMPTS = [
+    json.loads(line)
+    for line in (REPO / "training-jobs/datasets/commerce/challenge.jsonl").read_text().splitlines()
+    if line.strip()
+]
 
 
 class Traffic:
-    def __init__(self, cluster: LocalCluster, namespace: str, md: str, model: str, rate: float = 30.0, workers: int = 6) -> None:
+    def __init__(
+        self, cluster: LocalCluster, namespace: str, md: str, model: str, rate: float = 30.0, workers: int = 6
+    ) -> None:
         self.cluster, self.namespace, self.md, self.model = cluster, namespace, md, model
         self.rate, self.workers = rate, workers
         self.pods: list[tuple[str, str, str]] = []  # (pod ip, revision, ready)
@@ -46,12 +52,18 @@ class Traffic:
     def _refresh(self) -> None:
         while not self._stop.is_set():
             try:
-                pods = self.cluster.get("pods", "-n", self.namespace, "-l", f"adapterops.io/modeldeployment={self.md}")["items"]
+                pods = self.cluster.get("pods", "-n", self.namespace, "-l", f"adapterops.io/modeldeployment={self.md}")[
+                    "items"
+                ]
                 self.pods = [
                     (p["status"]["podIP"], p["metadata"]["labels"]["adapterops.io/revision"], "ready")
                     for p in pods
-                    if any(c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions", []))
-                    and p["status"].get("podIP") and not p["metadata"].get("deletionTimestamp")
+                    if any(
+                        c["type"] == "Ready" and c["status"] == "True"
+                        for c in p.get("status", {}).get("conditions", [])
+                    )
+                    and p["status"].get("podIP")
+                    and not p["metadata"].get("deletionTimestamp")
                 ]
                 if self._route_name:
                     route = self.cluster.get("httproute", self._route_name, "-n", self.namespace)
@@ -80,9 +92,18 @@ class Traffic:
             ip = self._pick(rng)
             if ip is not None:
                 row = rng.choice(PROMPTS)
-                body = {"model": self.model, "messages": [{"role": "system", "content": row["system"]}, {"role": "user", "content": row["prompt"]}]}
-                request = urllib.request.Request(f"http://{ip}:8000/v1/chat/completions", data=json.dumps(body).encode(),
-                                                 headers={"Content-Type": "application/json"})
+                body = {
+                    "model": self.model,
+                    "messages": [
+                        {"role": "system", "content": row["system"]},
+                        {"role": "user", "content": row["prompt"]},
+                    ],
+                }
+                request = urllib.request.Request(
+                    f"http://{ip}:8000/v1/chat/completions",
+                    data=json.dumps(body).encode(),
+                    headers={"Content-Type": "application/json"},
+                )
                 try:
                     with urllib.request.urlopen(request, timeout=10):
                         pass

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from testworld.cluster import REPO, TOOLS, LocalCluster, OperatorProcess, local_volume, wait_for
+from testworld.cluster import REPO, TOOLS, LocalCluster, OperatorProcess, capture, local_volume, wait_for
 from testworld.kubelet import Fault, Kubelet
 
 DATASETS = REPO / "training-jobs" / "datasets" / "commerce"
@@ -109,9 +109,13 @@ def test_sweep_reaches_succeeded_with_a_champion_whose_adapter_loads(
     root = workspace(cluster, namespace, tiny_model)
     cluster.apply(sweep("sweep"), namespace)
     with ParallelismWatch(cluster, namespace, "sweep") as watch:
+        running = lambda: ftj(cluster, "sweep", namespace).get("status", {}).get("trialCounts", {}).get("running")  # noqa: E731
+        wait_for(running, 120, "a running trial")
+        capture(cluster, "ftj", "sweep", namespace, "finetunejob/running")
         cluster.kubectl(
             "wait", "--for=condition=Succeeded", "ftj/sweep", "-n", namespace, "--timeout=600s", timeout=620
         )
+    capture(cluster, "ftj", "sweep", namespace, "finetunejob/succeeded")
     obj = ftj(cluster, "sweep", namespace)
     status = obj["status"]
     assert status["state"] == "Succeeded" and status["progress"] == "4/4"
@@ -227,3 +231,35 @@ def test_what_cel_cannot_check_is_refused_and_nothing_is_created(
     cond = wait_for(lambda: condition(ftj(cluster, "refused", namespace), "Accepted"), 30, "Accepted")
     assert cond["status"] == "False" and cond["reason"] == reason and message in cond["message"]
     assert not cluster.get("jobs", "-n", namespace)["items"]
+    capture(cluster, "ftj", "refused", namespace, f"finetunejob/refused-{reason}")
+
+
+def test_suspend_starts_no_trials_and_resume_starts_them(
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str
+) -> None:
+    cluster.apply(sweep("paused", suspend=True), namespace)
+    suspended = lambda: condition(ftj(cluster, "paused", namespace), "Suspended")  # noqa: E731
+    cond = wait_for(lambda: suspended().get("status") == "True" and suspended(), 30, "Suspended")
+    assert cond["reason"] == "SuspendedBySpec" and ftj(cluster, "paused", namespace)["status"]["state"] == "Suspended"
+    capture(cluster, "ftj", "paused", namespace, "finetunejob/suspended")
+    assert not cluster.get("jobs", "-n", namespace)["items"]
+    cluster.kubectl("patch", "ftj", "paused", "-n", namespace, "--type=merge", "-p", '{"spec": {"suspend": false}}')
+    wait_for(lambda: len(cluster.get("jobs", "-n", namespace)["items"]) == 2, 30, "two trials to start (parallelism 2)")
+    assert suspended()["status"] == "False"
+
+
+def test_a_sweep_whose_every_trial_fails_is_failed_without_retrying_bad_data(
+    cluster: LocalCluster, operator: OperatorProcess, kubelet: Kubelet, namespace: str, tiny_model: Path
+) -> None:
+    workspace(cluster, namespace, tiny_model)
+    two = {"maxTrials": 2, "parallelism": 2, "parameters": {"training.learningRate": {"values": [1e-3, 2e-3]}}}
+    bad = sweep("doomed", backoffLimit=3, sweep=two)
+    bad["spec"]["dataset"]["train"] = "pvc://work/data/missing.jsonl"
+    cluster.apply(bad, namespace)
+    cluster.kubectl("wait", "--for=condition=Failed", "ftj/doomed", "-n", namespace, "--timeout=300s", timeout=320)
+    obj = ftj(cluster, "doomed", namespace)
+    assert obj["status"]["state"] == "Failed" and condition(obj, "Failed")["reason"] == "AllTrialsFailed"
+    for row in obj["status"]["trials"]:
+        # exit 2 (permanent): the pod failure policy fails the Job at once, backoffLimit 3 notwithstanding
+        assert row["attempts"] == 1 and row["message"].startswith("DatasetNotFound: pvc://work/data/missing.jsonl")
+    capture(cluster, "ftj", "doomed", namespace, "finetunejob/failed")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from testworld.cluster import REPO, TOOLS, LocalCluster, OperatorProcess, local_volume, wait_for
+from testworld.cluster import REPO, TOOLS, LocalCluster, OperatorProcess, capture, local_volume, wait_for
 from testworld.judge import StandInJudge
 from testworld.kubelet import Kubelet
 from testworld.prometheus import Prometheus
@@ -110,7 +110,10 @@ def test_a_good_canary_is_promoted_through_every_step(
 
         def promoted() -> bool:
             status = mdep(cluster, "agent", namespace)["status"]
-            seen_weights.add(status.get("canaryWeight", 0))
+            weight = status.get("canaryWeight", 0)
+            if weight and weight not in seen_weights:
+                capture(cluster, "mdep", "agent", namespace, f"modeldeployment/canary-{weight}")
+            seen_weights.add(weight)
             return status["stable"]["revision"] != first and "canary" not in status
 
         wait_for(promoted, 300, "the canary to be promoted", interval=0.5)
@@ -126,6 +129,7 @@ def test_a_good_canary_is_promoted_through_every_step(
     reasons = {e["reason"] for e in cluster.get("events", "-n", namespace)["items"]}
     assert {"CanaryStarted", "CanaryStep", "CanaryStepPassed", "Promoted"} <= reasons
     assert traffic.errors == 0 or traffic.errors < traffic.sent * 0.01
+    capture(cluster, "mdep", "agent", namespace, "modeldeployment/healthy")
 
 
 def test_a_latency_regression_is_rolled_back(
@@ -142,6 +146,7 @@ def test_a_latency_regression_is_rolled_back(
     obj = mdep(cluster, "slow", namespace)
     assert obj["status"]["stable"]["revision"] == stable and "canary" not in obj["status"]
     assert cond(obj, "Degraded")["status"] == "True" and obj["status"]["history"][0]["outcome"] == "RolledBack"
+    capture(cluster, "mdep", "slow", namespace, "modeldeployment/rolled-back")
     rolled = events(cluster, namespace, "RolledBack")
     assert len(rolled) == 1 and "latency" in rolled[0]["message"] and "s" in rolled[0]["message"]
     wait_for(lambda: len(cluster.get("deployments", "-n", namespace)["items"]) == 1, 60, "the canary to be removed")
@@ -194,6 +199,7 @@ def test_prometheus_down_holds_the_canary_and_says_why(
         status = mdep(cluster, "blind", namespace)["status"]
         assert status["stable"]["revision"] == stable and status["canary"]["weight"] == 50
         assert all(m["verdict"] != "Pass" for m in status["analysis"]["metrics"])
+        capture(cluster, "mdep", "blind", namespace, "modeldeployment/holding-inconclusive")
     finally:
         prometheus.start()
         traffic.stop()
@@ -299,3 +305,24 @@ def test_httproute_weights_follow_the_canary(
     assert [(r["name"], r["weight"]) for r in refs] == [
         (f"routed-{mdep(cluster, 'routed', namespace)['status']['stable']['revision']}", 100)
     ]
+
+
+def test_paused_canary_holds_until_aborted_and_abort_rolls_back(
+    cluster: LocalCluster, world: Path, namespace: str
+) -> None:
+    md = deployment("manual", fake_adapter(world, "v1"))
+    md["spec"]["canary"]["analysis"] = {"failureLimit": 1}  # no metrics: steps pass on their interval
+    md["spec"]["canary"]["interval"] = "5s"
+    cluster.apply(md, namespace)
+    stable = serving_ready(cluster, "manual", namespace)["status"]["stable"]["revision"]
+    v2 = fake_adapter(world, "v2")
+    change(cluster, "manual", namespace, {"canary": {"paused": True}, "adapters": [{"name": "commerce", "uri": v2}]})
+    suspended = lambda: cond(mdep(cluster, "manual", namespace), "Suspended")  # noqa: E731
+    held = wait_for(lambda: suspended().get("status") == "True" and suspended(), 60, "the paused canary to hold")
+    assert held["reason"] == "Paused"
+    capture(cluster, "mdep", "manual", namespace, "modeldeployment/paused")
+    canary = mdep(cluster, "manual", namespace)["status"]["canary"]["revision"]
+    cluster.kubectl("annotate", "mdep", "manual", "-n", namespace, f"adapterops.io/abort={canary}")
+    wait_for(lambda: cond(mdep(cluster, "manual", namespace), "RolledBack").get("status") == "True", 60, "abort")
+    status = mdep(cluster, "manual", namespace)["status"]
+    assert status["stable"]["revision"] == stable and "aborted" in status["history"][0]["reason"]
