@@ -326,3 +326,46 @@ def test_paused_canary_holds_until_aborted_and_abort_rolls_back(
     wait_for(lambda: cond(mdep(cluster, "manual", namespace), "RolledBack").get("status") == "True", 60, "abort")
     status = mdep(cluster, "manual", namespace)["status"]
     assert status["stable"]["revision"] == stable and "aborted" in status["history"][0]["reason"]
+
+
+def test_a_new_finetunejob_champion_starts_a_canary_by_itself(
+    cluster: LocalCluster, world: Path, namespace: str, tiny_model: Path
+) -> None:
+    from test_finetune_e2e import sweep, workspace
+
+    workspace(cluster, namespace, tiny_model)
+    one_trial = {"maxTrials": 1, "parallelism": 1, "parameters": {}}
+    cluster.apply(sweep("nightly", sweep=one_trial), namespace)
+    md = deployment("follow", "unused")
+    md["spec"]["adapters"] = [{"name": "commerce", "fineTuneJobRef": {"name": "nightly"}}]
+    md["spec"]["canary"]["analysis"] = {"failureLimit": 1}  # steps pass on their interval
+    md["spec"]["canary"]["interval"] = "5s"
+    cluster.apply(md, namespace)
+    waiting = wait_for(
+        lambda: (
+            cond(mdep(cluster, "follow", namespace), "Progressing").get("reason") == "WaitingForAdapters"
+            and cond(mdep(cluster, "follow", namespace), "Progressing")
+        ),
+        60,
+        "waiting for the champion",
+    )
+    assert "FineTuneJob 'nightly' has no champion yet" in waiting["message"]
+    first = serving_ready(cluster, "follow", namespace)["status"]["stable"]
+    champion = cluster.get("ftj", "nightly", "-n", namespace)["status"]["champion"]["adapterUri"]
+    assert first["adapters"] == {"commerce": champion}
+
+    # The team re-runs the sweep (same name, new data): its champion is a new adapter, and a new revision.
+    cluster.kubectl("delete", "ftj", "nightly", "-n", namespace)
+    rerun = sweep("nightly", sweep=one_trial)
+    rerun["spec"]["training"]["learningRate"] = 2e-3
+    cluster.apply(rerun, namespace)
+    wait_for(
+        lambda: mdep(cluster, "follow", namespace)["status"]["stable"]["revision"] != first["revision"],
+        400,
+        "the new champion to be canaried and promoted",
+    )
+    status = mdep(cluster, "follow", namespace)["status"]
+    new_champion = cluster.get("ftj", "nightly", "-n", namespace)["status"]["champion"]["adapterUri"]
+    assert new_champion != champion and status["stable"]["adapters"] == {"commerce": new_champion}
+    assert [h["outcome"] for h in status["history"][:2]] == ["Promoted", "Initial"]
+    assert events(cluster, namespace, "CanaryStarted")
