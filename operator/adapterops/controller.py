@@ -15,17 +15,19 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from adapterops import events, finetune, trialjob
-from adapterops.api import API_VERSION
+from adapterops.api import API_VERSION, FineTuneJobSpec
 from adapterops.conditions import get_condition
 from adapterops.config import Config
 from adapterops.kube import ApiException, Kube
 from adapterops.metrics import API_ERRORS, BEST_SCORE, RECONCILE_ERRORS, RECONCILE_SECONDS, TRIALS
 from adapterops.rollout import Rollout
+from adapterops.sweep import PlannedTrial
 from adapterops.workqueue import Key, WorkQueue
 
 log = logging.getLogger(__name__)
 
 WORKERS_PER_KIND = 4
+CREATE_CONCURRENCY = 8
 KUEUE_API = "kueue.x-k8s.io/v1beta1"
 RETRY_SECONDS = 5.0
 
@@ -37,6 +39,8 @@ class Controller:
     queues: dict[str, WorkQueue] = field(default_factory=dict)
     # Live kopf indices, captured from the first handler call (kopf passes them to every handler).
     indices: Mapping[str, Any] = field(default_factory=dict)
+    # Validated sweep plans by (uid, generation).
+    plans: dict[tuple[Any, Any], finetune.Acceptance] = field(default_factory=dict)
     # Trial Jobs created but not yet seen in the index, per FineTuneJob.
     created: dict[Key, set[str]] = field(default_factory=dict)
     _groups: dict[str, tuple[bool, float]] = field(default_factory=dict)
@@ -140,7 +144,10 @@ class Controller:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         old = body.get("status") or {}
-        acceptance = finetune.accept(name, body.get("spec") or {}, self.config)
+        # The plan depends only on the spec (immutable but for parallelism and suspend): validated once.
+        plan_key = (meta.get("uid"), meta.get("generation"))
+        acceptance = self.plans.get(plan_key) or finetune.accept(name, body.get("spec") or {}, self.config)
+        self.plans[plan_key] = acceptance
         if acceptance.error is None and acceptance.spec and acceptance.spec.resources.queue_name:
             acceptance = await self.check_queue(namespace, acceptance)
         if acceptance.error is None and acceptance.spec and acceptance.spec.resources.nodes > 1:
@@ -166,17 +173,38 @@ class Controller:
         existing = set(jobs) | created
         starting = finetune.to_start(acceptance.trials, rows, existing, spec.sweep.parallelism, spec.suspend)
         if starting:
-            await self.kube.create(trialjob.trials_configmap(body, acceptance.trials, spec))
-        for trial in starting:
-            if await self.kube.create(trialjob.trial_job(body, trial, spec, self.config)) is not None:
-                await events.emit(self.kube, body, "TrialStarted", f"trial {trial.name} started: {trial.parameters}")
-            created.add(trial.name)
+            await self.start_trials(body, acceptance.trials, starting, spec, created)
         accepted_message = f"sweep planned: {len(acceptance.trials)} trials"
         new = finetune.sweep_status(old, rows, spec, meta.get("generation"), accepted_message)
         if await self.write_status(body, new):
             await self.announce_acceptance(body, old, new)
             await self.announce_trials(body, old, new)
         record_trial_metrics(namespace, name, new, spec.objective.metric)
+
+    async def start_trials(
+        self,
+        body: dict[str, Any],
+        trials: list[PlannedTrial],
+        starting: list[PlannedTrial],
+        spec: FineTuneJobSpec,
+        created: set[str],
+    ) -> None:
+        """Create the trials' Jobs, a few at a time (the API server takes concurrent creates well), and
+        announce them in one Event."""
+        await self.kube.create(trialjob.trials_configmap(body, trials, spec))
+        limit = asyncio.Semaphore(CREATE_CONCURRENCY)
+
+        async def create(trial: PlannedTrial) -> bool:
+            async with limit:
+                new = await self.kube.create(trialjob.trial_job(body, trial, spec, self.config))
+            created.add(trial.name)
+            return new is not None
+
+        made = await asyncio.gather(*(create(t) for t in starting))
+        names = [t.name for t, new in zip(starting, made, strict=True) if new]
+        if names:
+            params = "; ".join(f"{t.name} {t.parameters}" for t in starting if t.name in names)
+            await events.emit(self.kube, body, "TrialStarted", f"started {len(names)} trial(s): {params}")
 
     async def check_queue(self, namespace: str, acceptance: finetune.Acceptance) -> finetune.Acceptance:
         """With resources.queueName, Kueue must be installed and the LocalQueue must exist."""
@@ -224,20 +252,24 @@ class Controller:
         return served
 
     async def announce_trials(self, body: dict[str, Any], old: dict[str, Any], new: dict[str, Any]) -> None:
-        """One Event per transition: compared with the status the object carried (so never twice)."""
+        """Events for the transitions since the status the object carried (so never twice)."""
         before = {r["name"]: r for r in old.get("trials") or []}
+        succeeded, failed = [], []
         for row in new.get("trials") or []:
-            was = before.get(row["name"], {}).get("state")
-            if row["state"] == was:
+            if row["state"] == before.get(row["name"], {}).get("state"):
                 continue
             if row["state"] == "Succeeded":
                 scores = ", ".join(
                     f"{k}={row[k]:.4g}" for k in ("judgeScore", "validationLoss") if row.get(k) is not None
                 )
-                await events.emit(self.kube, body, "TrialSucceeded", f"trial {row['name']} succeeded: {scores}")
+                succeeded.append(f"{row['name']} ({scores})")
             elif row["state"] == "Failed":
-                msg = f"trial {row['name']} failed after {row['attempts']} attempt(s): {row.get('message', '')}"
-                await events.emit(self.kube, body, "TrialFailed", msg, "Warning")
+                failed.append(f"{row['name']} after {row['attempts']} attempt(s): {row.get('message', '')}")
+        # Transitions seen in one reconcile share an Event: fewer API calls when many trials finish at once.
+        if succeeded:
+            await events.emit(self.kube, body, "TrialSucceeded", "succeeded: " + "; ".join(succeeded))
+        if failed:
+            await events.emit(self.kube, body, "TrialFailed", "failed: " + "; ".join(failed), "Warning")
         old_champion = (old.get("champion") or {}).get("trial")
         champion = new.get("champion")
         finished = new.get("state") in ("Succeeded", "Failed")

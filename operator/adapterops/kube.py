@@ -13,6 +13,8 @@ from typing import Any
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from adapterops.metrics import API_REQUESTS
+
 FIELD_MANAGER = "adapterops"
 
 __all__ = ["FIELD_MANAGER", "ApiException", "Kube", "resource_path"]
@@ -74,6 +76,7 @@ class Kube:
         content_type: str = "application/json",
     ) -> Any:
         self.requests += 1
+        API_REQUESTS.labels(method).inc()
         resp = await self.api.call_api(
             path,
             method,

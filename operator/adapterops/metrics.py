@@ -8,6 +8,9 @@ RECONCILE_SECONDS = Histogram("adapterops_reconcile_duration_seconds", "Time spe
 RECONCILE_ERRORS = Counter(
     "adapterops_reconcile_errors_total", "Reconciles that ended in an error and were retried.", ["kind"]
 )
+API_REQUESTS = Counter(
+    "adapterops_api_requests_total", "Kubernetes API calls the reconcilers made (watches excluded), by verb.", ["verb"]
+)
 API_ERRORS = Counter(
     "adapterops_api_errors_total", "Kubernetes API calls that failed, by status code.", ["kind", "code"]
 )

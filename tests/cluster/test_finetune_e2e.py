@@ -5,6 +5,7 @@ trial runner (hf backend, tiny Llama, CPU)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 import time
@@ -65,6 +66,12 @@ def sweep(name: str, **overrides: Any) -> dict[str, Any]:
 
 def ftj(cluster: LocalCluster, name: str, namespace: str) -> dict[str, Any]:
     return dict(cluster.get("ftj", name, "-n", namespace))
+
+
+def trials_in_events(cluster: LocalCluster, namespace: str, reason: str) -> list[str]:
+    """Trial names announced by Events of `reason` (one Event may name several), each time it is named."""
+    messages = [e["message"] for e in cluster.get("events", "-n", namespace)["items"] if e["reason"] == reason]
+    return [name for m in messages for name in re.findall(r"\b[a-z0-9-]+-t\d\d\b", m)]
 
 
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
@@ -132,8 +139,9 @@ def test_sweep_reaches_succeeded_with_a_champion_whose_adapter_loads(
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), adapter)
     get = cluster.kubectl("get", "ftj", "sweep", "-n", namespace).stdout
     assert "Succeeded" in get and "4/4" in get and champion["trial"] in get
+    assert sorted(trials_in_events(cluster, namespace, "TrialStarted")) == [f"sweep-t0{i}" for i in range(4)]
+    assert sorted(trials_in_events(cluster, namespace, "TrialSucceeded")) == [f"sweep-t0{i}" for i in range(4)]
     reasons = [e["reason"] for e in cluster.get("events", "-n", namespace)["items"]]
-    assert reasons.count("TrialStarted") == 4 and reasons.count("TrialSucceeded") == 4
     assert "ChampionSelected" in reasons and "SweepSucceeded" in reasons
 
 
@@ -157,8 +165,9 @@ def test_a_failing_trial_is_retried_then_counted_failed_while_the_others_finish(
     assert rows[doomed]["state"] == "Failed" and rows[doomed]["attempts"] == 2
     assert "exit code 137 (OOMKilled)" in rows[doomed]["message"]
     assert status["trialCounts"]["succeeded"] == 3 and status["champion"]["trial"] != doomed
-    events = [e for e in cluster.get("events", "-n", namespace)["items"] if e["reason"] == "TrialFailed"]
-    assert len(events) == 1 and doomed in events[0]["message"] and events[0]["type"] == "Warning"
+    assert trials_in_events(cluster, namespace, "TrialFailed") == [doomed]
+    failed = [e for e in cluster.get("events", "-n", namespace)["items"] if e["reason"] == "TrialFailed"]
+    assert failed[0]["type"] == "Warning" and "OOMKilled" in failed[0]["message"]
 
 
 def test_operator_restart_mid_sweep_duplicates_nothing_and_converges(
@@ -187,8 +196,7 @@ def test_operator_restart_mid_sweep_duplicates_nothing_and_converges(
     assert status["trialCounts"]["succeeded"] == 4 and all(
         t.get("validationLoss") is not None for t in status["trials"]
     )
-    started = [e for e in cluster.get("events", "-n", namespace)["items"] if e["reason"] == "TrialStarted"]
-    assert len(started) == 4
+    assert sorted(trials_in_events(cluster, namespace, "TrialStarted")) == [f"restart-t0{i}" for i in range(4)]
 
 
 def test_deleting_the_finetunejob_removes_its_jobs_and_pods_but_keeps_adapters(
