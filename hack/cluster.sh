@@ -8,7 +8,8 @@
 #   hack/cluster.sh kubeconfig   print the kubeconfig path
 #
 # Environment: ADAPTEROPS_CLUSTER (name, default "adapterops"), ADAPTEROPS_H100_NODES (4),
-# ADAPTEROPS_B200_NODES (2), ADAPTEROPS_CPU_NODES (1).
+# ADAPTEROPS_B200_NODES (2), ADAPTEROPS_CPU_NODES (1), ADAPTEROPS_KWOK_POD_COMPLETE (a kwok Stage file
+# replacing kwok's pod-complete stage; read when the cluster is created).
 #
 # Addresses: node IP 127.0.0.1, pod IPs from 127.1.0.0/16, Service cluster IPs from 127.2.0.0/16:
 # nothing in the project connects to any address outside 127.0.0.0/8. Pods labelled
@@ -77,7 +78,11 @@ EOF
   for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
            pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
     echo "---"
-    cat "$kwok_dir/kustomize/stage/$f"
+    if [[ "$f" == pod/fast/pod-complete.yaml && -n "${ADAPTEROPS_KWOK_POD_COMPLETE:-}" ]]; then
+      cat "$ADAPTEROPS_KWOK_POD_COMPLETE"  # e.g. the benchmark's trial pods that finish with a result
+    else
+      cat "$kwok_dir/kustomize/stage/$f"
+    fi
   done
 }
 

@@ -1,51 +1,285 @@
-"""The local demo behind hack/demo.sh (the README's first command)."""
+"""The local demo behind hack/demo.sh (the README's first command).
+
+A real control plane with fake GPU nodes; AdapterOps installed with Helm and running under its chart
+identity; a 4-trial LoRA sweep trained for real on CPU (a tiny Llama built in code, the shipped
+commerce dataset) and judged by a stand-in judge; the champion served by a stand-in NIM (the only
+parts that are stand-ins: GPU software and the paid judge); a canary that is promoted and one that
+is rolled back, watched through Prometheus and paired judging.
+"""
 
 from __future__ import annotations
 
+import json
+import shutil
 import sys
+import time
+from pathlib import Path
+from typing import Any
 
-from testworld.cluster import REPO, LocalCluster, OperatorProcess
+from testworld.cluster import REPO, TOOLS, LocalCluster, OperatorProcess, local_volume, wait_for
+from testworld.judge import StandInJudge
+from testworld.kubelet import Kubelet
+from testworld.prometheus import Prometheus
+from testworld.traffic import Traffic
 
 NAMESPACE = "ml-team"
+NIM = str(REPO / "hack" / "testworld" / "nim.py")
+IMAGES = {
+    "nvcr.io/nim/": lambda pod, c: ["python", NIM, "--engine", "nim"],
+    "vllm/vllm-openai": lambda pod, c: ["python", NIM, "--engine", "vllm"],
+}
+VALUES = {
+    "podLabels": {"kwok.adapterops.io/kubelet": "harness"},
+    "images": {
+        "trainerNemo": "adapterops/trainer-nemo:local",
+        "trainerHf": "adapterops/trainer-hf:local",
+        "nim": "nvcr.io/nim/nvidia/llama-3.1-nemotron-nano-8b-v1:1.8",
+        "vllm": "vllm/vllm-openai:v0.11.0",
+        "fetcher": "adapterops/trainer-hf:local",
+    },
+    "reconcileSeconds": 10,
+}
 
 
 def banner(text: str) -> None:
     print(f"\n\033[1m== {text}\033[0m", flush=True)
 
 
+def tiny_model() -> Path:
+    """A tiny Llama built in code and pre-trained briefly on the shipped data (cached)."""
+    from testworld.tiny_model import build
+
+    dest = TOOLS / "cache" / "tiny-llama-demo-v1"
+    if not (dest / "config.json").exists():
+        print("building the tiny Llama (once, ~30 s)...", flush=True)
+        build(dest.with_suffix(".tmp"), seed=0, pretrain_steps=300)
+        dest.with_suffix(".tmp").rename(dest)
+    return dest
+
+
+def sweep(judge: StandInJudge) -> dict[str, Any]:
+    return {
+        "apiVersion": "adapterops.io/v1alpha1",
+        "kind": "FineTuneJob",
+        "metadata": {"name": "commerce-sft"},
+        "spec": {
+            "baseModel": {"name": "tiny-llama", "uri": "pvc://work/models/tiny"},
+            "backend": "hf",
+            "dataset": {"train": "pvc://work/data/train.jsonl", "format": "chat"},
+            "lora": {"rank": 8, "alpha": 16, "targetModules": ["linear_qkv", "linear_proj"]},
+            "training": {
+                "maxSteps": 20,
+                "learningRate": 1e-3,
+                "globalBatchSize": 8,
+                "microBatchSize": 4,
+                "seqLength": 256,
+                "precision": "fp32",
+                "scheduler": {"warmupSteps": 2, "minLearningRate": 1e-5},
+            },
+            "sweep": {
+                "maxTrials": 4,
+                "parallelism": 2,
+                "parameters": {
+                    "training.learningRate": {"values": [3e-4, 3e-3]},
+                    "training.optimizer": {"choices": ["adam", "adamw"]},
+                },
+            },
+            "objective": {"metric": "judgeScore", "goal": "maximize"},
+            "evaluation": {
+                "dataset": "pvc://work/data/challenge.jsonl",
+                "samples": 12,
+                "rubric": {"builtin": "query-formulation"},
+                "judge": {"endpoint": judge.url, "model": "stand-in-judge"},
+            },
+            "output": {"uri": "pvc://work/adapters"},
+            "resources": {"gpuType": "H100", "gpusPerTrial": 1},
+        },
+    }
+
+
+def deployment(judge: StandInJudge) -> dict[str, Any]:
+    return {
+        "apiVersion": "adapterops.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "commerce-agent"},
+        "spec": {
+            "baseModel": {"name": "tiny-llama"},
+            "runtime": {
+                "engine": "nim",
+                "tensorParallelSize": 1,
+                "gpuType": "H100",
+                "replicas": 2,
+                "env": [{"name": "NIM_KVCACHE_PERCENT", "value": "0.8"}],
+            },
+            "adapters": [{"name": "commerce", "fineTuneJobRef": {"name": "commerce-sft"}}],
+            "canary": {
+                "steps": [20, 50, 100],
+                "interval": "40s",
+                "analysis": {
+                    "latency": {"quantile": 0.95, "maxIncreasePercent": 25},
+                    "errorRate": {"maxPercent": 2},
+                    "judge": {
+                        "dataset": "configmap://canary-prompts/prompts.jsonl",
+                        "samples": 100,
+                        "maxDrop": 0.5,
+                        "judge": {"endpoint": judge.url, "model": "stand-in-judge"},
+                    },
+                    "failureLimit": 1,
+                },
+            },
+        },
+    }
+
+
+def leaderboard(cluster: LocalCluster) -> None:
+    status = cluster.get("ftj", "commerce-sft", "-n", NAMESPACE)["status"]
+    champion = (status.get("champion") or {}).get("trial")
+    print(f"{'trial':<20} {'learningRate':>12} {'optimizer':>9} {'val loss':>9} {'judge':>6}  state")
+    for row in sorted(status["trials"], key=lambda r: -(r.get("judgeScore") or -1)):
+        p = row["parameters"]
+        mark = "  <- champion" if row["name"] == champion else ""
+        loss = f"{row['validationLoss']:.4f}" if row.get("validationLoss") is not None else "-"
+        score = f"{row['judgeScore']:.2f}" if row.get("judgeScore") is not None else "-"
+        print(
+            f"{row['name']:<20} {p.get('training.learningRate', ''):>12} {p.get('training.optimizer', ''):>9} "
+            f"{loss:>9} {score:>6}  {row['state']}{mark}"
+        )
+
+
+def watch_canary(cluster: LocalCluster, until: str, timeout: float) -> dict[str, Any]:
+    """Print the canary's progress until `until` (Promoted | RolledBack) shows in the history."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    start_history = len(cluster.get("mdep", "commerce-agent", "-n", NAMESPACE)["status"].get("history", []))
+    while time.monotonic() < deadline:
+        status = cluster.get("mdep", "commerce-agent", "-n", NAMESPACE)["status"]
+        history = status.get("history", [])
+        if len(history) > start_history and history[0]["outcome"] in ("Promoted", "RolledBack"):
+            print(f"  -> {history[0]['outcome']}: {history[0]['reason'][:300]}")
+            return status
+        metrics = (status.get("analysis") or {}).get("metrics", [])
+        verdicts = ", ".join(
+            f"{m['name']}={m['verdict']}"
+            + (
+                f" ({m['canaryValue']:.3g} vs {m['stableValue']:.3g})"
+                if m.get("canaryValue") is not None and m.get("stableValue") is not None
+                else ""
+            )
+            for m in metrics
+        )
+        revision = (status.get("canary") or {}).get("revision", "-")
+        line = f"  canary {revision} at {status.get('canaryWeight', 0):>3}%  {verdicts}"
+        if line != last:
+            print(line, flush=True)
+            last = line
+        time.sleep(2)
+    raise TimeoutError(f"no {until} within {timeout}s")
+
+
 def main() -> int:
-    banner("local GPU cluster (kwok nodes: 4x 8xH100, 2x 8xB200, 1 CPU node)")
+    banner("local GPU cluster (kwok nodes: 4x 8xH100, 2x 8xB200, 1 CPU node; real control plane)")
     cluster = LocalCluster("adapterops").up()
     print(cluster.kubectl("get", "nodes", "-L", "nvidia.com/gpu.product", "-L", "nvidia.com/gpu.count").stdout)
+    prometheus = Prometheus(cluster).start()
+    print(f"Prometheus {prometheus.url} (scraping serving pods every second)")
 
     banner("helm install adapterops (CRDs, RBAC, operator Deployment, GPU classes)")
-    cluster.install_chart()
+    cluster.install_chart(values={**VALUES, "prometheusUrl": prometheus.url})
     print(cluster.helm("list", "-n", "adapterops-system").stdout)
 
-    banner("operator: python -m adapterops under the chart's ServiceAccount")
+    banner("operator: python -m adapterops under the chart's ServiceAccount; kubelet harness for GPU pods")
     operator = OperatorProcess(cluster).start()
-    print(f"live on :{operator.health_port}/healthz, metrics on :{operator.metrics_port}/metrics")
-    print(f"log: {operator.log_path}")
+    kubelet = Kubelet(cluster, images=IMAGES).start()
+    judge = StandInJudge()
+    judge.start()
+    traffic: Traffic | None = None
+    print(f"operator log: {operator.log_path}; stand-in judge {judge.url}")
     try:
-        banner(f"kubectl apply -f manifests/examples/ -n {NAMESPACE}")
         cluster.ensure_namespace(NAMESPACE)
-        print(cluster.kubectl("apply", "-n", NAMESPACE, "-f", str(REPO / "manifests" / "examples")).stdout)
-        for kind, name in (("ftj", "nemotron-commerce-sft"), ("mdep", "commerce-agent")):
-            cluster.kubectl("wait", "--for=condition=Accepted", f"{kind}/{name}", "-n", NAMESPACE, "--timeout=60s")
+        root = local_volume(cluster, NAMESPACE, "work", TOOLS / "pvcs" / cluster.name / NAMESPACE / "work")
+        (root / "models").mkdir(exist_ok=True)
+        if not (root / "models" / "tiny").exists():
+            (root / "models" / "tiny").symlink_to(tiny_model())
+        shutil.copytree(REPO / "training-jobs/datasets/commerce", root / "data", dirs_exist_ok=True)
+        prompts = (REPO / "training-jobs/datasets/commerce/challenge.jsonl").read_text()
+        cluster.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "canary-prompts"},
+                "data": {"prompts.jsonl": prompts},
+            },
+            NAMESPACE,
+        )
+
+        banner("kubectl apply FineTuneJob commerce-sft: 4 LoRA trials (learning rate x Adam/AdamW), judged 0-5")
+        cluster.apply(sweep(judge), NAMESPACE)
+        last = ""
+
+        def finished() -> bool:
+            nonlocal last
+            line = cluster.kubectl("get", "ftj", "commerce-sft", "-n", NAMESPACE, "--no-headers").stdout.strip()
+            if line != last:
+                print(f"  {line}", flush=True)
+                last = line
+            return any(s in line for s in (" Succeeded ", " Failed "))
+
+        wait_for(finished, 1200, "the sweep", interval=3)
+        banner("leaderboard")
+        leaderboard(cluster)
+
+        banner("kubectl apply ModelDeployment commerce-agent: NIM, TP 1 on H100, serving the champion")
+        cluster.apply(deployment(judge), NAMESPACE)
+        cluster.kubectl(
+            "wait", "--for=condition=Ready", "mdep/commerce-agent", "-n", NAMESPACE, "--timeout=180s", timeout=190
+        )
+        print(cluster.kubectl("get", "mdep", "-n", NAMESPACE, "-o", "wide").stdout)
+        traffic = Traffic(cluster, NAMESPACE, "commerce-agent", "commerce").start()
+
+        banner("a runtime change (KV cache 80% -> 90%) is a new revision: canary 20% -> 50% -> 100%")
+        patch = {"spec": {"runtime": {"env": [{"name": "NIM_KVCACHE_PERCENT", "value": "0.9"}]}}}
+        cluster.kubectl("patch", "mdep", "commerce-agent", "-n", NAMESPACE, "--type=merge", "-p", json.dumps(patch))
+        watch_canary(cluster, "Promoted", 600)
+
+        banner("a change that triples latency (the stand-in engine's knob): rolled back")
+        patch = {
+            "spec": {
+                "runtime": {
+                    "env": [
+                        {"name": "NIM_KVCACHE_PERCENT", "value": "0.9"},
+                        {"name": "STANDIN_LATENCY_MEDIAN", "value": "0.15"},
+                    ]
+                }
+            }
+        }
+        cluster.kubectl("patch", "mdep", "commerce-agent", "-n", NAMESPACE, "--type=merge", "-p", json.dumps(patch))
+        watch_canary(cluster, "RolledBack", 600)
 
         banner("kubectl get ftj,mdep")
         print(cluster.kubectl("get", "ftj,mdep", "-n", NAMESPACE, "-o", "wide").stdout)
-        jsonpath = (
-            '{range .items[*]}{.kind}/{.metadata.name}:{"\\n"}'
-            '{range .status.conditions[*]}  {.type}={.status} ({.reason}) {.message}{"\\n"}{end}{end}'
+        print(
+            cluster.kubectl(
+                "get",
+                "events",
+                "-n",
+                NAMESPACE,
+                "--field-selector",
+                "involvedObject.kind=ModelDeployment",
+                "-o",
+                "custom-columns=REASON:.reason,MESSAGE:.message",
+            ).stdout[-3000:]
         )
-        print(cluster.kubectl("get", "ftj,mdep", "-n", NAMESPACE, "-o", f"jsonpath={jsonpath}").stdout)
     finally:
+        if traffic:
+            traffic.stop()
+        judge.stop()
+        kubelet.stop()
         operator.stop()
+        prometheus.close()
     banner("done")
     print(
-        f"The cluster is still up:\n  export KUBECONFIG={cluster.kubeconfig}\n  kubectl get ftj,mdep -A\n"
-        "Remove it with: hack/cluster.sh down"
+        "The cluster is still up (serving processes stopped with the demo):\n"
+        f"  export KUBECONFIG={cluster.kubeconfig}\n  kubectl get ftj,mdep -A\nRemove it with: hack/cluster.sh down"
     )
     return 0
 

@@ -1,0 +1,245 @@
+"""FineTuneJob controller benchmark on the local cluster (a benchmark, not a test).
+
+P1  trial-Job fan-out: Jobs per second the operator creates for one 100-trial sweep, as a ratio to the
+    raw API create rate of the same Job manifests measured in the same run (same concurrency, admin).
+P2  200 FineTuneJobs x 20 trials on 500 fake GPU nodes, trial pods completed by kwok (2-9 s each, with a
+    result in their termination message): operator peak RSS, API requests per trial, lost or duplicate
+    trials, time to converge.
+
+    .venv/bin/python bench/finetune/run.py                      # P1 and P2 (~15-30 min on 2 cores)
+    .venv/bin/python bench/finetune/run.py --jobs 20 --nodes 50  # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(REPO / "hack"), str(REPO / "operator"), str(REPO / "training-jobs")]
+
+from kubernetes_asyncio import client, config  # noqa: E402
+
+from adapterops import trialjob  # noqa: E402
+from adapterops.api import FineTuneJobSpec  # noqa: E402
+from adapterops.config import Config, GpuClass  # noqa: E402
+from adapterops.sweep import plan  # noqa: E402
+from testworld.cluster import LocalCluster, OperatorProcess, wait_for  # noqa: E402
+
+STAGE = Path(__file__).with_name("pod-complete-trial.yaml")
+
+
+def sweep(name: str, trials: int, parallelism: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "adapterops.io/v1alpha1",
+        "kind": "FineTuneJob",
+        "metadata": {"name": name},
+        "spec": {
+            "baseModel": {"name": "nvidia/Llama-3.1-Nemotron-Nano-8B-v1", "uri": "s3://bench/base"},
+            "backend": "hf",
+            "dataset": {"train": "s3://bench/train.jsonl"},
+            "training": {"maxSteps": 100, "scheduler": {"warmupSteps": 10, "minLearningRate": 1e-7}},
+            "objective": {"metric": "validationLoss", "goal": "minimize"},
+            "output": {"uri": "s3://bench/adapters"},
+            "sweep": {
+                "strategy": "random",
+                "maxTrials": trials,
+                "parallelism": parallelism,
+                "seed": 1,
+                "parameters": {"training.learningRate": {"min": 1e-5, "max": 1e-3, "scale": "log"}},
+            },
+            "resources": {"gpuType": "H100", "gpusPerTrial": 1},
+        },
+    }
+
+
+async def raw_create_rate(cluster: LocalCluster, namespace: str, count: int) -> float:
+    """Jobs/s when the same Job manifests are created straight through the API, CREATE_CONCURRENCY at a time."""
+    await config.load_kube_config(str(cluster.kubeconfig))
+    owner = {
+        "apiVersion": "adapterops.io/v1alpha1",
+        "kind": "FineTuneJob",
+        "metadata": {"name": "raw", "namespace": namespace, "uid": "00000000-0000-0000-0000-000000000000"},
+    }
+    spec = FineTuneJobSpec.model_validate(sweep("raw", count, count)["spec"])
+    cfg = Config(
+        gpu_classes={
+            "H100": GpuClass.model_validate(
+                {
+                    "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
+                    "pricePerHour": 4.5,
+                    "memoryGiB": 80,
+                }
+            )
+        }
+    )
+    jobs = [trialjob.trial_job(owner, t, spec, cfg) for t in plan("raw", spec)]
+    for job in jobs:
+        job["metadata"].pop("ownerReferences")  # no owner object exists for the raw creates
+        job["spec"]["suspend"] = True  # measure creation only: nothing runs
+    limit = asyncio.Semaphore(trialjob_concurrency())
+    async with client.ApiClient() as api:
+        batch = client.BatchV1Api(api)
+
+        async def create(job: dict[str, Any]) -> None:
+            async with limit:
+                await batch.create_namespaced_job(namespace, job, _preload_content=False)
+
+        start = time.monotonic()
+        await asyncio.gather(*(create(j) for j in jobs))
+        return count / (time.monotonic() - start)
+
+
+def trialjob_concurrency() -> int:
+    from adapterops.controller import CREATE_CONCURRENCY
+
+    return CREATE_CONCURRENCY
+
+
+def count_jobs(cluster: LocalCluster, namespace: str) -> int:
+    import kubernetes
+
+    if not hasattr(count_jobs, "api"):
+        count_jobs.api = kubernetes.client.BatchV1Api(  # type: ignore[attr-defined]
+            kubernetes.config.new_client_from_config(str(cluster.kubeconfig))
+        )
+    return len(count_jobs.api.list_namespaced_job(namespace).items)  # type: ignore[attr-defined]
+
+
+def operator_fanout_rate(cluster: LocalCluster, namespace: str, count: int) -> float:
+    """Jobs/s the operator creates for one sweep of `count` trials, all allowed to run at once (from the
+    first trial Job to the last, as the API server records them arriving)."""
+    ftj = sweep("fanout", count, count)
+    ftj["spec"]["suspend"] = True
+    cluster.apply(ftj, namespace)
+    wait_for(lambda: cluster.get("ftj", "fanout", "-n", namespace).get("status", {}).get("state"), 60, "acceptance")
+    cluster.kubectl("patch", "ftj", "fanout", "-n", namespace, "--type=merge", "-p", '{"spec": {"suspend": false}}')
+    seen: list[tuple[float, int]] = []
+
+    def all_created() -> bool:
+        n = count_jobs(cluster, namespace)
+        seen.append((time.monotonic(), n))
+        return n >= count
+
+    start = time.monotonic()
+    wait_for(all_created, 300, f"{count} trial Jobs", interval=0.05)
+    first = next(t for t, n in seen if n > 0)
+    # Observation granularity: the first sighting may already hold several Jobs.
+    n_first = next(n for t, n in seen if n > 0)
+    elapsed = seen[-1][0] - first
+    return (count - n_first) / elapsed if elapsed > 0 else float(count) / (seen[-1][0] - start)
+
+
+def peak_rss_mb(pid: int) -> float:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", text).group(1)) / 1024  # type: ignore[union-attr]
+
+
+def api_requests(operator: OperatorProcess) -> float:
+    text = operator.metrics()
+    return sum(float(v) for v in re.findall(r"^adapterops_api_requests_total\{[^}]*\} ([0-9.e+]+)$", text, re.M))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--parallelism", type=int, default=5)
+    parser.add_argument("--nodes", type=int, default=500)
+    parser.add_argument("--fanout", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--keep", action="store_true", help="leave the benchmark cluster up")
+    args = parser.parse_args()
+
+    os.environ.update(
+        ADAPTEROPS_H100_NODES=str(args.nodes),
+        ADAPTEROPS_B200_NODES="0",
+        ADAPTEROPS_CPU_NODES="1",
+        ADAPTEROPS_KWOK_POD_COMPLETE=str(STAGE),
+    )
+    cluster = LocalCluster("adapterops-bench")
+    cluster.down()  # a fresh cluster: the custom kwok stage is read at creation
+    cluster.up()
+    try:
+        cluster.install_chart(values={"reconcileSeconds": 60, "logLevel": "WARNING"})
+        operator = OperatorProcess(cluster).start()
+        try:
+            return run(cluster, operator, args)
+        finally:
+            operator.stop()
+    finally:
+        if not args.keep:
+            cluster.down()
+
+
+def run(cluster: LocalCluster, operator: OperatorProcess, args: argparse.Namespace) -> int:
+    results: dict[str, Any] = {}
+    # ---------------------------------------------------------------- P1
+    raw, fanout = [], []
+    for i in range(args.repeat):
+        ns = f"p1-raw-{i}"
+        cluster.ensure_namespace(ns)
+        raw.append(asyncio.run(raw_create_rate(cluster, ns, args.fanout)))
+        ns = f"p1-op-{i}"
+        cluster.ensure_namespace(ns)
+        fanout.append(operator_fanout_rate(cluster, ns, args.fanout))
+        cluster.kubectl("delete", "namespace", f"p1-raw-{i}", f"p1-op-{i}", "--wait=false")
+    results["P1"] = {
+        "raw_jobs_per_s": [round(r, 1) for r in raw],
+        "operator_jobs_per_s": [round(f, 1) for f in fanout],
+        "ratio_median": round(statistics.median(fanout) / statistics.median(raw), 2),
+    }
+    print(json.dumps({"P1": results["P1"]}), flush=True)
+
+    # ---------------------------------------------------------------- P2
+    total = args.jobs * args.trials
+    before = api_requests(operator)
+    namespaces = [f"team-{i % 10}" for i in range(args.jobs)]
+    for ns in sorted(set(namespaces)):
+        cluster.ensure_namespace(ns)
+    docs = [
+        sweep(f"sweep-{i:03d}", args.trials, args.parallelism)
+        | {"metadata": {"name": f"sweep-{i:03d}", "namespace": ns}}
+        for i, ns in enumerate(namespaces)
+    ]
+    start = time.monotonic()
+    cluster.apply("\n---\n".join(json.dumps(d) for d in docs))
+
+    def converged() -> bool:
+        items = cluster.get("ftj", "-A")["items"]
+        done = [f for f in items if f.get("status", {}).get("state") in ("Succeeded", "Failed")]
+        print(f"  {time.monotonic() - start:6.0f}s  {len(done)}/{len(items)} sweeps finished", flush=True)
+        return len(done) == args.jobs
+
+    wait_for(converged, 7200, "every sweep to finish", interval=15)
+    elapsed = time.monotonic() - start
+    items = cluster.get("ftj", "-A")["items"]
+    jobs = cluster.get("jobs", "-A", "-l", "adapterops.io/finetunejob")["items"]
+    names = [(j["metadata"]["namespace"], j["metadata"]["name"]) for j in jobs]
+    succeeded = sum(f["status"]["trialCounts"]["succeeded"] for f in items)
+    results["P2"] = {
+        "sweeps": args.jobs,
+        "trials": total,
+        "nodes": args.nodes,
+        "converge_seconds": round(elapsed),
+        "operator_peak_rss_mb": round(peak_rss_mb(operator.proc.pid), 1) if operator.proc else None,
+        "api_requests_per_trial": round((api_requests(operator) - before) / total, 2),
+        "trials_succeeded": succeeded,
+        "lost_trials": total - len(set(names)),
+        "duplicate_jobs": len(names) - len(set(names)),
+        "sweeps_with_champion": sum(1 for f in items if f["status"].get("champion")),
+    }
+    print(json.dumps({"P2": results["P2"]}, indent=2), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
