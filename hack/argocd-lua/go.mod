@@ -1,0 +1,14 @@
+// Argo CD Lua test harness: runs AdapterOps' health checks and resource actions
+// (manifests/argocd/resource_customizations) in gopher-lua, the Lua engine Argo CD embeds, set up the
+// way Argo CD sets up its VM. See main.go and manifests/argocd/README.md.
+module adapterops.io/hack/argocd-lua
+
+go 1.26.0
+
+require (
+	github.com/yuin/gopher-lua v1.1.2
+	layeh.com/gopher-json v0.0.0-20201124131017-552bb3c4c3bf
+	sigs.k8s.io/yaml v1.6.0
+)
+
+require go.yaml.in/yaml/v2 v2.4.2 // indirect

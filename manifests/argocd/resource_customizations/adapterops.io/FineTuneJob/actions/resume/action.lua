@@ -1,0 +1,3 @@
+-- Resume a suspended sweep (spec.suspend: false).
+obj.spec.suspend = false
+return obj
