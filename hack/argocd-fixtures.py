@@ -135,9 +135,7 @@ def main(capture_dir: Path) -> int:
     )
 
     # ModelDeployment health
-    canaries = sorted(
-        (capture_dir / "modeldeployment").glob("canary-*.yaml"), key=lambda p: int(p.stem.split("-")[1])
-    )
+    canaries = sorted((capture_dir / "modeldeployment").glob("canary-*.yaml"), key=lambda p: int(p.stem.split("-")[1]))
     for canary in canaries:
         copy_to(f"modeldeployment/{canary.stem}", mdep / "testdata" / canary.name)
     for state in ("healthy", "rolled-back", "holding-inconclusive", "paused"):

@@ -273,7 +273,8 @@ class Controller:
         old_champion = (old.get("champion") or {}).get("trial")
         champion = new.get("champion")
         finished = new.get("state") in ("Succeeded", "Failed")
-        if champion and champion["trial"] != old_champion and finished:
+        was_finished = old.get("state") in ("Succeeded", "Failed")
+        if champion and finished and (not was_finished or champion["trial"] != old_champion):
             await events.emit(self.kube, body, "ChampionSelected", f"champion {champion['trial']}: {champion}")
         if finished and old.get("state") != new["state"]:
             cond = next(c for c in new["conditions"] if c["type"] == new["state"])
