@@ -224,6 +224,19 @@ class OperatorProcess:
         self.stop(signal.SIGKILL)
 
 
+def module_dir(module: str, version: str) -> Path:
+    """A Go module's files at a pinned version, from the module proxy (checksums from the sum database)."""
+    out = subprocess.run(
+        ["go", "mod", "download", "-json", f"{module}@{version}"],
+        cwd=REPO / "hack" / "tools",
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod"},
+    ).stdout
+    return Path(json.loads(out)["Dir"])
+
+
 def local_volume(cluster: LocalCluster, namespace: str, claim: str, path: Path, size: str = "100Gi") -> Path:
     """A PersistentVolumeClaim bound (by the real PV controller) to a hostPath PersistentVolume at `path`,
     the local cluster's storage: the kubelet harness mounts it where the pod asks."""

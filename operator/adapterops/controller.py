@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 WORKERS_PER_KIND = 4
 CREATE_CONCURRENCY = 8
+GROUP_CACHE_SECONDS = 10  # how long "is Kueue / JobSet installed" answers are reused
+BUILDERS = {"Job": trialjob.trial_job, "JobSet": trialjob.trial_jobset, "PyTorchJob": trialjob.trial_pytorchjob}
 KUEUE_API = "kueue.x-k8s.io/v1beta1"
 RETRY_SECONDS = 5.0
 
@@ -86,6 +88,8 @@ class Controller:
             start = time.monotonic()
             try:
                 await fn(key)
+                # Level-based: look again later even without events (e.g. a CRD that got installed).
+                self.queues[kind].add_after(key, self.config.reconcile_seconds)
             except ApiException as exc:
                 API_ERRORS.labels(kind, str(exc.status)).inc()
                 RECONCILE_ERRORS.labels(kind).inc()
@@ -150,15 +154,20 @@ class Controller:
         self.plans[plan_key] = acceptance
         if acceptance.error is None and acceptance.spec and acceptance.spec.resources.queue_name:
             acceptance = await self.check_queue(namespace, acceptance)
+        engine = "Job"
         if acceptance.error is None and acceptance.spec and acceptance.spec.resources.nodes > 1:
-            acceptance = await self.check_distributed_engine(acceptance)
+            acceptance, engine = await self.distributed_engine(acceptance)
         if acceptance.error is not None or acceptance.spec is None:
             new = finetune.refused_status(old, acceptance, meta.get("generation"))
             if await self.write_status(body, new):
                 await self.announce_acceptance(body, old, new)
             return
         spec = acceptance.spec
-        jobs = {j["name"]: j for j in self.many("trial_job_index", key)}
+        jobs = {
+            j["name"]: j
+            for index in ("trial_job_index", "trial_jobset_index", "trial_pytorchjob_index")
+            for j in self.many(index, key)
+        }
         pods_by_job: dict[str, list[dict[str, Any]]] = {}
         for pod in self.many("trial_pod_index", key):
             pods_by_job.setdefault(pod["job"], []).append(pod)
@@ -173,7 +182,7 @@ class Controller:
         existing = set(jobs) | created
         starting = finetune.to_start(acceptance.trials, rows, existing, spec.sweep.parallelism, spec.suspend)
         if starting:
-            await self.start_trials(body, acceptance.trials, starting, spec, created)
+            await self.start_trials(body, acceptance.trials, starting, spec, created, engine)
         accepted_message = f"sweep planned: {len(acceptance.trials)} trials"
         new = finetune.sweep_status(old, rows, spec, meta.get("generation"), accepted_message)
         if await self.write_status(body, new):
@@ -188,6 +197,7 @@ class Controller:
         starting: list[PlannedTrial],
         spec: FineTuneJobSpec,
         created: set[str],
+        engine: str,
     ) -> None:
         """Create the trials' Jobs, a few at a time (the API server takes concurrent creates well), and
         announce them in one Event."""
@@ -196,7 +206,7 @@ class Controller:
 
         async def create(trial: PlannedTrial) -> bool:
             async with limit:
-                new = await self.kube.create(trialjob.trial_job(body, trial, spec, self.config))
+                new = await self.kube.create(BUILDERS[engine](body, trial, spec, self.config))
             created.add(trial.name)
             return new is not None
 
@@ -221,25 +231,23 @@ class Controller:
             return finetune.Acceptance(acceptance.spec, [], error, "QueueNotFound")
         return acceptance
 
-    async def check_distributed_engine(self, acceptance: finetune.Acceptance) -> finetune.Acceptance:
-        """Multi-node trials run on an existing engine (JobSet or the Kubeflow PyTorchJob), never our own."""
+    async def distributed_engine(self, acceptance: finetune.Acceptance) -> tuple[finetune.Acceptance, str]:
+        """Multi-node trials run on an existing engine (JobSet, else the Kubeflow PyTorchJob), never our own."""
         assert acceptance.spec is not None
-        if await self.api_group_served("jobset.x-k8s.io") or await self.api_group_served("kubeflow.org"):
-            error = (
-                f"spec.resources.nodes: {acceptance.spec.resources.nodes} nodes per trial: multi-node trials are "
-                "not supported by this AdapterOps version yet; use nodes: 1"
-            )
-            return finetune.Acceptance(acceptance.spec, [], error, "MultiNodeUnsupported")
+        if await self.api_group_served("jobset.x-k8s.io"):
+            return acceptance, "JobSet"
+        if await self.api_group_served("kubeflow.org"):
+            return acceptance, "PyTorchJob"
         error = (
             f"spec.resources.nodes: {acceptance.spec.resources.nodes} nodes per trial needs a distributed engine: "
             "install JobSet (jobset.x-k8s.io) or the Kubeflow Training Operator (kubeflow.org PyTorchJob), "
             "or use nodes: 1"
         )
-        return finetune.Acceptance(acceptance.spec, [], error, "NoDistributedEngine")
+        return finetune.Acceptance(acceptance.spec, [], error, "NoDistributedEngine"), "Job"
 
     async def api_group_served(self, group: str) -> bool:
         cached = self._groups.get(group)
-        if cached is not None and time.monotonic() - cached[1] < 60:
+        if cached is not None and time.monotonic() - cached[1] < GROUP_CACHE_SECONDS:
             return cached[0]
         try:
             await self.kube.request("GET", f"/apis/{group}")

@@ -18,6 +18,7 @@ from adapterops.api import FineTuneJobSpec
 from adapterops.conditions import set_condition
 from adapterops.config import Config
 from adapterops.sweep import PlanError, PlannedTrial, plan
+from adapterops.trialjob import LABEL_TRIAL
 from adapterops_train.spec import TERMINATION_MESSAGE_LIMIT, TrialResult
 
 TERMINAL = ("Succeeded", "Failed")
@@ -89,19 +90,59 @@ def job_summary(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def pod_summary(body: dict[str, Any], container: str) -> dict[str, Any]:
+def engine_summary(body: dict[str, Any]) -> dict[str, Any]:
+    """A JobSet or PyTorchJob trial, in the shape of `job_summary` (Complete/Failed conditions)."""
     status = body.get("status") or {}
+    kind = body["kind"]
+    spec = body.get("spec") or {}
+    done = {"JobSet": ("Completed", "Failed"), "PyTorchJob": ("Succeeded", "Failed")}[kind]
+    conditions = {}
+    for c in status.get("conditions") or []:
+        mapped = {done[0]: "Complete", done[1]: "Failed"}.get(c["type"])
+        if mapped:
+            conditions[mapped] = {
+                "status": c.get("status"),
+                "reason": c.get("reason", ""),
+                "message": c.get("message", ""),
+                "time": c.get("lastTransitionTime"),
+            }
+    if kind == "JobSet":
+        active = sum(r.get("active", 0) for r in status.get("replicatedJobsStatus") or [])
+        suspended = bool(spec.get("suspend"))
+    else:
+        active = sum(r.get("active", 0) for r in (status.get("replicaStatuses") or {}).values())
+        suspended = bool((spec.get("runPolicy") or {}).get("suspend"))
+    return {
+        "name": body["metadata"]["name"],
+        "uid": body["metadata"].get("uid"),
+        "suspended": suspended,
+        "active": active,
+        "failed": status.get("restarts", 0),
+        "succeeded": 0,
+        "startTime": status.get("startTime") or body["metadata"].get("creationTimestamp"),
+        "completionTime": status.get("completionTime"),
+        "conditions": conditions,
+    }
+
+
+def pod_summary(body: dict[str, Any], container: str) -> dict[str, Any]:
+    """What the reconcile needs of a trial pod. On several nodes only rank 0 reports the result."""
+    status = body.get("status") or {}
+    labels = body["metadata"].get("labels") or {}
+    rank0 = labels.get("batch.kubernetes.io/job-completion-index", "0") == "0" and (
+        labels.get("training.kubeflow.org/replica-type", "master") == "master"
+    )
     terminated = None
     for cs in status.get("containerStatuses") or []:
-        if cs.get("name") == container and (cs.get("state") or {}).get("terminated"):
+        if rank0 and cs.get("name") in (container, "pytorch") and (cs.get("state") or {}).get("terminated"):
             t = cs["state"]["terminated"]
             terminated = {k: t.get(k) for k in ("exitCode", "reason", "message", "startedAt", "finishedAt")}
     return {
         "name": body["metadata"]["name"],
-        "job": (body["metadata"].get("labels") or {}).get("job-name")
-        or (body["metadata"].get("labels") or {}).get("batch.kubernetes.io/job-name"),
+        "job": labels.get(LABEL_TRIAL),
         "created": body["metadata"].get("creationTimestamp"),
         "phase": status.get("phase", "Pending"),
+        "leader": rank0,
         "terminated": terminated,
     }
 
@@ -130,6 +171,7 @@ def observe_trial(
 ) -> dict[str, Any]:
     """One leaderboard row, recomputed from the trial's Job and pods."""
     row: dict[str, Any] = {"name": planned.name, "index": planned.index, "parameters": planned.parameters}
+    pods = [p for p in pods if p.get("leader", True)]  # one pod per attempt: the rank-0 pod
     if job is None:
         return {**row, "state": "Pending", "attempts": 0}
     row["attempts"] = max(len(pods), job["active"] + job["failed"] + job["succeeded"])

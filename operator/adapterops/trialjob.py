@@ -240,3 +240,95 @@ def trial_job(owner: dict[str, Any], trial: PlannedTrial, spec: FineTuneJobSpec,
             "template": pod_template(owner, trial, spec, config),
         },
     }
+
+
+# --------------------------------------------------------------------------- multi-node trials
+#
+# A trial on several nodes runs on an existing distributed engine, never a home-made launcher: a JobSet
+# (one Indexed Job, one pod per node, DNS hostnames for the rendezvous) or, where the Kubeflow Training
+# Operator is installed instead, a PyTorchJob (which injects MASTER_ADDR / RANK / WORLD_SIZE itself).
+# Each pod runs torchrun, which starts one process per GPU; rank 0 writes the result.
+
+JOBSET_API = "jobset.x-k8s.io/v1alpha2"
+PYTORCHJOB_API = "kubeflow.org/v1"
+RENDEZVOUS_PORT = 29500
+
+
+def _torchrun(spec: FineTuneJobSpec, master: str, node_rank: str) -> list[str]:
+    return [
+        "torchrun",
+        f"--nnodes={spec.resources.nodes}",
+        f"--nproc-per-node={spec.resources.gpus_per_trial}",
+        f"--node-rank={node_rank}",
+        f"--master-addr={master}",
+        f"--master-port={RENDEZVOUS_PORT}",
+        "-m",
+        "adapterops_train",
+        "run",
+        "--spec",
+        TRIAL_SPEC_PATH,
+        "--termination-log",
+        TERMINATION_LOG,
+    ]
+
+
+def trial_jobset(owner: dict[str, Any], trial: PlannedTrial, spec: FineTuneJobSpec, config: Config) -> dict[str, Any]:
+    job = trial_job(owner, trial, spec, config)
+    template = job["spec"]["template"]
+    nodes = spec.resources.nodes
+    # JobSet names pods <jobset>-<replicatedJob>-<jobIndex>-<completionIndex>, reachable by hostname.
+    master = f"{trial.name}-trainer-0-0.{trial.name}"
+    template["spec"]["containers"][0]["command"] = _torchrun(spec, master, "$(JOB_COMPLETION_INDEX)")
+    return {
+        "apiVersion": JOBSET_API,
+        "kind": "JobSet",
+        "metadata": job["metadata"],
+        "spec": {
+            "suspend": job["spec"]["suspend"],
+            "network": {"enableDNSHostnames": True},
+            "failurePolicy": {"maxRestarts": spec.backoff_limit},
+            "successPolicy": {"operator": "All", "targetReplicatedJobs": ["trainer"]},
+            "replicatedJobs": [
+                {
+                    "name": "trainer",
+                    "replicas": 1,
+                    "template": {
+                        "spec": {
+                            "parallelism": nodes,
+                            "completions": nodes,
+                            "completionMode": "Indexed",
+                            "backoffLimit": 0,  # JobSet restarts the whole group: a lost node breaks the rendezvous
+                            "activeDeadlineSeconds": spec.trial_deadline_seconds,
+                            "template": template,
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def trial_pytorchjob(
+    owner: dict[str, Any], trial: PlannedTrial, spec: FineTuneJobSpec, config: Config
+) -> dict[str, Any]:
+    job = trial_job(owner, trial, spec, config)
+    template = job["spec"]["template"]
+    template["spec"]["containers"][0]["name"] = "pytorch"  # the Training Operator's required container name
+    template["spec"]["containers"][0]["command"] = _torchrun(spec, "$(MASTER_ADDR)", "$(RANK)")
+    worker = json.loads(json.dumps(template))
+    return {
+        "apiVersion": PYTORCHJOB_API,
+        "kind": "PyTorchJob",
+        "metadata": job["metadata"],
+        "spec": {
+            "runPolicy": {
+                "backoffLimit": spec.backoff_limit,
+                "activeDeadlineSeconds": spec.trial_deadline_seconds,
+                "suspend": job["spec"]["suspend"],
+            },
+            "pytorchReplicaSpecs": {
+                "Master": {"replicas": 1, "restartPolicy": "Never", "template": template},
+                "Worker": {"replicas": spec.resources.nodes - 1, "restartPolicy": "Never", "template": worker},
+            },
+        },
+    }

@@ -232,3 +232,43 @@ def test_every_trial_failing_fails_the_sweep() -> None:
     status = finetune.sweep_status({}, rows, SPEC, 1, "m")
     conds = {c["type"]: c for c in status["conditions"]}
     assert status["state"] == "Failed" and conds["Failed"]["reason"] == "AllTrialsFailed" and "champion" not in status
+
+
+def test_a_completed_jobset_is_a_succeeded_trial_read_from_rank_0() -> None:
+    jobset = {
+        "kind": "JobSet",
+        "metadata": {"name": "sweep-t00", "uid": "u", "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"suspend": False},
+        "status": {
+            "conditions": [{"type": "Completed", "status": "True", "lastTransitionTime": "2026-01-01T01:00:00Z"}],
+            "replicatedJobsStatus": [{"name": "trainer", "active": 0}],
+        },
+    }
+    summary = finetune.engine_summary(jobset)
+    rank = {
+        "metadata": {
+            "name": "p0",
+            "creationTimestamp": "2026-01-01T00:00:01Z",
+            "labels": {"adapterops.io/trial": "sweep-t00", "batch.kubernetes.io/job-completion-index": "0"},
+        },
+        "status": {
+            "phase": "Succeeded",
+            "containerStatuses": [
+                {"name": "trainer", "state": {"terminated": {"exitCode": 0, "message": result(4.0)}}}
+            ],
+        },
+    }
+    worker = {
+        "metadata": {
+            "name": "p1",
+            "creationTimestamp": "2026-01-01T00:00:01Z",
+            "labels": {"adapterops.io/trial": "sweep-t00", "batch.kubernetes.io/job-completion-index": "1"},
+        },
+        "status": {
+            "phase": "Succeeded",
+            "containerStatuses": [{"name": "trainer", "state": {"terminated": {"exitCode": 0, "message": ""}}}],
+        },
+    }
+    pods = [finetune.pod_summary(p, "trainer") for p in (rank, worker)]
+    row = finetune.observe_trial(TRIALS[0], summary, pods, None)
+    assert row["state"] == "Succeeded" and row["judgeScore"] == 4.0 and row["attempts"] == 1

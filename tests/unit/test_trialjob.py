@@ -123,3 +123,18 @@ def test_permanent_runner_errors_fail_the_job_without_retries() -> None:
     s = spec()
     rules = trialjob.trial_job(OWNER, plan("sweep", s)[0], s, CONFIG)["spec"]["podFailurePolicy"]["rules"]
     assert rules[0]["action"] == "FailJob" and rules[0]["onExitCodes"]["values"] == [trialjob.EXIT_PERMANENT]
+
+
+def test_pytorchjob_has_a_master_and_workers_running_torchrun() -> None:
+    s = spec(resources={"gpuType": "H100", "gpusPerTrial": 4, "nodes": 3})
+    job = trialjob.trial_pytorchjob(OWNER, plan("sweep", s)[0], s, CONFIG)
+    replicas = job["spec"]["pytorchReplicaSpecs"]
+    assert replicas["Master"]["replicas"] == 1 and replicas["Worker"]["replicas"] == 2
+    container = replicas["Worker"]["template"]["spec"]["containers"][0]
+    assert container["name"] == "pytorch" and container["command"][:4] == [
+        "torchrun",
+        "--nnodes=3",
+        "--nproc-per-node=4",
+        "--node-rank=$(RANK)",
+    ]
+    assert job["metadata"]["ownerReferences"][0]["uid"] == "1234"
