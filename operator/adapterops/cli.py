@@ -52,6 +52,7 @@ KIND_ALIASES = {
 }
 ANNOTATION_PREFIX = "adapterops.io/"
 REQUEST_TIMEOUT = 30
+POLL_SECONDS = 1.0
 
 
 class CliError(Exception):
@@ -1085,7 +1086,7 @@ def cmd_action(api: Api, ns: str, args: argparse.Namespace, out: TextIO) -> int:
                 out.write(f"revision {revision}: {entry.get('outcome')}: {entry.get('reason', '')}\n")
                 wanted = "Promoted" if action == "promote" else "RolledBack"
                 return 0 if entry.get("outcome") == wanted else 1
-            time.sleep(1)
+            time.sleep(POLL_SECONDS)
         raise CliError(
             f"timed out after {args.wait:g}s waiting for the operator to {action} {revision} (is it running?)"
         )
