@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 WORKERS_PER_KIND = 4
 CREATE_CONCURRENCY = 8
+STATUS_WRITE_SECONDS = 3.0
 GROUP_CACHE_SECONDS = 10  # how long "is Kueue / JobSet installed" answers are reused
 BUILDERS = {"Job": trialjob.trial_job, "JobSet": trialjob.trial_jobset, "PyTorchJob": trialjob.trial_pytorchjob}
 KUEUE_API = "kueue.x-k8s.io/v1beta1"
@@ -41,6 +42,7 @@ class Controller:
     queues: dict[str, WorkQueue] = field(default_factory=dict)
     # Live kopf indices, captured from the first handler call (kopf passes them to every handler).
     indices: Mapping[str, Any] = field(default_factory=dict)
+    last_write: dict[Key, float] = field(default_factory=dict)
     # Validated sweep plans by (uid, generation).
     plans: dict[tuple[Any, Any], finetune.Acceptance] = field(default_factory=dict)
     # Trial Jobs created but not yet seen in the index, per FineTuneJob.
@@ -115,6 +117,13 @@ class Controller:
         if status == old:
             return False
         meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        # Coalesce minor changes (a trial started, a metric moved) under load: at most one write per
+        # STATUS_WRITE_SECONDS per object, unless a condition or the summary state changes.
+        since = time.monotonic() - self.last_write.get(key, 0.0)
+        if since < STATUS_WRITE_SECONDS and not _significant(old, status):
+            self.queues[body["kind"]].add_after(key, STATUS_WRITE_SECONDS - since)
+            return False
         patch = {
             "metadata": {"resourceVersion": meta["resourceVersion"]},
             "status": {**{k: None for k in old if k not in status}, **status},
@@ -126,8 +135,9 @@ class Controller:
         except ApiException as exc:
             if exc.status != 409:
                 raise
-            self.queues[body["kind"]].add_after((meta["namespace"], meta["name"]), 0.5)
+            self.queues[body["kind"]].add_after(key, 0.5)
             return False
+        self.last_write[key] = time.monotonic()
         return True
 
     async def announce_acceptance(self, body: dict[str, Any], old: dict[str, Any], new: dict[str, Any]) -> None:
@@ -291,6 +301,20 @@ class Controller:
 
     async def reconcile_modeldeployment(self, key: Key) -> None:
         await self.rollout.reconcile(key)
+
+
+def _significant(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """A change worth writing at once: a condition flips or changes reason, or the summary moves."""
+
+    def conditions(status: dict[str, Any]) -> set[tuple[str, str, str]]:
+        return {(c["type"], c["status"], c["reason"]) for c in status.get("conditions") or []}
+
+    summary = ("state", "canaryWeight", "champion", "observedGeneration")
+    return (
+        conditions(old) != conditions(new)
+        or any(old.get(k) != new.get(k) for k in summary)
+        or ((old.get("stable") or {}).get("revision") != (new.get("stable") or {}).get("revision"))
+    )
 
 
 def record_trial_metrics(namespace: str, name: str, status: dict[str, Any], metric: str) -> None:
