@@ -400,8 +400,9 @@ PALETTE = [
 ]  # fmt: skip
 
 
-def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """Round tick values covering [lo, hi] with about `count` intervals (steps of 1, 2, 2.5 or 5 x 10^n)."""
+def nice_ticks(lo: float, hi: float, count: int = 5, integer: bool = False) -> list[float]:
+    """Round tick values covering [lo, hi] with about `count` intervals (steps of 1, 2, 2.5 or 5 x 10^n;
+    whole steps when `integer`, e.g. for training steps)."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return [0.0, 1.0]
     lo, hi = min(lo, hi), max(lo, hi)
@@ -411,6 +412,8 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     raw = (hi - lo) / max(count, 1)
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw * (1 - 1e-9))
+    if integer and (step < 1 or step != int(step)):
+        step = float(max(1, math.ceil(step)))
     start = math.floor(lo / step + 1e-9) * step
     end = math.ceil(hi / step - 1e-9) * step
     n = round((end - start) / step)
@@ -467,7 +470,8 @@ def svg_line_chart(
         )
         parts.append("</svg>")
         return "".join(parts)
-    xt, yt = nice_ticks(min(xs), max(xs)), nice_ticks(min(ys), max(ys))
+    xt = nice_ticks(min(xs), max(xs), integer=all(float(x).is_integer() for x in xs))
+    yt = nice_ticks(min(ys), max(ys))
     x0, x1, y0, y1 = xt[0], xt[-1], yt[0], yt[-1]
 
     def px(x: float) -> float:
@@ -1002,8 +1006,10 @@ def _api_message(exc: Exception) -> str:
 def connect(kubeconfig: str | None, context: str | None) -> tuple[Api, str]:
     """The API client of the current (or named) kubeconfig context and its default namespace; inside a
     pod without kubeconfig, the pod's ServiceAccount."""
-    from kubernetes import config as kube_config
-
+    try:
+        from kubernetes import config as kube_config
+    except ImportError as exc:
+        raise CliError(f"the plugin needs the kubernetes Python client ({exc}): pip install kubernetes") from exc
     config: Any = kube_config  # its loaders are untyped
     path = kubeconfig or os.environ.get("KUBECONFIG") or None
     try:

@@ -42,12 +42,12 @@ def plugin(
 
 
 def rows(out: str, first: str) -> list[list[str]]:
-    """Table rows after the header line starting with `first`, up to the first blank line."""
+    """Table rows after the header line starting with `first`, up to a blank or indented line."""
     lines = out.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(first))
     body = []
     for line in lines[start + 1 :]:
-        if not line.strip():
+        if not line.strip() or line.startswith(" "):
             break
         body.append(line.split())
     return body

@@ -211,6 +211,12 @@ def test_nice_ticks(lo: float, hi: float, ticks: list[float]) -> None:
     assert cli.nice_ticks(lo, hi) == pytest.approx(ticks)
 
 
+def test_integer_ticks_for_training_steps() -> None:
+    assert cli.nice_ticks(1, 3, integer=True) == [1.0, 2.0, 3.0]
+    assert cli.nice_ticks(0, 12, integer=True) == [0.0, 3.0, 6.0, 9.0, 12.0]
+    assert cli.nice_ticks(0, 1000, integer=True) == [0.0, 200.0, 400.0, 600.0, 800.0, 1000.0]
+
+
 def test_tick_labels_have_the_decimals_the_step_needs() -> None:
     assert [cli.fmt_tick(t, [0.0, 0.25]) for t in (0.0, 0.25)] == ["0.00", "0.25"]
     assert cli.fmt_tick(6.91, [6.9, 6.91]) == "6.91"
