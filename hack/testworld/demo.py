@@ -219,7 +219,7 @@ def main() -> int:
         def finished() -> bool:
             nonlocal last
             line = cluster.kubectl("get", "ftj", "commerce-sft", "-n", NAMESPACE, "--no-headers").stdout.strip()
-            if line != last:
+            if line.rsplit(maxsplit=1)[0] != last.rsplit(maxsplit=1)[0:1][0] if last else True:  # ignore AGE
                 print(f"  {line}", flush=True)
                 last = line
             return any(s in line for s in (" Succeeded ", " Failed "))

@@ -12,14 +12,22 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from adapterops import events, finetune, trialjob
 from adapterops.api import API_VERSION, FineTuneJobSpec
 from adapterops.conditions import get_condition
 from adapterops.config import Config
 from adapterops.kube import ApiException, Kube
-from adapterops.metrics import API_ERRORS, BEST_SCORE, RECONCILE_ERRORS, RECONCILE_SECONDS, TRIALS
+from adapterops.metrics import (
+    API_ERRORS,
+    BEST_SCORE,
+    RECONCILE_ERRORS,
+    RECONCILE_SECONDS,
+    TRIALS,
+    forget,
+    set_gauge,
+)
 from adapterops.rollout import Rollout
 from adapterops.sweep import PlannedTrial
 from adapterops.workqueue import Key, WorkQueue
@@ -126,7 +134,7 @@ class Controller:
             return False
         patch = {
             "metadata": {"resourceVersion": meta["resourceVersion"]},
-            "status": {**{k: None for k in old if k not in status}, **status},
+            "status": merge_patch(old, status),
         }
         try:
             await self.kube.patch_merge(
@@ -154,6 +162,7 @@ class Controller:
         body = self.one("finetunejob_index", key)
         if body is None:
             self.created.pop(key, None)
+            forget("FineTuneJob", *cast(tuple[str, str], key))
             return
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
@@ -320,8 +329,21 @@ def _significant(old: dict[str, Any], new: dict[str, Any]) -> bool:
 def record_trial_metrics(namespace: str, name: str, status: dict[str, Any], metric: str) -> None:
     counts = status.get("trialCounts") or {}
     for state in ("pending", "running", "succeeded", "failed"):
-        TRIALS.labels(namespace, name, state).set(counts.get(state, 0))
+        set_gauge("FineTuneJob", TRIALS, counts.get(state, 0), namespace, name, state)
     champion = status.get("champion") or {}
     value = champion.get(metric)
     if value is not None:
-        BEST_SCORE.labels(namespace, name, metric).set(value)
+        set_gauge("FineTuneJob", BEST_SCORE, value, namespace, name, metric)
+
+
+def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7386 merge patch turning `old` into `new`: removed keys, at any depth, become null."""
+    patch: dict[str, Any] = {k: None for k in old if k not in new}
+    for k, v in new.items():
+        before = old.get(k)
+        if isinstance(v, dict) and isinstance(before, dict):
+            if sub := merge_patch(before, v):
+                patch[k] = sub
+        elif v != before or k not in old:
+            patch[k] = v
+    return patch

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILE_SECONDS = Histogram("adapterops_reconcile_duration_seconds", "Time spent in one reconcile.", ["kind"])
@@ -47,3 +49,21 @@ MONTHLY_COST = Gauge(
     "GPU cost estimate per revision role.",
     ["namespace", "modeldeployment", "role"],
 )
+
+
+# Gauge series per object, so they go away with the object (a deleted sweep must not look stuck).
+_SERIES: defaultdict[tuple[str, str, str], set[tuple[Gauge, tuple[str, ...]]]] = defaultdict(set)
+
+
+def set_gauge(kind: str, gauge: Gauge, value: float, namespace: str, name: str, *labels: str) -> None:
+    gauge.labels(namespace, name, *labels).set(value)
+    _SERIES[(kind, namespace, name)].add((gauge, (namespace, name, *labels)))
+
+
+def forget(kind: str, namespace: str, name: str, only: tuple[Gauge, ...] = ()) -> None:
+    """Remove an object's gauge series (all of them, or those of the gauges in `only`)."""
+    series = _SERIES[(kind, namespace, name)]
+    for gauge, labels in list(series):
+        if not only or gauge in only:
+            gauge.remove(*labels)
+            series.discard((gauge, labels))

@@ -19,7 +19,7 @@ import logging
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import httpx
 
@@ -34,6 +34,8 @@ from adapterops.metrics import (
     MONTHLY_COST,
     PROMOTIONS,
     ROLLBACKS,
+    forget,
+    set_gauge,
 )
 
 if TYPE_CHECKING:
@@ -83,6 +85,7 @@ class Rollout:
     async def reconcile(self, key: Any) -> None:
         body = self.ctl.one("modeldeployment_index", key)
         if body is None:
+            forget("ModelDeployment", *cast(tuple[str, str], key))
             return
         meta = body["metadata"]
         namespace, name, generation = meta["namespace"], meta["name"], meta.get("generation")
@@ -594,17 +597,24 @@ def threshold_values(spec: ModelDeploymentSpec, status: dict[str, Any]) -> dict[
 
 
 def record_metrics(namespace: str, name: str, status: dict[str, Any], thresholds: dict[str, float]) -> None:
-    CANARY_WEIGHT.labels(namespace, name).set(status.get("canaryWeight", 0))
+    md = "ModelDeployment"
+    # Counters exist from the start at 0, so that increase() sees the first rollback or promotion.
+    ROLLBACKS.labels(namespace, name)
+    PROMOTIONS.labels(namespace, name)
+    set_gauge(md, CANARY_WEIGHT, status.get("canaryWeight", 0), namespace, name)
     cost = status.get("estimatedMonthlyCost") or {}
     for role in ("stable", "canary"):
-        MONTHLY_COST.labels(namespace, name, role).set((cost.get(role) or {}).get("usd", 0))
+        set_gauge(md, MONTHLY_COST, (cost.get(role) or {}).get("usd", 0), namespace, name, role)
+    # Analysis series describe the current canary only.
+    forget(md, namespace, name, only=(ANALYSIS_VALUE, ANALYSIS_VERDICT, ANALYSIS_THRESHOLD))
     for metric in (status.get("analysis") or {}).get("metrics", []):
         for role, key in (("stable", "stableValue"), ("canary", "canaryValue")):
             if metric.get(key) is not None:
-                ANALYSIS_VALUE.labels(namespace, name, metric["name"], role).set(metric[key])
+                set_gauge(md, ANALYSIS_VALUE, metric[key], namespace, name, metric["name"], role)
         for verdict in ("Pass", "Fail", "Inconclusive"):
-            ANALYSIS_VERDICT.labels(namespace, name, metric["name"], verdict).set(
-                1 if metric["verdict"] == verdict else 0
+            set_gauge(
+                md, ANALYSIS_VERDICT, 1 if metric["verdict"] == verdict else 0, namespace, name, metric["name"], verdict
             )
-    for metric_name, value in thresholds.items():
-        ANALYSIS_THRESHOLD.labels(namespace, name, metric_name).set(value)
+    if status.get("canary"):
+        for metric_name, value in thresholds.items():
+            set_gauge(md, ANALYSIS_THRESHOLD, value, namespace, name, metric_name)

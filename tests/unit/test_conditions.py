@@ -12,3 +12,11 @@ def test_transition_time_moves_only_when_status_changes() -> None:
     flipped = set_condition(same, "Ready", False, "Degraded", "down", 2)
     assert flipped[0]["lastTransitionTime"] != "2020-01-01T00:00:00Z"
     assert [c["type"] for c in flipped] == ["Ready"]
+
+
+def test_merge_patch_nulls_removed_keys_at_any_depth() -> None:
+    from adapterops.controller import merge_patch
+
+    old = {"canary": {"revision": "a"}, "cost": {"stable": 1, "canary": 2}, "weight": 10, "same": [1]}
+    new = {"cost": {"stable": 1}, "weight": 0, "same": [1]}
+    assert merge_patch(old, new) == {"canary": None, "cost": {"canary": None}, "weight": 0}
