@@ -6,4 +6,5 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 hack/setup.sh
-PYTHONPATH="$root/hack" exec .venv/bin/python -m testworld.demo "$@"
+# .venv/bin on PATH: `kubectl adapterops` (the plugin) resolves to the project's entry point.
+PATH="$root/.venv/bin:$PATH" PYTHONPATH="$root/hack" exec .venv/bin/python -m testworld.demo "$@"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -115,6 +116,7 @@ def deployment(judge: StandInJudge) -> dict[str, Any]:
             "canary": {
                 "steps": [20, 50, 100],
                 "interval": "40s",
+                "traffic": {"mode": "httpRoute", "httpRouteRef": {"name": "commerce-agent"}},
                 "analysis": {
                     "latency": {"quantile": 0.95, "maxIncreasePercent": 25},
                     "errorRate": {"maxPercent": 2},
@@ -129,21 +131,6 @@ def deployment(judge: StandInJudge) -> dict[str, Any]:
             },
         },
     }
-
-
-def leaderboard(cluster: LocalCluster) -> None:
-    status = cluster.get("ftj", "commerce-sft", "-n", NAMESPACE)["status"]
-    champion = (status.get("champion") or {}).get("trial")
-    print(f"{'trial':<20} {'learningRate':>12} {'optimizer':>9} {'val loss':>9} {'judge':>6}  state")
-    for row in sorted(status["trials"], key=lambda r: -(r.get("judgeScore") or -1)):
-        p = row["parameters"]
-        mark = "  <- champion" if row["name"] == champion else ""
-        loss = f"{row['validationLoss']:.4f}" if row.get("validationLoss") is not None else "-"
-        score = f"{row['judgeScore']:.2f}" if row.get("judgeScore") is not None else "-"
-        print(
-            f"{row['name']:<20} {p.get('training.learningRate', ''):>12} {p.get('training.optimizer', ''):>9} "
-            f"{loss:>9} {score:>6}  {row['state']}{mark}"
-        )
 
 
 def watch_canary(cluster: LocalCluster, until: str, timeout: float) -> dict[str, Any]:
@@ -225,16 +212,29 @@ def main() -> int:
             return any(s in line for s in (" Succeeded ", " Failed "))
 
         wait_for(finished, 1200, "the sweep", interval=3)
-        banner("leaderboard")
-        leaderboard(cluster)
+        banner("kubectl adapterops sweep commerce-sft (the leaderboard)")
+        plugin = ["kubectl", "adapterops", "sweep", "commerce-sft", "-n", NAMESPACE]
+        print(subprocess.run(plugin, env=cluster.env, capture_output=True, text=True).stdout)
 
         banner("kubectl apply ModelDeployment commerce-agent: NIM, TP 1 on H100, serving the champion")
+        route = {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "commerce-agent"},
+            "spec": {
+                "parentRefs": [{"name": "inference-gateway"}],
+                "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}]}],
+            },
+        }
+        cluster.apply(route, NAMESPACE)
         cluster.apply(deployment(judge), NAMESPACE)
         cluster.kubectl(
             "wait", "--for=condition=Ready", "mdep/commerce-agent", "-n", NAMESPACE, "--timeout=180s", timeout=190
         )
         print(cluster.kubectl("get", "mdep", "-n", NAMESPACE, "-o", "wide").stdout)
-        traffic = Traffic(cluster, NAMESPACE, "commerce-agent", "commerce").start()
+        # Clients through the Gateway: requests follow the HTTPRoute's backend weights.
+        traffic = Traffic(cluster, NAMESPACE, "commerce-agent", "commerce", rate=60, workers=12)
+        traffic.start(route="commerce-agent")
 
         banner("a runtime change (KV cache 80% -> 90%) is a new revision: canary 20% -> 50% -> 100%")
         patch = {"spec": {"runtime": {"env": [{"name": "NIM_KVCACHE_PERCENT", "value": "0.9"}]}}}
@@ -263,6 +263,7 @@ def main() -> int:
                 "events",
                 "-n",
                 NAMESPACE,
+                "--sort-by=.lastTimestamp",
                 "--field-selector",
                 "involvedObject.kind=ModelDeployment",
                 "-o",

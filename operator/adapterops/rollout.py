@@ -293,7 +293,7 @@ class Rollout:
                     (
                         "CanaryStepPassed",
                         f"step {step + 1}/{len(c.steps)} passed at {weight}%: "
-                        + "; ".join(f"{v.name} {v.canary_value}" for v in verdicts),
+                        + "; ".join(f"{v.name} {_fmt(v.canary_value)}" for v in verdicts),
                         "Normal",
                     )
                 )
@@ -331,7 +331,9 @@ class Rollout:
     ) -> None:
         assert s.canary is not None
         summary = (
-            by or "; ".join(f"{v.name} {v.canary_value} ({v.threshold})" for v in verdicts) or "no metrics configured"
+            by
+            or "; ".join(f"{v.name} {_fmt(v.canary_value)} ({v.threshold})" for v in verdicts)
+            or "no metrics configured"
         )
         old_stable = s.stable["revision"]
         s.stable = {**s.canary, "replicas": s.spec.runtime.replicas, "weight": 100}
@@ -566,6 +568,10 @@ class RolloutState:
             status["analysis"] = self.analysis
         status["estimatedMonthlyCost"] = deploy.cost(status, config)
         return status
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 def _is_true(status: dict[str, Any], type_: str) -> bool:
