@@ -65,10 +65,11 @@ options:
   cidr: 127.1.0.0/16
   nodeIP: 127.0.0.1
   disregardStatusWithLabelSelector: kwok.adapterops.io/kubelet=harness
-  # kwok's defaults, spelled out: a KwokConfiguration document replaces them.
-  podPlayStageParallelism: 4
-  nodePlayStageParallelism: 4
-  nodeLeaseParallelism: 4
+  # kwok's defaults, spelled out (a KwokConfiguration document replaces them), with more parallelism
+  # for the benchmark's hundreds of nodes.
+  podPlayStageParallelism: 16
+  nodePlayStageParallelism: 16
+  nodeLeaseParallelism: 16
   podsOnNodeSyncParallelism: 1
   enablePodsOnNodeSyncListPager: true
   enablePodsOnNodeSyncStreamWatch: false
@@ -171,7 +172,7 @@ up() {
   gw_dir="$(cd "$root/hack/tools" && go mod download -json "sigs.k8s.io/gateway-api@$gateway_api_version" \
     | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
   kubectl --kubeconfig "$kubeconfig" apply --server-side -f "$gw_dir/config/crd/standard/" >/dev/null
-  kubectl --kubeconfig "$kubeconfig" wait --for=condition=Ready node --all --timeout=60s >/dev/null
+  kubectl --kubeconfig "$kubeconfig" wait --for=condition=Ready node --all --timeout=600s >/dev/null
   echo "Cluster '$name' is up: $(kubectl --kubeconfig "$kubeconfig" get nodes --no-headers | wc -l) nodes." >&2
   echo "  export KUBECONFIG=$kubeconfig" >&2
   echo "  kubectl get nodes -L nvidia.com/gpu.product" >&2

@@ -270,7 +270,7 @@ class Rollout:
         failed = [v for v in verdicts if v.verdict == "Fail"]
         if failed:
             analysis_state["failedSteps"] += 1
-            reason = "; ".join(f"{v.name}: {v.message}" for v in failed)
+            reason = "; ".join(v.message for v in failed)  # each message starts with its metric's name
             if analysis_state["failedSteps"] >= c.analysis.failure_limit:
                 self._rollback(s, desired, adapters, reason)
                 return
@@ -308,7 +308,7 @@ class Rollout:
                 f"canary {desired} passed every step; promote it (adapterops.io/promote annotation)",
             )
             return
-        inconclusive = "; ".join(f"{v.name}: {v.message}" for v in verdicts if v.verdict == "Inconclusive")
+        inconclusive = "; ".join(v.message for v in verdicts if v.verdict == "Inconclusive")
         if elapsed >= interval:
             if not analysis_state.get("holding"):
                 analysis_state["inconclusiveSteps"] += 1

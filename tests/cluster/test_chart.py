@@ -33,8 +33,8 @@ def test_chart_renders_crds_rbac_and_the_operator(cluster: LocalCluster) -> None
 
 
 def test_rbac_has_no_wildcards(cluster: LocalCluster) -> None:
-    role = next(d for d in rendered(cluster) if d["kind"] == "ClusterRole")
-    for rule in role["rules"]:
+    roles = [d for d in rendered(cluster) if d["kind"] == "ClusterRole"]
+    for rule in (r for role in roles for r in role["rules"]):
         for field in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule[field], rule
         assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
@@ -43,7 +43,8 @@ def test_rbac_has_no_wildcards(cluster: LocalCluster) -> None:
 def test_watch_namespaces_use_rolebindings(cluster: LocalCluster) -> None:
     docs = rendered(cluster, "--set", "watchNamespaces={team-a,team-b}")
     bindings = [(d["kind"], d["metadata"].get("namespace")) for d in docs if d["kind"].endswith("Binding")]
-    assert bindings == [("RoleBinding", "team-a"), ("RoleBinding", "team-b")]
+    # CRD discovery (read-only, cluster-scoped) is bound cluster-wide; everything else per namespace.
+    assert bindings == [("ClusterRoleBinding", None), ("RoleBinding", "team-a"), ("RoleBinding", "team-b")]
     deploy = next(d for d in docs if d["kind"] == "Deployment")
     env = {e["name"]: e.get("value") for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["ADAPTEROPS_NAMESPACES"] == "team-a,team-b"
