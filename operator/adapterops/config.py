@@ -15,6 +15,7 @@
 | ADAPTEROPS_HEALTH_PORT | 8080 | liveness endpoint (/healthz) |
 | ADAPTEROPS_METRICS_PORT | 9090 | Prometheus metrics (/metrics) |
 | ADAPTEROPS_RECONCILE_SECONDS | 30 | periodic resync of every object, on top of watch events |
+| ADAPTEROPS_STATUS_WRITE_SECONDS | 5 | minor status changes of one object are written at most this often |
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ class Config:
     health_port: int = 8080
     metrics_port: int = 9090
     reconcile_seconds: float = 30.0
+    status_write_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Config:
@@ -107,4 +109,5 @@ class Config:
             health_port=int(e.get("ADAPTEROPS_HEALTH_PORT", d.health_port)),
             metrics_port=int(e.get("ADAPTEROPS_METRICS_PORT", d.metrics_port)),
             reconcile_seconds=float(e.get("ADAPTEROPS_RECONCILE_SECONDS", d.reconcile_seconds)),
+            status_write_seconds=float(e.get("ADAPTEROPS_STATUS_WRITE_SECONDS", d.status_write_seconds)),
         )

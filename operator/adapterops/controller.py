@@ -36,11 +36,11 @@ log = logging.getLogger(__name__)
 
 WORKERS_PER_KIND = 4
 CREATE_CONCURRENCY = 8
-STATUS_WRITE_SECONDS = 3.0
 GROUP_CACHE_SECONDS = 10  # how long "is Kueue / JobSet installed" answers are reused
 BUILDERS = {"Job": trialjob.trial_job, "JobSet": trialjob.trial_jobset, "PyTorchJob": trialjob.trial_pytorchjob}
 KUEUE_API = "kueue.x-k8s.io/v1beta1"
-RETRY_SECONDS = 5.0
+RETRY_SECONDS = 1.0
+MAX_RETRY_SECONDS = 300.0
 
 
 @dataclass
@@ -51,6 +51,8 @@ class Controller:
     # Live kopf indices, captured from the first handler call (kopf passes them to every handler).
     indices: Mapping[str, Any] = field(default_factory=dict)
     last_write: dict[Key, float] = field(default_factory=dict)
+    failures: dict[tuple[str, Key], int] = field(default_factory=dict)
+    backoff_until: dict[tuple[str, Key], float] = field(default_factory=dict)
     # Validated sweep plans by (uid, generation).
     plans: dict[tuple[Any, Any], finetune.Acceptance] = field(default_factory=dict)
     # Trial Jobs created but not yet seen in the index, per FineTuneJob.
@@ -96,23 +98,34 @@ class Controller:
     def _guarded(self, kind: str, fn: Callable[[Key], Awaitable[None]]) -> Callable[[Key], Awaitable[None]]:
         async def run(key: Key) -> None:
             start = time.monotonic()
+            # A key that keeps failing waits out its backoff, however many watch events arrive meanwhile.
+            wait = self.backoff_until.get((kind, key), 0.0) - start
+            if wait > 0:
+                self.queues[kind].add_after(key, wait)
+                return
             try:
                 await fn(key)
+                self.failures.pop((kind, key), None)
                 # Level-based: look again later even without events (e.g. a CRD that got installed).
                 self.queues[kind].add_after(key, self.config.reconcile_seconds)
             except ApiException as exc:
                 API_ERRORS.labels(kind, str(exc.status)).inc()
-                RECONCILE_ERRORS.labels(kind).inc()
-                log.warning("%s %s: API error %s %s; retrying", kind, key, exc.status, exc.reason)
-                self.queues[kind].add_after(key, RETRY_SECONDS)
+                self._retry(kind, key, f"API error {exc.status} {exc.reason}")
             except Exception:
-                RECONCILE_ERRORS.labels(kind).inc()
-                log.exception("%s %s: reconcile failed; retrying", kind, key)
-                self.queues[kind].add_after(key, RETRY_SECONDS)
+                log.exception("%s %s: reconcile failed", kind, key)
+                self._retry(kind, key, "unexpected error")
             finally:
                 RECONCILE_SECONDS.labels(kind).observe(time.monotonic() - start)
 
         return run
+
+    def _retry(self, kind: str, key: Key, why: str) -> None:
+        RECONCILE_ERRORS.labels(kind).inc()
+        failures = self.failures[(kind, key)] = self.failures.get((kind, key), 0) + 1
+        delay = min(RETRY_SECONDS * 2 ** (failures - 1), MAX_RETRY_SECONDS)
+        self.backoff_until[(kind, key)] = time.monotonic() + delay
+        log.warning("%s %s: %s; retry %d in %.0fs", kind, key, why, failures, delay)
+        self.queues[kind].add_after(key, delay)
 
     async def write_status(self, body: dict[str, Any], status: dict[str, Any]) -> bool:
         """Patch status only when it differs from what the object carries (no write churn).
@@ -127,10 +140,11 @@ class Controller:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         # Coalesce minor changes (a trial started, a metric moved) under load: at most one write per
-        # STATUS_WRITE_SECONDS per object, unless a condition or the summary state changes.
+        # config.status_write_seconds per object, unless a condition or the summary state changes.
         since = time.monotonic() - self.last_write.get(key, 0.0)
-        if since < STATUS_WRITE_SECONDS and not _significant(old, status):
-            self.queues[body["kind"]].add_after(key, STATUS_WRITE_SECONDS - since)
+        interval = self.config.status_write_seconds
+        if since < interval and not _significant(old, status):
+            self.queues[body["kind"]].add_after(key, interval - since)
             return False
         patch = {
             "metadata": {"resourceVersion": meta["resourceVersion"]},
@@ -218,22 +232,17 @@ class Controller:
         created: set[str],
         engine: str,
     ) -> None:
-        """Create the trials' Jobs, a few at a time (the API server takes concurrent creates well), and
-        announce them in one Event."""
+        """Create the trials' Jobs, a few at a time (the API server takes concurrent creates well). The
+        TrialStarted Event comes with the status write that first shows them started."""
         await self.kube.create(trialjob.trials_configmap(body, trials, spec))
         limit = asyncio.Semaphore(CREATE_CONCURRENCY)
 
-        async def create(trial: PlannedTrial) -> bool:
+        async def create(trial: PlannedTrial) -> None:
             async with limit:
-                new = await self.kube.create(BUILDERS[engine](body, trial, spec, self.config))
+                await self.kube.create(BUILDERS[engine](body, trial, spec, self.config))
             created.add(trial.name)
-            return new is not None
 
-        made = await asyncio.gather(*(create(t) for t in starting))
-        names = [t.name for t, new in zip(starting, made, strict=True) if new]
-        if names:
-            params = "; ".join(f"{t.name} {t.parameters}" for t in starting if t.name in names)
-            await events.emit(self.kube, body, "TrialStarted", f"started {len(names)} trial(s): {params}")
+        await asyncio.gather(*(create(t) for t in starting))
 
     async def check_queue(self, namespace: str, acceptance: finetune.Acceptance) -> finetune.Acceptance:
         """With resources.queueName, Kueue must be installed and the LocalQueue must exist."""
@@ -281,8 +290,10 @@ class Controller:
     async def announce_trials(self, body: dict[str, Any], old: dict[str, Any], new: dict[str, Any]) -> None:
         """Events for the transitions since the status the object carried (so never twice)."""
         before = {r["name"]: r for r in old.get("trials") or []}
-        succeeded, failed = [], []
+        started, succeeded, failed = [], [], []
         for row in new.get("trials") or []:
+            if _started(row) and not _started(before.get(row["name"], {})):
+                started.append(f"{row['name']} {row['parameters']}")
             if row["state"] == before.get(row["name"], {}).get("state"):
                 continue
             if row["state"] == "Succeeded":
@@ -293,6 +304,8 @@ class Controller:
             elif row["state"] == "Failed":
                 failed.append(f"{row['name']} after {row['attempts']} attempt(s): {row.get('message', '')}")
         # Transitions seen in one reconcile share an Event: fewer API calls when many trials finish at once.
+        if started:
+            await events.emit(self.kube, body, "TrialStarted", f"started {len(started)}: " + "; ".join(started))
         if succeeded:
             await events.emit(self.kube, body, "TrialSucceeded", "succeeded: " + "; ".join(succeeded))
         if failed:
@@ -310,6 +323,10 @@ class Controller:
 
     async def reconcile_modeldeployment(self, key: Key) -> None:
         await self.rollout.reconcile(key)
+
+
+def _started(row: dict[str, Any]) -> bool:
+    return bool(row.get("startTime") or row.get("attempts") or row.get("state") in ("Running", "Succeeded", "Failed"))
 
 
 def _significant(old: dict[str, Any], new: dict[str, Any]) -> bool:
