@@ -18,6 +18,7 @@ from adapterops import events, finetune, trialjob
 from adapterops.api import API_VERSION, FineTuneJobSpec
 from adapterops.conditions import get_condition
 from adapterops.config import Config
+from adapterops.engines import EngineWatch
 from adapterops.kube import ApiException, Kube
 from adapterops.metrics import (
     API_ERRORS,
@@ -39,6 +40,7 @@ CREATE_CONCURRENCY = 8
 GROUP_CACHE_SECONDS = 10  # how long "is Kueue / JobSet installed" answers are reused
 BUILDERS = {"Job": trialjob.trial_job, "JobSet": trialjob.trial_jobset, "PyTorchJob": trialjob.trial_pytorchjob}
 KUEUE_API = "kueue.x-k8s.io/v1beta1"
+ENGINE_APIS = {"JobSet": "jobset.x-k8s.io/v1alpha2", "PyTorchJob": "kubeflow.org/v1"}
 RETRY_SECONDS = 1.0
 MAX_RETRY_SECONDS = 300.0
 
@@ -57,6 +59,8 @@ class Controller:
     plans: dict[tuple[Any, Any], finetune.Acceptance] = field(default_factory=dict)
     # Trial Jobs created but not yet seen in the index, per FineTuneJob.
     created: dict[Key, set[str]] = field(default_factory=dict)
+    # Multi-node trials by engine kind (JobSet, PyTorchJob), watched outside kopf.
+    engines: dict[str, EngineWatch] = field(default_factory=dict)
     _groups: dict[str, tuple[bool, float]] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -85,6 +89,19 @@ class Controller:
             queue = self.queues.setdefault(kind, WorkQueue())
             for _ in range(WORKERS_PER_KIND):
                 self._tasks.append(asyncio.create_task(queue.run_worker(self._guarded(kind, fn))))
+        for engine, api_version in ENGINE_APIS.items():
+            group = api_version.split("/")[0]
+            self.engines[engine] = EngineWatch(
+                kube=self.kube,
+                api_version=api_version,
+                kind=engine,
+                label=trialjob.LABEL_JOB,
+                summarize=finetune.engine_summary,
+                on_change=lambda key: self.enqueue("FineTuneJob", key),
+                served=lambda group=group: self.api_group_served(group),  # type: ignore[misc]
+                namespaces=self.config.namespaces,
+            )
+            self._tasks.append(asyncio.create_task(self.engines[engine].run()))
 
     async def stop(self) -> None:
         await self.rollout.close()
@@ -196,11 +213,8 @@ class Controller:
                 await self.announce_acceptance(body, old, new)
             return
         spec = acceptance.spec
-        jobs = {
-            j["name"]: j
-            for index in ("trial_job_index", "trial_jobset_index", "trial_pytorchjob_index")
-            for j in self.many(index, key)
-        }
+        engine_trials = [t for watch in self.engines.values() for t in watch.items(key)]
+        jobs = {j["name"]: j for j in [*self.many("trial_job_index", key), *engine_trials]}
         pods_by_job: dict[str, list[dict[str, Any]]] = {}
         for pod in self.many("trial_pod_index", key):
             pods_by_job.setdefault(pod["job"], []).append(pod)

@@ -69,16 +69,7 @@ def trial_job_index(namespace: str | None, labels: Mapping[str, str], body: kopf
     return {(namespace, labels[LABEL_JOB]): finetune.job_summary(dict(body))}
 
 
-@kopf.index("jobset.x-k8s.io", "v1alpha2", "jobsets", labels={LABEL_JOB: kopf.PRESENT})
-def trial_jobset_index(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace, labels[LABEL_JOB]): finetune.engine_summary(dict(body))}
-
-
-@kopf.index("kubeflow.org", "v1", "pytorchjobs", labels={LABEL_JOB: kopf.PRESENT})
-def trial_pytorchjob_index(
-    namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
-) -> dict[Any, Any]:
-    return {(namespace, labels[LABEL_JOB]): finetune.engine_summary(dict(body))}
+# JobSets and PyTorchJobs are watched by adapterops.engines: their CRDs may be removed at run time.
 
 
 @kopf.index("", "v1", "pods", labels={LABEL_JOB: kopf.PRESENT, LABEL_COMPONENT: "trial"})
@@ -87,8 +78,6 @@ def trial_pod_index(namespace: str | None, labels: Mapping[str, str], body: kopf
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_JOB: kopf.PRESENT})
-@kopf.on.event("jobset.x-k8s.io", "v1alpha2", "jobsets", labels={LABEL_JOB: kopf.PRESENT})
-@kopf.on.event("kubeflow.org", "v1", "pytorchjobs", labels={LABEL_JOB: kopf.PRESENT})
 @kopf.on.event("", "v1", "pods", labels={LABEL_JOB: kopf.PRESENT, LABEL_COMPONENT: "trial"})
 def trial_changed(namespace: str | None, labels: Mapping[str, str], memo: Any, **kwargs: Any) -> None:
     memo.controller.bind_indices(kwargs)

@@ -8,6 +8,7 @@ manifest twice is a no-op and a restart never duplicates a child.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from kubernetes_asyncio import client, config
@@ -93,6 +94,30 @@ class Kube:
             exc.body = raw
             raise exc
         return json.loads(raw) if raw else None
+
+    async def watch(self, path: str, query: dict[str, Any], seconds: int) -> AsyncIterator[dict[str, Any]]:
+        """One watch request: its events until the server ends it after `seconds`."""
+        self.requests += 1
+        API_REQUESTS.labels("WATCH").inc()
+        resp = await self.api.call_api(
+            path,
+            "GET",
+            query_params=[*query.items(), ("watch", "true"), ("timeoutSeconds", str(seconds))],
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _return_http_data_only=True,
+            _request_timeout=seconds + 30,
+        )
+        try:
+            if resp.status >= 400:
+                raw = await resp.read()
+                raise ApiException(status=resp.status, reason=_reason(raw) or resp.reason)
+            async for line in resp.content:
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            resp.release()
 
     async def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         try:

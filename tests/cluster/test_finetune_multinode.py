@@ -3,6 +3,7 @@ controller is not run here, so the trial stays pending: what is checked is what 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,7 +27,7 @@ def jobset_crd(cluster: LocalCluster) -> Iterator[None]:
         wait_for(established, 30, "the JobSet CRD to be established")
         yield
     finally:
-        cluster.kubectl("delete", "crd", "jobsets.jobset.x-k8s.io", "--wait=true")
+        cluster.kubectl("delete", "crd", "jobsets.jobset.x-k8s.io", "--wait=true", "--ignore-not-found")
 
 
 def test_a_two_node_trial_is_a_jobset_with_one_indexed_pod_per_node(
@@ -60,3 +61,33 @@ def test_a_two_node_trial_is_a_jobset_with_one_indexed_pod_per_node(
     assert not cluster.get("jobs", "-n", namespace)["items"], "no plain Job for a multi-node trial"
     row = ftj(cluster, "multi", namespace)["status"]["trials"][0]
     assert row["state"] == "Pending" and condition(ftj(cluster, "multi", namespace), "Accepted")["status"] == "True"
+
+
+def test_a_failed_jobset_fails_its_trial_and_removing_jobset_leaves_the_operator_running(
+    cluster: LocalCluster, operator: OperatorProcess, jobset_crd: None, namespace: str
+) -> None:
+    multi = sweep(
+        "gone",
+        resources={"gpuType": "H100", "gpusPerTrial": 8, "nodes": 2},
+        sweep={"maxTrials": 1, "parallelism": 1, "parameters": {}},
+    )
+    cluster.apply(multi, namespace)
+    wait_for(lambda: cluster.get("jobsets", "-n", namespace)["items"], 60, "the trial's JobSet")
+    # Play the JobSet controller: the trial's JobSet fails.
+    failed = {"type": "Failed", "status": "True", "reason": "FailedJobs", "message": "jobset trainer failed"}
+    failed["lastTransitionTime"] = "2026-01-01T00:00:00Z"
+    cluster.kubectl(
+        "patch", "jobset", "gone-t00", "-n", namespace, "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": {"conditions": [failed]}}),
+    )  # fmt: skip
+    row = wait_for(
+        lambda: (r := ftj(cluster, "gone", namespace)["status"]["trials"][0])["state"] == "Failed" and r,
+        60,
+        "the trial to fail with its JobSet",
+    )
+    assert "jobset trainer failed" in row["message"]
+    # JobSet uninstalled while the operator runs: the operator stays up and keeps reconciling.
+    cluster.kubectl("delete", "crd", "jobsets.jobset.x-k8s.io", "--wait=true")
+    cluster.apply(sweep("after", sweep={"maxTrials": 1, "parallelism": 1, "parameters": {}}), namespace)
+    wait_for(lambda: condition(ftj(cluster, "after", namespace), "Accepted"), 60, "the next FineTuneJob accepted")
+    assert operator.healthy()
