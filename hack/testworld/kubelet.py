@@ -6,7 +6,8 @@ Secrets, emptyDirs, PersistentVolumeClaims through their bound hostPath Persiste
 container sees its mounts at their paths (absolute paths in its command and environment are mapped
 into a per-pod root), the pod gets its own loopback IP, readiness probes are honoured, and when a
 container exits its termination message (`terminationMessagePath`, at most 4096 bytes) and exit code
-are written back into the pod status. Deleting a pod kills its processes.
+are written back into the pod status. Deleting a pod terminates it as a kubelet does: preStop sleep,
+SIGTERM, SIGKILL when the grace period ends.
 
 Images without a command (serving engines) are mapped to local commands by `images`.
 """
@@ -136,10 +137,12 @@ class Kubelet:
                     self.pods.pop(uid, None)
                 return
             if meta.get("deletionTimestamp"):
-                if running:
-                    self._kill(running)
-                self.pods.pop(uid, None)
-                self._finalize_deletion(meta)
+                if running and not running.done:
+                    running.done = True  # the monitor leaves it alone from now on
+                    threading.Thread(target=self._terminate, args=(running, pod), daemon=True).start()
+                elif not running or not any(p.poll() is None for p in running.procs.values()):
+                    self.pods.pop(uid, None)
+                    self._finalize_deletion(meta)
                 return
             if running or not spec.get("nodeName") or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
                 return
@@ -153,6 +156,29 @@ class Kubelet:
         except Exception as exc:
             log.exception("could not start %s/%s", meta["namespace"], meta["name"])
             self._fail_pod(self.pods[uid], f"harness could not start the pod: {exc}")
+
+    def _terminate(self, running: RunningPod, pod: dict[str, Any]) -> None:
+        """A kubelet's graceful termination: preStop sleep, SIGTERM, SIGKILL at the end of the grace period."""
+        spec, meta = pod["spec"], pod["metadata"]
+        grace = meta.get("deletionGracePeriodSeconds")
+        grace = spec.get("terminationGracePeriodSeconds", 30) if grace is None else grace
+        deadline = time.monotonic() + grace
+        pre_stop = max(
+            (((c.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}).get("seconds", 0)
+            for c in spec["containers"]
+        )
+        self._stop.wait(min(pre_stop, grace))
+        for proc in running.procs.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        while any(p.poll() is None for p in running.procs.values()) and time.monotonic() < deadline:
+            if self._stop.wait(0.1):
+                break
+        self._kill(running)
+        with self._lock:
+            self.pods.pop(running.uid, None)
+        self._finalize_deletion(meta)
 
     def _finalize_deletion(self, meta: dict[str, Any]) -> None:
         try:

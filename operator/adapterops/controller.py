@@ -257,6 +257,8 @@ class Controller:
             created.add(trial.name)
 
         await asyncio.gather(*(create(t) for t in starting))
+        if engine in self.engines:
+            self.engines[engine].poke()
 
     async def check_queue(self, namespace: str, acceptance: finetune.Acceptance) -> finetune.Acceptance:
         """With resources.queueName, Kueue must be installed and the LocalQueue must exist."""

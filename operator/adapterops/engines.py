@@ -10,6 +10,7 @@ the shape of a kopf index: (namespace, FineTuneJob name) -> trial summaries.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -36,9 +37,14 @@ class EngineWatch:
     on_change: Callable[[Key], None]  # told the FineTuneJob whose trial changed (or vanished)
     served: Callable[[], Awaitable[bool]]  # is the engine's API group installed
     namespaces: tuple[str, ...] = ()  # empty: the whole cluster
-    poll_seconds: float = 10.0
+    poll_seconds: float = 30.0  # how often an absent engine's API group is looked for
     # uid -> (key, summary), per watched namespace ("" for cluster-wide).
     _objects: dict[str, dict[str, tuple[Key, dict[str, Any]]]] = field(default_factory=dict)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def poke(self) -> None:
+        """Look for the API group now (the controller has just created one of this kind)."""
+        self._wake.set()
 
     def items(self, key: Key) -> list[dict[str, Any]]:
         return [summary for objs in self._objects.values() for k, summary in objs.values() if k == key]
@@ -51,7 +57,9 @@ class EngineWatch:
             try:
                 if not await self.served():
                     self._replace(namespace, [])
-                    await asyncio.sleep(self.poll_seconds)
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
                     continue
                 version = await self._list(namespace)
                 await self._watch(namespace, version)

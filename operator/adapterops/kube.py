@@ -96,9 +96,8 @@ class Kube:
         return json.loads(raw) if raw else None
 
     async def watch(self, path: str, query: dict[str, Any], seconds: int) -> AsyncIterator[dict[str, Any]]:
-        """One watch request: its events until the server ends it after `seconds`."""
-        self.requests += 1
-        API_REQUESTS.labels("WATCH").inc()
+        """One watch request: its events until the server ends it after `seconds` (not counted in
+        API_REQUESTS, which is about what reconciles cost)."""
         resp = await self.api.call_api(
             path,
             "GET",

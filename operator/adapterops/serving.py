@@ -27,6 +27,11 @@ ENGINE = "engine"
 METRICS_PATH = {"nim": "/v1/metrics", "vllm": "/metrics"}
 READY_PATH = {"nim": "/v1/health/ready", "vllm": "/health"}
 LIVE_PATH = {"nim": "/v1/health/live", "vllm": "/health"}
+# A replica being removed (scale-down, promotion, rollback) keeps serving while load balancers drop it
+# from their endpoints (preStop sleep), then drains its in-flight requests on SIGTERM (NIM and vLLM
+# finish them) within the grace period: no client sees a refused connection.
+ENDPOINT_DRAIN_SECONDS = 10
+TERMINATION_GRACE_SECONDS = 120
 # Hours in an average month, for status.estimatedMonthlyCost.
 HOURS_PER_MONTH = 730
 
@@ -189,6 +194,7 @@ def revision_deployment(
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
     engine = _engine_container(spec, adapters, config)
+    engine["lifecycle"] = {"preStop": {"sleep": {"seconds": ENDPOINT_DRAIN_SECONDS}}}
     if r.engine == "vllm":
         engine["volumeMounts"] += pvc_mounts
     if spec.storage_secret_ref:
@@ -207,6 +213,7 @@ def revision_deployment(
         "tolerations": [t.model_dump(by_alias=True, exclude_none=True) for t in gpu_class.tolerations],
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
     }
     if r.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": s.name} for s in r.image_pull_secrets]
