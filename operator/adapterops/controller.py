@@ -59,6 +59,8 @@ class Controller:
     plans: dict[tuple[Any, Any], finetune.Acceptance] = field(default_factory=dict)
     # Trial Jobs created but not yet seen in the index, per FineTuneJob.
     created: dict[Key, set[str]] = field(default_factory=dict)
+    # The uid of the FineTuneJob whose trials ConfigMap is known to exist, per key.
+    configmaps: dict[Key, str] = field(default_factory=dict)
     # Multi-node trials by engine kind (JobSet, PyTorchJob), watched outside kopf.
     engines: dict[str, EngineWatch] = field(default_factory=dict)
     _groups: dict[str, tuple[bool, float]] = field(default_factory=dict)
@@ -193,6 +195,7 @@ class Controller:
         body = self.one("finetunejob_index", key)
         if body is None:
             self.created.pop(key, None)
+            self.configmaps.pop(key, None)
             forget("FineTuneJob", *cast(tuple[str, str], key))
             return
         meta = body["metadata"]
@@ -248,7 +251,13 @@ class Controller:
     ) -> None:
         """Create the trials' Jobs, a few at a time (the API server takes concurrent creates well). The
         TrialStarted Event comes with the status write that first shows them started."""
-        await self.kube.create(trialjob.trials_configmap(body, trials, spec))
+        # The trial specs' ConfigMap, created once per job (a create that finds it is a no-op, but a
+        # request: with parallelism below maxTrials this runs once per wave of trials).
+        meta = body["metadata"]
+        key, uid = (meta["namespace"], meta["name"]), meta.get("uid")
+        if self.configmaps.get(key) != uid:
+            await self.kube.create(trialjob.trials_configmap(body, trials, spec))
+            self.configmaps[key] = uid
         limit = asyncio.Semaphore(CREATE_CONCURRENCY)
 
         async def create(trial: PlannedTrial) -> None:
