@@ -158,6 +158,7 @@ class ArgoCD:
 
     def start(self) -> ArgoCD:
         """Start Redis, the repo server and the controller; call stop() even when this raises."""
+        shutil.rmtree(self.workdir, ignore_errors=True)  # the repo server's clones of an earlier run
         self.workdir.mkdir(parents=True, exist_ok=True)
         redis_port = free_port()
         self._start("redis", [str(self.bin / "miniredis"), "--addr", f"127.0.0.1:{redis_port}"], dict(os.environ))
@@ -242,11 +243,15 @@ def git_repository(dest: Path, rewrite: dict[str, str]) -> str:
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(REPO / "manifests", dest / "manifests")
+    used = dict.fromkeys(rewrite, 0)
     for path in (dest / "manifests" / "argocd").rglob("*.yaml"):
         text = path.read_text()
         for old, new in rewrite.items():
+            used[old] += text.count(old)
             text = text.replace(old, new)
         path.write_text(text)
+    unused = [old for old, n in used.items() if n == 0]
+    assert not unused, f"not found in manifests/argocd: {unused}"
     git = ["git", "-C", str(dest), "-c", "user.name=AdapterOps test", "-c", "user.email=test@adapterops.invalid"]
     env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
     subprocess.run(["git", "init", "-q", "-b", "main", str(dest)], check=True, env=env)
