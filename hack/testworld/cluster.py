@@ -242,6 +242,11 @@ def local_volume(cluster: LocalCluster, namespace: str, claim: str, path: Path, 
     the local cluster's storage: the kubelet harness mounts it where the pod asks."""
     path.mkdir(parents=True, exist_ok=True)
     pv_name = f"{namespace}-{claim}"[:63]
+    # A volume released by an earlier claim of that name (a rerun) keeps the old claim's uid: recreate it
+    # (Retain: the files stay).
+    phase = cluster.kubectl("get", "pv", pv_name, "-o", "jsonpath={.status.phase}", check=False).stdout
+    if phase == "Released":
+        cluster.kubectl("delete", "pv", pv_name, "--wait=true")
     cluster.apply(
         {
             "apiVersion": "v1",

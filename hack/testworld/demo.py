@@ -182,6 +182,8 @@ def main() -> int:
     traffic: Traffic | None = None
     print(f"operator log: {operator.log_path}; stand-in judge {judge.url}")
     try:
+        # A rerun starts clean: the previous run's objects (immutable specs, old revisions) go first.
+        cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--timeout=300s", timeout=320)
         cluster.ensure_namespace(NAMESPACE)
         root = local_volume(cluster, NAMESPACE, "work", TOOLS / "pvcs" / cluster.name / NAMESPACE / "work")
         (root / "models").mkdir(exist_ok=True)
