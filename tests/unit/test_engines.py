@@ -1,0 +1,56 @@
+"""The engine watches' view: what a listing or a watch event changes, and whom it tells."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapterops.engines import EngineWatch
+from adapterops.finetune import engine_summary
+from adapterops.trialjob import LABEL_JOB
+
+
+def jobset(name: str, job: str, uid: str, failed: bool = False) -> dict[str, Any]:
+    conditions = [{"type": "Failed", "status": "True", "reason": "FailedJobs", "message": "x"}] if failed else []
+    return {
+        "apiVersion": "jobset.x-k8s.io/v1alpha2",
+        "kind": "JobSet",
+        "metadata": {"name": name, "namespace": "ml", "uid": uid, "labels": {LABEL_JOB: job}},
+        "spec": {},
+        "status": {"conditions": conditions},
+    }
+
+
+def watch(told: list[Any]) -> EngineWatch:
+    async def served() -> bool:
+        return True
+
+    return EngineWatch(
+        kube=None,  # type: ignore[arg-type]  # not used by the view
+        api_version="jobset.x-k8s.io/v1alpha2",
+        kind="JobSet",
+        label=LABEL_JOB,
+        summarize=engine_summary,
+        on_change=told.append,
+        served=served,
+    )
+
+
+def test_a_relisting_forgets_vanished_trials_and_tells_their_jobs() -> None:
+    told: list[Any] = []
+    view = watch(told)
+    view._replace("", [jobset("a-t00", "a", "1"), jobset("b-t00", "b", "2")])
+    assert [t["name"] for t in view.items(("ml", "a"))] == ["a-t00"]
+    told.clear()
+    view._replace("", [jobset("b-t00", "b", "2")])  # a's JobSet went while the watch was down
+    assert view.items(("ml", "a")) == []
+    assert ("ml", "a") in told and ("ml", "b") in told
+
+
+def test_watch_events_update_the_summary_and_deletion_removes_it() -> None:
+    told: list[Any] = []
+    view = watch(told)
+    view._remember("", jobset("a-t00", "a", "1"))
+    view._remember("", jobset("a-t00", "a", "1", failed=True))
+    assert [t["conditions"]["Failed"]["status"] for t in view.items(("ml", "a"))] == ["True"]
+    view._forget("", jobset("a-t00", "a", "1"))
+    assert view.items(("ml", "a")) == [] and told == [("ml", "a")] * 3
