@@ -168,10 +168,7 @@ class Kubelet:
             for c in spec["containers"]
         )
         self._stop.wait(min(pre_stop, grace))
-        for proc in running.procs.values():
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
+        self._signal(running, signal.SIGTERM)
         while any(p.poll() is None for p in running.procs.values()) and time.monotonic() < deadline:
             if self._stop.wait(0.1):
                 break
@@ -437,12 +434,17 @@ class Kubelet:
             if exc.status != 404:
                 raise
 
-    def _kill(self, pod: RunningPod) -> None:
+    @staticmethod
+    def _signal(pod: RunningPod, sig: signal.Signals) -> None:
         for proc in pod.procs.values():
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                    os.killpg(proc.pid, sig)
+
+    def _kill(self, pod: RunningPod) -> None:
+        self._signal(pod, signal.SIGKILL)
+        for proc in pod.procs.values():
+            proc.wait()
         pod.done = True
 
     def cleanup_files(self) -> None:

@@ -8,6 +8,7 @@ what it changes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -100,7 +101,7 @@ class Controller:
                 label=trialjob.LABEL_JOB,
                 summarize=finetune.engine_summary,
                 on_change=lambda key: self.enqueue("FineTuneJob", key),
-                served=lambda group=group: self.api_group_served(group),  # type: ignore[misc]
+                served=functools.partial(self.api_group_served, group),
                 namespaces=self.config.namespaces,
             )
             self._tasks.append(asyncio.create_task(self.engines[engine].run()))

@@ -38,8 +38,8 @@ class EngineWatch:
     served: Callable[[], Awaitable[bool]]  # is the engine's API group installed
     namespaces: tuple[str, ...] = ()  # empty: the whole cluster
     poll_seconds: float = 30.0  # how often an absent engine's API group is looked for
-    # uid -> (key, summary), per watched namespace ("" for cluster-wide).
-    _objects: dict[str, dict[str, tuple[Key, dict[str, Any]]]] = field(default_factory=dict)
+    # FineTuneJob key -> uid -> summary, per watched namespace ("" for cluster-wide).
+    _objects: dict[str, dict[Key, dict[str, dict[str, Any]]]] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def poke(self) -> None:
@@ -47,7 +47,7 @@ class EngineWatch:
         self._wake.set()
 
     def items(self, key: Key) -> list[dict[str, Any]]:
-        return [summary for objs in self._objects.values() for k, summary in objs.values() if k == key]
+        return [summary for by_key in self._objects.values() for summary in by_key.get(key, {}).values()]
 
     async def run(self) -> None:
         await asyncio.gather(*(self._run_one(ns) for ns in (self.namespaces or ("",))))
@@ -100,17 +100,23 @@ class EngineWatch:
 
     def _remember(self, namespace: str, obj: dict[str, Any]) -> None:
         key = self._key(obj)
-        self._objects.setdefault(namespace, {})[obj["metadata"]["uid"]] = (key, self.summarize(obj))
+        self._objects.setdefault(namespace, {}).setdefault(key, {})[obj["metadata"]["uid"]] = self.summarize(obj)
         self.on_change(key)
 
     def _forget(self, namespace: str, obj: dict[str, Any]) -> None:
-        gone = self._objects.get(namespace, {}).pop(obj["metadata"]["uid"], None)
-        if gone:
-            self.on_change(gone[0])
+        key = self._key(obj)
+        by_key = self._objects.get(namespace, {})
+        if by_key.get(key, {}).pop(obj["metadata"]["uid"], None) is not None:
+            if not by_key[key]:
+                del by_key[key]
+            self.on_change(key)
 
     def _replace(self, namespace: str, items: list[dict[str, Any]]) -> None:
         """A fresh listing: objects no longer there are forgotten, and every affected job is told."""
         old = self._objects.pop(namespace, {})
-        self._objects[namespace] = {o["metadata"]["uid"]: (self._key(o), self.summarize(o)) for o in items}
-        for key in {k for k, _ in old.values()} | {k for k, _ in self._objects[namespace].values()}:
+        new: dict[Key, dict[str, dict[str, Any]]] = {}
+        for obj in items:
+            new.setdefault(self._key(obj), {})[obj["metadata"]["uid"]] = self.summarize(obj)
+        self._objects[namespace] = new
+        for key in old.keys() | new.keys():
             self.on_change(key)

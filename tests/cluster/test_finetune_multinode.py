@@ -30,15 +30,19 @@ def jobset_crd(cluster: LocalCluster) -> Iterator[None]:
         cluster.kubectl("delete", "crd", "jobsets.jobset.x-k8s.io", "--wait=true", "--ignore-not-found")
 
 
-def test_a_two_node_trial_is_a_jobset_with_one_indexed_pod_per_node(
-    cluster: LocalCluster, operator: OperatorProcess, jobset_crd: None, namespace: str
-) -> None:
-    multi = sweep(
-        "multi",
+def two_node_sweep(name: str) -> dict[str, Any]:
+    """One trial of 2 nodes x 8 H100s."""
+    return sweep(
+        name,
         resources={"gpuType": "H100", "gpusPerTrial": 8, "nodes": 2},
         sweep={"maxTrials": 1, "parallelism": 1, "parameters": {}},
     )
-    cluster.apply(multi, namespace)
+
+
+def test_a_two_node_trial_is_a_jobset_with_one_indexed_pod_per_node(
+    cluster: LocalCluster, operator: OperatorProcess, jobset_crd: None, namespace: str
+) -> None:
+    cluster.apply(two_node_sweep("multi"), namespace)
     jobset: dict[str, Any] = wait_for(
         lambda: (items := cluster.get("jobsets", "-n", namespace)["items"]) and items[0], 60, "the trial's JobSet"
     )
@@ -66,12 +70,7 @@ def test_a_two_node_trial_is_a_jobset_with_one_indexed_pod_per_node(
 def test_a_failed_jobset_fails_its_trial_and_removing_jobset_leaves_the_operator_running(
     cluster: LocalCluster, operator: OperatorProcess, jobset_crd: None, namespace: str
 ) -> None:
-    multi = sweep(
-        "gone",
-        resources={"gpuType": "H100", "gpusPerTrial": 8, "nodes": 2},
-        sweep={"maxTrials": 1, "parallelism": 1, "parameters": {}},
-    )
-    cluster.apply(multi, namespace)
+    cluster.apply(two_node_sweep("gone"), namespace)
     wait_for(lambda: cluster.get("jobsets", "-n", namespace)["items"], 60, "the trial's JobSet")
     # Play the JobSet controller: the trial's JobSet fails.
     failed = {"type": "Failed", "status": "True", "reason": "FailedJobs", "message": "jobset trainer failed"}
