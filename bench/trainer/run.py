@@ -28,7 +28,7 @@ from testworld.tiny_model import build_tokenizer, corpus  # noqa: E402
 from testworld.trials import COMMERCE, metrics, run_trial, trial_spec  # noqa: E402
 
 # Llama 3.2 1B and Llama 3.1 8B (the architecture of Llama-3.1-Nemotron-Nano-8B), real vocabulary size.
-SHAPES: dict[str, dict[str, int]] = {
+SHAPES: dict[str, dict[str, Any]] = {
     "tiny": {"hidden_size": 64, "intermediate_size": 192, "num_hidden_layers": 2, "num_attention_heads": 4,
              "num_key_value_heads": 2, "vocab_size": 1024},
     "1b": {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16, "num_attention_heads": 32,
@@ -48,7 +48,6 @@ def build_base(dest: Path, shape: str, seed: int) -> int:
         **SHAPES[shape],
         max_position_embeddings=8192,
         rms_norm_eps=1e-5,
-        rope_theta=500000.0,
         tie_word_embeddings=False,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -57,10 +56,11 @@ def build_base(dest: Path, shape: str, seed: int) -> int:
     torch.manual_seed(seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     with torch.device(device):  # initialising 8B parameters on the CPU takes minutes
-        model = LlamaForCausalLM(config).to(torch.bfloat16)
+        model: Any = LlamaForCausalLM(config)
+        model = model.to(torch.bfloat16)
     model.save_pretrained(dest, safe_serialization=True)
     tokenizer.save_pretrained(dest)
-    params = sum(p.numel() for p in model.parameters())
+    params = int(sum(p.numel() for p in model.parameters()))
     del model
     if device == "cuda":
         torch.cuda.empty_cache()
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     if code != 0:
         return doc | {"result": result}
     m = metrics(str(work / "out"))
-    train_s = m["timings"]["trainer"]["train"] if "train" in m["timings"]["trainer"] else None
+    train_s = m["timings"]["trainer"].get("train")
     samples = args.steps * args.global_batch
     tokens = mean_tokens(args.method) * samples
     losses = [p["loss"] for p in m["lossCurve"]]
