@@ -87,7 +87,9 @@ async def raw_create_rate(cluster: LocalCluster, namespace: str, count: int) -> 
     jobs = [trialjob.trial_job(owner, t, spec, cfg) for t in plan("raw", spec)]
     for job in jobs:
         job["metadata"].pop("ownerReferences")  # no owner object exists for the raw creates
-        job["metadata"]["labels"].pop("adapterops.io/finetunejob")  # not the operator's: it must not react
+        # Not the operator's: neither the Job nor its pods may be watched by it.
+        job["metadata"]["labels"].pop("adapterops.io/finetunejob")
+        job["spec"]["template"]["metadata"]["labels"].pop("adapterops.io/finetunejob")
     limit = asyncio.Semaphore(trialjob_concurrency())
     async with client.ApiClient() as api:
         batch = client.BatchV1Api(api)
@@ -196,16 +198,21 @@ def run(cluster: LocalCluster, operator: OperatorProcess, args: argparse.Namespa
     # ---------------------------------------------------------------- P1
     raw, fanout = [], []
     for i in range(-1, args.repeat):  # round -1 warms both paths up and is not counted
-        ns = f"p1-raw-{i + 1}"
-        cluster.ensure_namespace(ns)
-        raw_rate = asyncio.run(raw_create_rate(cluster, ns, args.fanout))
-        ns = f"p1-op-{i + 1}"
-        cluster.ensure_namespace(ns)
-        op_rate = operator_fanout_rate(cluster, ns, args.fanout)
+        raw_ns, op_ns = f"p1-raw-{i + 1}", f"p1-op-{i + 1}"
+        cluster.ensure_namespace(raw_ns)
+        cluster.ensure_namespace(op_ns)
+        # Alternate which goes first, so neither always runs on a cluster still busy with the other's pods.
+        if i % 2:
+            op_rate = operator_fanout_rate(cluster, op_ns, args.fanout)
+            raw_rate = asyncio.run(raw_create_rate(cluster, raw_ns, args.fanout))
+        else:
+            raw_rate = asyncio.run(raw_create_rate(cluster, raw_ns, args.fanout))
+            op_rate = operator_fanout_rate(cluster, op_ns, args.fanout)
         if i >= 0:
             raw.append(raw_rate)
             fanout.append(op_rate)
-        cluster.kubectl("delete", "namespace", f"p1-raw-{i + 1}", f"p1-op-{i + 1}", "--wait=false")
+        # Each round starts on a quiet cluster: the last round's Jobs and pods are gone.
+        cluster.kubectl("delete", "namespace", raw_ns, op_ns, "--wait=true", "--timeout=300s")
     results["P1"] = {
         "raw_jobs_per_s": [round(r, 1) for r in raw],
         "operator_jobs_per_s": [round(f, 1) for f in fanout],

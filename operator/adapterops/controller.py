@@ -1,8 +1,8 @@
-"""The reconcile loop: work queues fed by kopf's watch events, workers that converge each object.
+"""The reconcile loop: work queues fed by watch events, workers that converge each object.
 
-kopf does the watching and keeps indices (in-memory views of our objects and their children, filled
-before any handler runs); the workers read those views, so a reconcile costs API calls only for
-what it changes.
+kopf watches our own kinds and keeps indices of them; adapterops.watches watches the children (label
+selected on the server). The workers read those in-memory views, so a reconcile costs API calls only
+for what it changes, and they start once every child watch has listed.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-from adapterops import events, finetune, trialjob
+from adapterops import events, finetune, serving, trialjob
 from adapterops.api import API_VERSION, FineTuneJobSpec
 from adapterops.conditions import get_condition
 from adapterops.config import Config
-from adapterops.engines import EngineWatch
 from adapterops.kube import ApiException, Kube
 from adapterops.metrics import (
     API_ERRORS,
@@ -32,6 +31,7 @@ from adapterops.metrics import (
 )
 from adapterops.rollout import Rollout
 from adapterops.sweep import PlannedTrial
+from adapterops.watches import ChildWatch, Summarize
 from adapterops.workqueue import Key, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,10 @@ class Controller:
     created: dict[Key, set[str]] = field(default_factory=dict)
     # The uid of the FineTuneJob whose trials ConfigMap is known to exist, per key.
     configmaps: dict[Key, str] = field(default_factory=dict)
-    # Multi-node trials by engine kind (JobSet, PyTorchJob), watched outside kopf.
-    engines: dict[str, EngineWatch] = field(default_factory=dict)
+    # Children by what they are: trial Jobs and pods, serving Deployments and pods.
+    children: dict[str, ChildWatch] = field(default_factory=dict)
+    # Multi-node trials by engine kind (JobSet, PyTorchJob); their API groups may come and go.
+    engines: dict[str, ChildWatch] = field(default_factory=dict)
     _groups: dict[str, tuple[bool, float]] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -76,14 +78,52 @@ class Controller:
         store = self.indices.get(index, {}).get(key)
         return next(iter(store), None) if store else None
 
-    def many(self, index: str, key: Key) -> list[dict[str, Any]]:
-        store = self.indices.get(index, {}).get(key)
-        return list(store) if store else []
-
     def __post_init__(self) -> None:
         self.rollout = Rollout(self)
 
     def start(self) -> None:
+        ns = self.config.namespaces
+
+        def watch(
+            api_version: str, kind: str, label: str, summarize: Summarize, owner: str, selector: str = ""
+        ) -> ChildWatch:
+            return ChildWatch(
+                kube=self.kube,
+                api_version=api_version,
+                kind=kind,
+                label=label,
+                selector=selector,
+                summarize=summarize,
+                on_change=functools.partial(self.enqueue, owner),
+                namespaces=ns,
+            )
+
+        job = trialjob.LABEL_JOB
+        self.children = {
+            "trial-jobs": watch("batch/v1", "Job", job, finetune.job_summary, "FineTuneJob"),
+            "trial-pods": watch(
+                "v1",
+                "Pod",
+                job,
+                functools.partial(finetune.pod_summary, container=trialjob.CONTAINER),
+                "FineTuneJob",
+                selector=f"{job},{trialjob.LABEL_COMPONENT}=trial",
+            ),
+            "serving-deployments": watch(
+                "apps/v1", "Deployment", serving.LABEL_MD, serving.deployment_summary, "ModelDeployment"
+            ),
+            "serving-pods": watch("v1", "Pod", serving.LABEL_MD, serving.pod_summary, "ModelDeployment"),
+        }
+        for engine, api_version in ENGINE_APIS.items():
+            self.engines[engine] = watch(api_version, engine, job, finetune.engine_summary, "FineTuneJob")
+            self.engines[engine].served = functools.partial(self.api_group_served, api_version.split("/")[0])
+        for w in [*self.children.values(), *self.engines.values()]:
+            self._tasks.append(asyncio.create_task(w.run()))
+        self._tasks.append(asyncio.create_task(self._start_workers()))
+
+    async def _start_workers(self) -> None:
+        """Workers start once every child watch has listed: an empty view would look like lost children."""
+        await asyncio.gather(*(w.synced.wait() for w in [*self.children.values(), *self.engines.values()]))
         reconcilers: dict[str, Callable[[Key], Awaitable[None]]] = {
             "FineTuneJob": self.reconcile_finetunejob,
             "ModelDeployment": self.reconcile_modeldeployment,
@@ -92,19 +132,6 @@ class Controller:
             queue = self.queues.setdefault(kind, WorkQueue())
             for _ in range(WORKERS_PER_KIND):
                 self._tasks.append(asyncio.create_task(queue.run_worker(self._guarded(kind, fn))))
-        for engine, api_version in ENGINE_APIS.items():
-            group = api_version.split("/")[0]
-            self.engines[engine] = EngineWatch(
-                kube=self.kube,
-                api_version=api_version,
-                kind=engine,
-                label=trialjob.LABEL_JOB,
-                summarize=finetune.engine_summary,
-                on_change=lambda key: self.enqueue("FineTuneJob", key),
-                served=functools.partial(self.api_group_served, group),
-                namespaces=self.config.namespaces,
-            )
-            self._tasks.append(asyncio.create_task(self.engines[engine].run()))
 
     async def stop(self) -> None:
         await self.rollout.close()
@@ -218,9 +245,9 @@ class Controller:
             return
         spec = acceptance.spec
         engine_trials = [t for watch in self.engines.values() for t in watch.items(key)]
-        jobs = {j["name"]: j for j in [*self.many("trial_job_index", key), *engine_trials]}
+        jobs = {j["name"]: j for j in [*self.children["trial-jobs"].items(key), *engine_trials]}
         pods_by_job: dict[str, list[dict[str, Any]]] = {}
-        for pod in self.many("trial_pod_index", key):
+        for pod in self.children["trial-pods"].items(key):
             pods_by_job.setdefault(pod["job"], []).append(pod)
         old_rows = {r["name"]: r for r in old.get("trials") or []}
         rows = [

@@ -68,11 +68,13 @@ class Rollout:
     # ------------------------------------------------------------------ observing
 
     def _deployments(self, key: Any) -> dict[str, dict[str, Any]]:
-        return {d["revision"]: d for d in self.ctl.many("serving_deployment_index", key)}
+        return {d["revision"]: d for d in self.ctl.children["serving-deployments"].items(key)}
 
     def _ready_pod(self, key: Any, revision: str) -> str | None:
         pods = [
-            p for p in self.ctl.many("serving_pod_index", key) if p["revision"] == revision and p["ready"] and p["ip"]
+            p
+            for p in self.ctl.children["serving-pods"].items(key)
+            if p["revision"] == revision and p["ready"] and p["ip"]
         ]
         return f"http://{sorted(pods, key=lambda p: p['name'])[0]['ip']}:{serving.PORT}" if pods else None
 

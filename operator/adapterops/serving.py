@@ -277,3 +277,26 @@ def route_backends(md: str, stable: str, canary: str | None, canary_weight: int)
     if canary:
         refs.append({"kind": "Service", "name": revision_name(md, canary), "port": PORT, "weight": canary_weight})
     return refs
+
+
+def deployment_summary(body: dict[str, Any]) -> dict[str, Any]:
+    """What the rollout needs of a revision's Deployment."""
+    labels = body["metadata"].get("labels") or {}
+    return {
+        "name": body["metadata"]["name"],
+        "revision": labels.get(LABEL_REVISION),
+        "replicas": (body.get("spec") or {}).get("replicas", 0),
+        "readyReplicas": (body.get("status") or {}).get("readyReplicas", 0),
+    }
+
+
+def pod_summary(body: dict[str, Any]) -> dict[str, Any]:
+    """What the rollout needs of a serving pod: where it answers, and whether it is ready and staying."""
+    status = body.get("status") or {}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    return {
+        "name": body["metadata"]["name"],
+        "revision": (body["metadata"].get("labels") or {}).get(LABEL_REVISION),
+        "ip": status.get("podIP"),
+        "ready": ready and not body["metadata"].get("deletionTimestamp"),
+    }

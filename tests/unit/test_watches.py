@@ -1,12 +1,12 @@
-"""The engine watches' view: what a listing or a watch event changes, and whom it tells."""
+"""The child watches' view: what a listing or a watch event changes, and whom it tells."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from adapterops.engines import EngineWatch
 from adapterops.finetune import engine_summary
 from adapterops.trialjob import LABEL_JOB
+from adapterops.watches import ChildWatch
 
 
 def jobset(name: str, job: str, uid: str, failed: bool = False) -> dict[str, Any]:
@@ -20,11 +20,11 @@ def jobset(name: str, job: str, uid: str, failed: bool = False) -> dict[str, Any
     }
 
 
-def watch(told: list[Any]) -> EngineWatch:
+def watch(told: list[Any]) -> ChildWatch:
     async def served() -> bool:
         return True
 
-    return EngineWatch(
+    return ChildWatch(
         kube=None,  # type: ignore[arg-type]  # not used by the view
         api_version="jobset.x-k8s.io/v1alpha2",
         kind="JobSet",
@@ -54,3 +54,23 @@ def test_watch_events_update_the_summary_and_deletion_removes_it() -> None:
     assert [t["conditions"]["Failed"]["status"] for t in view.items(("ml", "a"))] == ["True"]
     view._forget("", jobset("a-t00", "a", "1"))
     assert view.items(("ml", "a")) == [] and told == [("ml", "a")] * 3
+
+
+def test_an_update_that_leaves_the_summary_alone_tells_nobody() -> None:
+    told: list[Any] = []
+    view = watch(told)
+    view._remember("", jobset("a-t00", "a", "1"))
+    touched = jobset("a-t00", "a", "1")
+    touched["metadata"]["annotations"] = {"unrelated": "change"}  # e.g. another controller's annotation
+    view._remember("", touched)
+    assert told == [("ml", "a")]
+
+
+def test_synced_only_once_every_namespace_is_listed() -> None:
+    view = watch([])
+    view.namespaces = ("team-a", "team-b")
+    view._mark_listed("team-a")
+    assert not view.synced.is_set()
+    view._mark_listed("team-b")
+    view._mark_listed("team-b")  # a relisting after a 410 changes nothing
+    assert view.synced.is_set()

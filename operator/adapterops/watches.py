@@ -1,10 +1,16 @@
-"""Watches of the optional distributed engines' trials (JobSet, Kubeflow PyTorchJob).
+"""Watches of the operator's children (trial Jobs and pods, JobSets, PyTorchJobs, serving Deployments
+and pods), selected by label on the server and kept as small summaries per owner.
 
-These kinds come and go with their add-ons, and kopf cannot watch such a kind safely: when its CRD is
-removed while the operator runs, kopf re-opens the watch, gets 404 before its CRD observer stops the
-watcher, and stops the whole operator (kopf 1.45). So they are watched here: while the API group is
-not served, discovery is polled; while it is, list then watch; a 404 or 410 starts over. The view has
-the shape of a kopf index: (namespace, FineTuneJob name) -> trial summaries.
+Why not kopf: kopf watches a resource whole and filters by label in the client, so the operator would
+receive every pod of the cluster, and it runs its full per-object machinery (a worker per object, a deep
+copy of the body for its diff base, handlers in a thread pool) for each event. With hundreds of trial
+Jobs starting at once that per-event work, not the API server, limited the fan-out. Here an event costs a
+JSON parse, a summary and a queue insert. Also, kopf cannot watch a kind whose CRD may be removed at
+run time (kopf 1.45 stops the whole operator on the 404): while an optional API group (JobSet,
+PyTorchJob) is not served, discovery is polled; while it is, list then watch; a 404 or 410 starts over.
+
+The view has the shape of a kopf index: (namespace, owner name) -> summaries. `synced` is set once every
+watched namespace has been listed (or found not served), so the workers never act on an empty view.
 """
 
 from __future__ import annotations
@@ -23,27 +29,32 @@ from adapterops.workqueue import Key
 
 log = logging.getLogger(__name__)
 
+Summarize = Callable[[dict[str, Any]], dict[str, Any]]
+
 WATCH_SECONDS = 300  # the server closes each watch after this; it is reopened from the last version
 RETRY_SECONDS = 5.0
 
 
 @dataclass
-class EngineWatch:
+class ChildWatch:
     kube: Kube
     api_version: str
     kind: str
-    label: str  # the label naming the FineTuneJob; only labelled objects are watched
-    summarize: Callable[[dict[str, Any]], dict[str, Any]]
-    on_change: Callable[[Key], None]  # told the FineTuneJob whose trial changed (or vanished)
-    served: Callable[[], Awaitable[bool]]  # is the engine's API group installed
+    label: str  # the label naming the owner (FineTuneJob or ModelDeployment): the view's key
+    summarize: Summarize
+    on_change: Callable[[Key], None]  # told the owner whose child changed (or vanished)
+    selector: str = ""  # the server-side label selector; default: objects that carry `label`
+    served: Callable[[], Awaitable[bool]] | None = None  # is an optional API group installed (None: always)
     namespaces: tuple[str, ...] = ()  # empty: the whole cluster
-    poll_seconds: float = 30.0  # how often an absent engine's API group is looked for
-    # FineTuneJob key -> uid -> summary, per watched namespace ("" for cluster-wide).
+    poll_seconds: float = 30.0  # how often an absent API group is looked for
+    synced: asyncio.Event = field(default_factory=asyncio.Event)
+    # owner key -> uid -> summary, per watched namespace ("" for cluster-wide).
     _objects: dict[str, dict[Key, dict[str, dict[str, Any]]]] = field(default_factory=dict)
+    _listed: set[str] = field(default_factory=set)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def poke(self) -> None:
-        """Look for the API group now (the controller has just created one of this kind)."""
+        """Look for an absent API group now (the controller has just created one of this kind)."""
         self._wake.set()
 
     def items(self, key: Key) -> list[dict[str, Any]]:
@@ -55,13 +66,15 @@ class EngineWatch:
     async def _run_one(self, namespace: str) -> None:
         while True:
             try:
-                if not await self.served():
+                if self.served is not None and not await self.served():
                     self._replace(namespace, [])
+                    self._mark_listed(namespace)
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
                     continue
                 version = await self._list(namespace)
+                self._mark_listed(namespace)
                 await self._watch(namespace, version)
             except ApiException as exc:
                 if exc.status == 404:  # the CRD went away: its objects went with it
@@ -73,16 +86,27 @@ class EngineWatch:
                 log.warning("%s watch: %r; retrying", self.kind, exc)
                 await asyncio.sleep(RETRY_SECONDS)
 
+    def _mark_listed(self, namespace: str) -> None:
+        self._listed.add(namespace)
+        if len(self._listed) == len(self.namespaces or ("",)):
+            self.synced.set()
+
     def _path(self, namespace: str) -> str:
         return resource_path(self.api_version, self.kind, namespace or None)
 
     async def _list(self, namespace: str) -> str:
-        out = await self.kube.request("GET", self._path(namespace), query={"labelSelector": self.label})
+        out = await self.kube.request(
+            "GET", self._path(namespace), query={"labelSelector": self.selector or self.label}
+        )
         self._replace(namespace, out.get("items", []))
         return str(out["metadata"]["resourceVersion"])
 
     async def _watch(self, namespace: str, version: str) -> None:
-        query = {"labelSelector": self.label, "resourceVersion": version, "allowWatchBookmarks": "true"}
+        query = {
+            "labelSelector": self.selector or self.label,
+            "resourceVersion": version,
+            "allowWatchBookmarks": "true",
+        }
         while True:
             async for event in self.kube.watch(self._path(namespace), query, WATCH_SECONDS):
                 obj = event["object"]
@@ -100,8 +124,11 @@ class EngineWatch:
 
     def _remember(self, namespace: str, obj: dict[str, Any]) -> None:
         key = self._key(obj)
-        self._objects.setdefault(namespace, {}).setdefault(key, {})[obj["metadata"]["uid"]] = self.summarize(obj)
-        self.on_change(key)
+        by_uid = self._objects.setdefault(namespace, {}).setdefault(key, {})
+        summary = self.summarize(obj)
+        if by_uid.get(obj["metadata"]["uid"]) != summary:  # most updates touch nothing the reconcile reads
+            by_uid[obj["metadata"]["uid"]] = summary
+            self.on_change(key)
 
     def _forget(self, namespace: str, obj: dict[str, Any]) -> None:
         key = self._key(obj)
