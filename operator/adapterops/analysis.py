@@ -29,9 +29,11 @@ Methods (longer, with assumptions and the benchmark: bench/README.md):
   latency) and ``good = limit / 2``; a ceiling between bucket bounds is bracketed conservatively.
 * Judge (paired 0-5 scores): exact nonparametric testing by betting on ``D = canary - stable`` per
   prompt. Pass when ``prod(1 + l (D + max_drop)) >= 1/alpha`` (refutes any distribution with a mean drop
-  >= max_drop); Fail when ``prod(1 - l clip(D)) >= 1/beta`` (refutes "canary equals stable", under which
-  D is symmetric). Bets ``l`` use earlier pairs only, so pairs must be passed in judging order
-  (append-only). ``min_score``: the same mean test on canary scores against the floor.
+  >= max_drop); Fail when ``prod(1 + f sign(-D)) >= 1/beta`` (refutes "canary equals stable", under
+  which the sign of D is a fair coin given |D|; ``f = tanh(theta |D|)``, the Kelly bet against the
+  least favourable drop of max_drop). Bets use earlier pairs only (and the Fail bet |D| itself), so
+  pairs must be passed in judging order (append-only). ``min_score``: the same mean test on canary
+  scores against the floor.
 
 Never Pass without data: missing inputs (Prometheus or judge down), empty windows and too little stable
 reference data are Inconclusive and the message says which. Tolerances of 0 cannot be certified by a
@@ -72,11 +74,13 @@ MIN_EFFECT_RATIO = 1.02
 """A cut where the tolerated slowdown moves the tail share by less than 2 % cannot decide anything."""
 BET_CAP = 0.99
 """Largest bet as a fraction of the one that could lose everything on the worst possible score."""
-SYMMETRIC_CLIP = 0.4
-"""The Fail bet on paired differences clips them at 40% of the scale (2 points on 0-5)."""
 PRIOR_VAR = 1.0
 PRIOR_WEIGHT = 4.0
 """Variance of judge scores / differences assumed before data (0-5 scale), worth 4 observations."""
+DROP_PRIOR_WEIGHT = 20.0
+"""The judge's Fail bet targets max_drop; a larger observed drop counts once it outweighs 20 prompts."""
+MAGNITUDE_BINS = 200
+"""The Fail bet's tilt is solved on |D| rounded to 1/200 of the scale (at most 201 distinct values)."""
 
 
 @dataclass(frozen=True)
@@ -618,22 +622,76 @@ def _betting_log_wealth(xs: Sequence[float], target: float, lowest: float) -> fl
     return log_wealth
 
 
-def _bet_test(
-    xs_pass: list[float],
-    low_pass: float,
-    xs_fail: list[float],
-    low_fail: float,
-    gap: float,
-    alpha: float,
-    beta: float,
-) -> tuple[Verdict, float, float]:
-    w_pass = _betting_log_wealth(xs_pass, gap, low_pass)
-    w_fail = _betting_log_wealth(xs_fail, gap, low_fail)
+def _tilt(mags: list[tuple[float, float]], target: float, start: float, theta_max: float) -> float:
+    """theta with ``sum(c m tanh(theta m)) = target * sum(c)`` over (count c, magnitude m) pairs.
+
+    The left side is increasing and concave in theta: Newton's method from the first-order root (below
+    the exact one, as tanh(x) <= x) climbs monotonically to it, and a step from above lands below it,
+    so the previous prompt's theta is a safe warm start. Without a root (too few large differences for
+    the target): theta_max.
+    """
+    goal = target * sum(c for c, _ in mags)
+    low = goal / sum(c * m * m for c, m in mags)
+    theta = min(max(low, start), theta_max)
+    for _ in range(100):
+        g, slope = -goal, 0.0
+        for c, m in mags:
+            t = math.tanh(theta * m)
+            g += c * m * t
+            slope += c * m * m * (1.0 - t * t)
+        if slope <= 0.0:  # every tanh saturated
+            if g < 0.0:
+                return theta_max
+            theta = low
+            continue
+        new = max(low, theta - g / slope)
+        if new >= theta_max:
+            return theta_max
+        if abs(new - theta) <= 1e-9 * theta:
+            return new
+        theta = new
+    return theta
+
+
+def _sign_log_wealth(diffs: Sequence[float], drop: float, goal: float, score_max: float) -> float:
+    """log wealth of ``prod(1 + f_i sign(-D_i))``: evidence against "the canary equals stable".
+
+    Under that null the two answers to a prompt are exchangeable: given ``|D_i|`` and the earlier pairs,
+    the sign of ``D_i`` is a fair coin, so any fraction ``0 <= f_i < 1`` computed from them makes the
+    wealth an exact martingale. ``f_i = tanh(theta_i |D_i|)`` is the Kelly bet against the least
+    favourable alternative with a mean drop ``delta_i``: the signs tilted by ``exp(theta m)`` (the
+    closest to fair coins, given the magnitudes), theta solved on the magnitudes seen so far (rounded to
+    1/MAGNITUDE_BINS of the scale) and PRIOR_WEIGHT prompts of magnitude sqrt(PRIOR_VAR). ``delta_i`` is
+    max_drop, or the observed mean drop when larger (shrunk towards max_drop with the weight of
+    DROP_PRIOR_WEIGHT prompts). Capped at BET_CAP, and so that a win lands on ``goal`` rather than
+    beyond it (wealth above the threshold buys nothing; the smaller bet loses less): once at the
+    threshold, the wealth stays there.
+    """
+    step = score_max / MAGNITUDE_BINS
+    theta_max = 50.0 / drop
+    counts: dict[int, int] = {}
+    log_wealth, drop_sum, theta = 0.0, 0.0, 0.0
+    for n, d in enumerate(diffs):
+        m = abs(d)
+        if m > 0.0 and log_wealth < goal:
+            target = max(drop, (DROP_PRIOR_WEIGHT * drop + drop_sum) / (DROP_PRIOR_WEIGHT + n))
+            mags = [(PRIOR_WEIGHT, math.sqrt(PRIOR_VAR)), (float(counts.get(0, 0)), 0.0)]
+            mags += [(float(c), k * step) for k, c in counts.items() if k]
+            theta = _tilt(mags, target, theta, theta_max)
+            bet = min(math.tanh(theta * m), BET_CAP, math.expm1(goal - log_wealth + 1e-9))
+            log_wealth += math.log1p(bet if d < 0.0 else -bet)
+        k = round(m / step)
+        counts[k] = counts.get(k, 0) + 1
+        drop_sum -= d
+    return log_wealth
+
+
+def _decide(w_pass: float, w_fail: float, alpha: float, beta: float) -> Verdict:
     if w_fail >= math.log(1.0 / beta):
-        return FAIL, w_pass, w_fail
+        return FAIL
     if w_pass >= math.log(1.0 / alpha):
-        return PASS, w_pass, w_fail
-    return INCONCLUSIVE, w_pass, w_fail
+        return PASS
+    return INCONCLUSIVE
 
 
 def judge_verdict(
@@ -698,19 +756,11 @@ def judge_verdict(
     parts: list[tuple[Verdict, str]] = []
     if drop is not None:
         diffs = [c - s for s, c in valid]
-        clip = SYMMETRIC_CLIP * score_max
-        v, w_pass, w_fail = _bet_test(
-            [d + drop for d in diffs],
-            -score_max + drop,
-            # Fail refutes "canary equals stable": the two answers to a prompt are then exchangeable,
-            # D is symmetric and any odd, bounded function of it has mean 0 (or more when the canary is
-            # better), so clipping D keeps the test exact and allows larger bets.
-            [-max(-clip, min(clip, d)) for d in diffs],
-            -clip,
-            drop,
-            alpha,
-            beta / n_rules,
-        )
+        w_pass = _betting_log_wealth([d + drop for d in diffs], drop, -score_max + drop)
+        # Fail refutes "canary equals stable": the two answers to a prompt are then exchangeable, so
+        # the sign of each difference is a fair coin given its size, and bets on it may use the size.
+        w_fail = _sign_log_wealth(diffs, drop, math.log(1.0 / (beta / n_rules)), score_max)
+        v = _decide(w_pass, w_fail, alpha, beta / n_rules)
         parts.append(
             (
                 v,
@@ -728,15 +778,10 @@ def judge_verdict(
     if min_score is not None:
         margin = min(drop if drop is not None else 0.3, score_max - min_score)  # 0 at the top: never Pass
         floor_cs = [c for _, c in valid]
-        v, w_pass, w_fail = _bet_test(
-            [c - min_score for c in floor_cs],
-            -min_score,
-            [min_score + margin - c for c in floor_cs],
-            -(score_max - min_score - margin),
-            max(margin, MIN_DROP),
-            alpha,
-            beta / n_rules,
-        )
+        gap = max(margin, MIN_DROP)
+        w_pass = _betting_log_wealth([c - min_score for c in floor_cs], gap, -min_score)
+        w_fail = _betting_log_wealth([min_score + margin - c for c in floor_cs], gap, -(score_max - min_score - margin))
+        v = _decide(w_pass, w_fail, alpha, beta / n_rules)
         parts.append(
             (
                 v,

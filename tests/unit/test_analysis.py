@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import random
 from collections.abc import Callable
@@ -14,6 +15,8 @@ from adapterops.analysis import (
     INCONCLUSIVE,
     PASS,
     MetricVerdict,
+    _betting_log_wealth,
+    _sign_log_wealth,
     error_rate_verdict,
     judge_verdict,
     latency_verdict,
@@ -252,6 +255,68 @@ def test_judge_bad_configuration_raises() -> None:
         judge_verdict([], max_drop=None, min_score=None)
     with pytest.raises(ValueError):
         judge_verdict([], min_score=7.0)
+
+
+@pytest.mark.parametrize(
+    ("magnitudes", "goal"),
+    [
+        ([1.0, 2.0, 0.0, 1.0, 3.0, 1.0, 0.0, 2.0, 1.0, 4.0, 1.0, 2.0], math.log(4.0)),
+        ([0.05, 0.7, 0.0, 1.35, 0.05, 2.6, 0.45, 0.05, 0.9, 4.95, 0.2, 0.05], math.log(4.0)),  # non-integer
+        ([0.01] * 11 + [0.02, 5.0], math.log(4.0)),  # too small for a 0.3 drop: theta at its cap
+    ],
+)
+def test_judge_fail_wealth_is_an_exact_martingale_given_the_magnitudes(magnitudes: list[float], goal: float) -> None:
+    """Under "canary equals stable" each sign is a fair coin given |D|: averaged over all 2^n sign
+    patterns, the Fail wealth is exactly 1 (a bet that peeked at its own sign, or at later pairs'
+    effect on the drop estimate, would not average to 1)."""
+    total, hits = 0.0, 0
+    for signs in itertools.product((-1.0, 1.0), repeat=len(magnitudes)):
+        log_wealth = _sign_log_wealth([s * m for s, m in zip(signs, magnitudes, strict=True)], 0.3, goal, 5.0)
+        total += math.exp(log_wealth)
+        hits += log_wealth >= goal
+    patterns = 2 ** len(magnitudes)
+    assert total / patterns == pytest.approx(1.0, abs=1e-9)
+    assert 0 < hits / patterns <= math.exp(-goal)  # Ville's inequality; some patterns reach the goal
+
+
+def first_fail(diffs: list[float], wealth: Callable[[list[float]], float], goal: float) -> int:
+    """Prompts until the Fail wealth first reaches goal (len + 1 if never), by a scan of prefixes."""
+    for t in range(1, len(diffs) + 1):
+        if wealth(diffs[:t]) >= goal:
+            return t
+    return len(diffs) + 1
+
+
+def test_judge_fail_bet_decides_sooner_than_the_clipped_linear_bet() -> None:
+    """On a regression of exactly the tolerated drop, the magnitude-aware bet (tanh(theta |D|), no
+    overshoot) reaches the Fail threshold sooner than the previous bet on -clip(D, -2, 2)."""
+    rng = random.Random(11)
+    goal = math.log(20.0)
+
+    def new(ds: list[float]) -> float:
+        return _sign_log_wealth(ds, 0.3, goal, 5.0)
+
+    def old(ds: list[float]) -> float:
+        return _betting_log_wealth([-max(-2.0, min(2.0, d)) for d in ds], 0.3, -2.0)
+
+    t_new, t_old = [], []
+    for _ in range(200):
+        diffs = [c - s for s, c in judge_pairs(rng, 300, SHIFT_FOR_03_DROP) if s is not None and c is not None]
+        t_new.append(first_fail(diffs, new, goal))
+        t_old.append(first_fail(diffs, old, goal))
+    t_new.sort()
+    t_old.sort()
+    assert t_new[100] <= 0.95 * t_old[100], (t_new[100], t_old[100])  # medians (~56 vs ~62)
+
+
+def test_judge_fail_evidence_stops_at_the_threshold() -> None:
+    """A win that would overshoot 1/beta is sized to land on it, and no bet is made beyond it."""
+    rng = random.Random(3)
+    pairs = judge_pairs(rng, 300, -1.5)
+    verdicts = [judge_verdict(pairs[:t], max_drop=0.3).verdict for t in range(1, 301)]
+    first = verdicts.index(FAIL)
+    assert first < 40 and all(v == FAIL for v in verdicts[first:])
+    assert "evidence 20 >= 20" in judge_verdict(pairs, max_drop=0.3).message
 
 
 # --------------------------------------------------------------------------- never pass without data
