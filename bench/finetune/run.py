@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import re
@@ -32,7 +33,7 @@ from kubernetes_asyncio import client, config  # noqa: E402
 
 from adapterops import trialjob  # noqa: E402
 from adapterops.api import FineTuneJobSpec  # noqa: E402
-from adapterops.config import Config, GpuClass  # noqa: E402
+from adapterops.config import Config, load_gpu_classes  # noqa: E402
 from adapterops.sweep import plan  # noqa: E402
 from testworld.cluster import LocalCluster, OperatorProcess, wait_for  # noqa: E402
 
@@ -63,9 +64,10 @@ def sweep(name: str, trials: int, parallelism: int) -> dict[str, Any]:
     }
 
 
-async def raw_create_rate(cluster: LocalCluster, namespace: str, count: int) -> float:
+async def raw_create_rate(cluster: LocalCluster, namespace: str, count: int, gpu_classes: Path) -> float:
     """Jobs/s when the same Job manifests are created straight through the API, CREATE_CONCURRENCY at a time
-    (their pods are then created, scheduled and completed as the operator's are)."""
+    (built with the operator's own GPU class table, so their pods are scheduled and completed as the
+    operator's are)."""
     await config.load_kube_config(str(cluster.kubeconfig))
     owner = {
         "apiVersion": "adapterops.io/v1alpha1",
@@ -73,17 +75,7 @@ async def raw_create_rate(cluster: LocalCluster, namespace: str, count: int) -> 
         "metadata": {"name": "raw", "namespace": namespace, "uid": "00000000-0000-0000-0000-000000000000"},
     }
     spec = FineTuneJobSpec.model_validate(sweep("raw", count, count)["spec"])
-    cfg = Config(
-        gpu_classes={
-            "H100": GpuClass.model_validate(
-                {
-                    "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
-                    "pricePerHour": 4.5,
-                    "memoryGiB": 80,
-                }
-            )
-        }
-    )
+    cfg = Config(gpu_classes=load_gpu_classes(gpu_classes))
     jobs = [trialjob.trial_job(owner, t, spec, cfg) for t in plan("raw", spec)]
     for job in jobs:
         job["metadata"].pop("ownerReferences")  # no owner object exists for the raw creates
@@ -151,6 +143,14 @@ def operator_fanout_rate(cluster: LocalCluster, namespace: str, count: int) -> f
     return arrivals.rate(count)
 
 
+def round_finished(cluster: LocalCluster, raw_ns: str, op_ns: str, count: int) -> bool:
+    done = 0
+    for ns in (raw_ns, op_ns):
+        done += sum(1 for j in cluster.get("jobs", "-n", ns)["items"] if (j.get("status") or {}).get("succeeded"))
+    state = cluster.get("ftj", "fanout", "-n", op_ns).get("status", {}).get("state")
+    return done == 2 * count and state == "Succeeded"
+
+
 def peak_rss_mb(pid: int) -> float:
     text = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmHWM:\s+(\d+) kB", text).group(1)) / 1024  # type: ignore[union-attr]
@@ -197,22 +197,27 @@ def run(cluster: LocalCluster, operator: OperatorProcess, args: argparse.Namespa
     results: dict[str, Any] = {}
     # ---------------------------------------------------------------- P1
     raw, fanout = [], []
+    gpu_classes = operator.workdir / "gpu-classes.yaml"  # the chart's table, as the operator reads it
     for i in range(-1, args.repeat):  # round -1 warms both paths up and is not counted
         raw_ns, op_ns = f"p1-raw-{i + 1}", f"p1-op-{i + 1}"
-        cluster.ensure_namespace(raw_ns)
-        cluster.ensure_namespace(op_ns)
+        for ns in (raw_ns, op_ns):
+            cluster.ensure_namespace(ns)
+            cluster.kubectl("label", "namespace", ns, "adapterops.io/bench=p1", "--overwrite")
         # Alternate which goes first, so neither always runs on a cluster still busy with the other's pods.
         if i % 2:
             op_rate = operator_fanout_rate(cluster, op_ns, args.fanout)
-            raw_rate = asyncio.run(raw_create_rate(cluster, raw_ns, args.fanout))
+            raw_rate = asyncio.run(raw_create_rate(cluster, raw_ns, args.fanout, gpu_classes))
         else:
-            raw_rate = asyncio.run(raw_create_rate(cluster, raw_ns, args.fanout))
+            raw_rate = asyncio.run(raw_create_rate(cluster, raw_ns, args.fanout, gpu_classes))
             op_rate = operator_fanout_rate(cluster, op_ns, args.fanout)
         if i >= 0:
             raw.append(raw_rate)
             fanout.append(op_rate)
-        # Each round starts on a quiet cluster: the last round's Jobs and pods are gone.
-        cluster.kubectl("delete", "namespace", raw_ns, op_ns, "--wait=true", "--timeout=300s")
+        # Each round starts on a quiet cluster: every Job of this round finished, the sweep's status written.
+        # (Deleting the namespaces instead would keep the garbage collector busy through the next round.)
+        finished = functools.partial(round_finished, cluster, raw_ns, op_ns, args.fanout)
+        wait_for(finished, 300, f"round {i + 1} to finish", interval=2)
+    cluster.kubectl("delete", "namespace", "-l", "adapterops.io/bench=p1", "--wait=false")
     results["P1"] = {
         "raw_jobs_per_s": [round(r, 1) for r in raw],
         "operator_jobs_per_s": [round(f, 1) for f in fanout],
