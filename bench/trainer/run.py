@@ -24,7 +24,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "hack"), str(REPO / "operator"), str(REPO / "training-jobs")]
 
-from testworld.tiny_model import build_tokenizer, corpus  # noqa: E402
+from testworld.tiny_model import build_tokenizer, corpus, llama_config  # noqa: E402
 from testworld.trials import COMMERCE, metrics, run_trial, trial_spec  # noqa: E402
 
 # Llama 3.2 1B and Llama 3.1 8B (the architecture of Llama-3.1-Nemotron-Nano-8B), real vocabulary size.
@@ -41,18 +41,10 @@ SHAPES: dict[str, dict[str, Any]] = {
 def build_base(dest: Path, shape: str, seed: int) -> int:
     """Save a seeded random model of `shape` (bf16 safetensors) with the test tokenizer; returns its parameters."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     tokenizer = build_tokenizer(corpus())
-    config = LlamaConfig(
-        **SHAPES[shape],
-        max_position_embeddings=8192,
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=False,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    config = llama_config(tokenizer, **SHAPES[shape], max_position_embeddings=8192)
     torch.manual_seed(seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     with torch.device(device):  # initialising 8B parameters on the CPU takes minutes

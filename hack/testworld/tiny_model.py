@@ -75,11 +75,26 @@ def build_tokenizer(texts: list[str], vocab_size: int = 1024) -> Any:
     return fast
 
 
+def llama_config(tokenizer: Any, **shape: Any) -> Any:
+    """A Llama 3.1-style config (untied embeddings) of `shape`, with the tokenizer's special token ids."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **shape,
+    )
+
+
 def build_model(vocab_size: int, tokenizer: Any, seed: int, hidden: int = 64, layers: int = 2) -> Any:
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
-    config = LlamaConfig(
+    config = llama_config(
+        tokenizer,
         vocab_size=vocab_size,
         hidden_size=hidden,
         intermediate_size=hidden * 3,
@@ -87,11 +102,6 @@ def build_model(vocab_size: int, tokenizer: Any, seed: int, hidden: int = 64, la
         num_attention_heads=4,
         num_key_value_heads=2,  # grouped-query attention, as in Llama 3.1
         max_position_embeddings=1024,
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=False,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(seed)
     return LlamaForCausalLM(config)
