@@ -85,8 +85,15 @@ class Controller:
         ns = self.config.namespaces
 
         def watch(
-            api_version: str, kind: str, label: str, summarize: Summarize, owner: str, selector: str = ""
+            api_version: str,
+            kind: str,
+            label: str,
+            summarize: Summarize,
+            owner: str,
+            selector: str = "",
+            optional: bool = False,  # an add-on's kind: its API group is looked for first
         ) -> ChildWatch:
+            group = api_version.split("/")[0]
             return ChildWatch(
                 kube=self.kube,
                 api_version=api_version,
@@ -95,6 +102,7 @@ class Controller:
                 selector=selector,
                 summarize=summarize,
                 on_change=functools.partial(self.enqueue, owner),
+                served=functools.partial(self.api_group_served, group) if optional else None,
                 namespaces=ns,
             )
 
@@ -115,8 +123,9 @@ class Controller:
             "serving-pods": watch("v1", "Pod", serving.LABEL_MD, serving.pod_summary, "ModelDeployment"),
         }
         for engine, api_version in ENGINE_APIS.items():
-            self.engines[engine] = watch(api_version, engine, job, finetune.engine_summary, "FineTuneJob")
-            self.engines[engine].served = functools.partial(self.api_group_served, api_version.split("/")[0])
+            self.engines[engine] = watch(
+                api_version, engine, job, finetune.engine_summary, "FineTuneJob", optional=True
+            )
         for w in [*self.children.values(), *self.engines.values()]:
             self._tasks.append(asyncio.create_task(w.run()))
         self._tasks.append(asyncio.create_task(self._start_workers()))
