@@ -7,8 +7,8 @@ copy of the body for its diff base, handlers in a thread pool) for each event. W
 Jobs starting at once that per-event work, not the API server, limited the fan-out. Here an event costs a
 JSON parse, a summary and, when the summary changed, a queue insert. Also, kopf cannot watch a kind
 whose CRD may be removed at run time (kopf 1.45 stops the whole operator on the 404): while an optional
-API group (JobSet,
-PyTorchJob) is not served, discovery is polled; while it is, list then watch; a 404 or 410 starts over.
+API group (JobSet, PyTorchJob) is not served, discovery is polled; while it is, list then watch; a 404
+or 410 starts over.
 
 The view has the shape of a kopf index: (namespace, owner name) -> summaries. `synced` is set once every
 watched namespace has been listed (or found not served), so the workers never act on an empty view.
