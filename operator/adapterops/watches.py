@@ -4,11 +4,11 @@ and pods), selected by label on the server and kept as small summaries per owner
 Why not kopf: kopf watches a resource whole and filters by label in the client, so the operator would
 receive every pod of the cluster, and it runs its full per-object machinery (a worker per object, a deep
 copy of the body for its diff base, handlers in a thread pool) for each event. With hundreds of trial
-Jobs starting at once, that per-event work competes with the creates for the operator's one core. An event here costs a
-JSON parse, a summary and, when the summary changed, a queue insert. Also, kopf cannot watch a kind
-whose CRD may be removed at run time (kopf 1.45 stops the whole operator on the 404): while an optional
-API group (JobSet, PyTorchJob) is not served, discovery is polled; while it is, list then watch; a 404
-or 410 starts over.
+Jobs starting at once, that per-event work competes with the creates for the operator's one core. An
+event here costs a JSON parse, a summary and, when the summary changed, a queue insert. Also, kopf
+cannot watch a kind whose CRD may be removed at run time (kopf 1.45 stops the whole operator on the
+404): while an optional API group (JobSet, PyTorchJob) is not served, discovery is polled; while it is,
+list then watch; a 404 or 410 starts over.
 
 The view has the shape of a kopf index: (namespace, owner name) -> summaries. `synced` is set once every
 watched namespace has been listed (or found not served), so the workers never act on an empty view.
