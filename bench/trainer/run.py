@@ -38,12 +38,11 @@ SHAPES: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-def build_base(dest: Path, shape: str, seed: int) -> int:
-    """Save a seeded random model of `shape` (bf16 safetensors) with the test tokenizer; returns its parameters."""
+def build_base(dest: Path, shape: str, seed: int, tokenizer: Any) -> int:
+    """Save a seeded random model of `shape` (bf16 safetensors) with `tokenizer`; returns its parameters."""
     import torch
     from transformers import LlamaForCausalLM
 
-    tokenizer = build_tokenizer(corpus())
     config = llama_config(tokenizer, **SHAPES[shape], max_position_embeddings=8192)
     torch.manual_seed(seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -59,26 +58,23 @@ def build_base(dest: Path, shape: str, seed: int) -> int:
     return params
 
 
-def mean_tokens(method: str) -> float:
+def mean_tokens(method: str, tokenizer: Any) -> float:
     """Mean tokens per training example (chat template applied), to turn samples/s into tokens/s."""
-    tokenizer = build_tokenizer(corpus())
-    from testworld.tiny_model import CHAT_TEMPLATE
-
-    tokenizer.chat_template = CHAT_TEMPLATE
     path = COMMERCE / ("preference.jsonl" if method == "dpo" else "train.jsonl")
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if method == "dpo":  # prompt + chosen and prompt + rejected both go through the model
         texts = [2 * (r.get("system", "") + r["prompt"]) + r["chosen"] + r["rejected"] for r in rows]
-        return sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts) / len(texts)
-    texts = [tokenizer.apply_chat_template(r["messages"], tokenize=False) for r in rows]
+    else:
+        texts = [tokenizer.apply_chat_template(r["messages"], tokenize=False) for r in rows]
     return sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts) / len(texts)
 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     import torch
 
+    tokenizer = build_tokenizer(corpus())  # the test tokenizer, chat template included
     t0 = time.monotonic()
-    params = build_base(work / "base", args.shape, args.seed)
+    params = build_base(work / "base", args.shape, args.seed, tokenizer)
     built = time.monotonic() - t0
     dataset: dict[str, Any] = {"train": str(COMMERCE / "train.jsonl"), "format": "chat", "seed": 42}
     if args.method == "dpo":
@@ -113,7 +109,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     m = metrics(str(work / "out"))
     train_s = m["timings"]["trainer"].get("train")
     samples = args.steps * args.global_batch
-    tokens = mean_tokens(args.method) * samples
+    tokens = mean_tokens(args.method, tokenizer) * samples
     losses = [p["loss"] for p in m["lossCurve"]]
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return doc | {
