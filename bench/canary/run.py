@@ -30,8 +30,8 @@ import sim
 from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "operator"))
-from adapterops import analysis
-from adapterops.analysis import judge_verdict, latency_verdict
+from adapterops.analysis import statistics as analysis
+from adapterops.analysis.statistics import judge_verdict, latency_verdict
 
 ALPHA = BETA = 0.05  # false promotion, false rollback
 INCREASE = 100.0 * (sim.SLOWDOWN - 1.0)

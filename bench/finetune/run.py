@@ -31,10 +31,10 @@ sys.path[:0] = [str(REPO / "hack"), str(REPO / "operator"), str(REPO / "training
 import yaml  # noqa: E402
 from kubernetes_asyncio import client, config  # noqa: E402
 
-from adapterops import trialjob  # noqa: E402
-from adapterops.api import FineTuneJobSpec  # noqa: E402
+from adapterops.api.finetunejob import FineTuneJobSpec  # noqa: E402
 from adapterops.config import Config, load_gpu_classes  # noqa: E402
-from adapterops.sweep import plan  # noqa: E402
+from adapterops.finetune import builders as trialjob  # noqa: E402
+from adapterops.finetune.plan import plan  # noqa: E402
 from testworld.cluster import LocalCluster, OperatorProcess, wait_for  # noqa: E402
 
 STAGE = Path(__file__).with_name("pod-complete-trial.yaml")
@@ -96,7 +96,7 @@ async def raw_create_rate(cluster: LocalCluster, namespace: str, count: int, gpu
 
 
 def trialjob_concurrency() -> int:
-    from adapterops.controller import CREATE_CONCURRENCY
+    from adapterops.runtime.manager import CREATE_CONCURRENCY
 
     return CREATE_CONCURRENCY
 

@@ -9,8 +9,8 @@ import sys
 import kopf
 from prometheus_client import start_http_server
 
-from adapterops import handlers  # noqa: F401  (registers the handlers)
 from adapterops.config import Config, ConfigError
+from adapterops.runtime import handlers  # noqa: F401  (registers the handlers)
 
 
 def main() -> int:

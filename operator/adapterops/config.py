@@ -30,7 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from adapterops.api import Toleration
+from adapterops.api.common import Toleration
 
 
 class GpuClass(BaseModel):

@@ -20,7 +20,9 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema, to_jsonable_python
 
-from adapterops import api
+from adapterops.api import kinds as api
+from adapterops.api.finetunejob import FineTuneJob
+from adapterops.api.modeldeployment import ModelDeployment
 
 REPO = Path(__file__).resolve().parents[2]
 OUTPUT_DIRS = (REPO / "charts" / "adapterops" / "files" / "crds", REPO / "manifests" / "base" / "crds")
@@ -122,7 +124,7 @@ def _condition_column(type_: str) -> dict[str, Any]:
 
 KINDS: dict[str, dict[str, Any]] = {
     "FineTuneJob": {
-        "model": api.FineTuneJob,
+        "model": FineTuneJob,
         "plural": "finetunejobs",
         "short": ["ftj"],
         "columns": [
@@ -135,7 +137,7 @@ KINDS: dict[str, dict[str, Any]] = {
         ],
     },
     "ModelDeployment": {
-        "model": api.ModelDeployment,
+        "model": ModelDeployment,
         "plural": "modeldeployments",
         "short": ["mdep"],
         "columns": [

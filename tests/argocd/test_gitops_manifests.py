@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
-from adapterops.api import FineTuneJob, ModelDeployment
+from adapterops.api.finetunejob import FineTuneJob
+from adapterops.api.modeldeployment import ModelDeployment
 from adapterops.config import Config, load_gpu_classes
-from adapterops.sweep import plan
-from adapterops.trialjob import KUEUE_QUEUE_LABEL, trial_job
+from adapterops.finetune.builders import KUEUE_QUEUE_LABEL, trial_job
+from adapterops.finetune.plan import plan
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from adapterops import metrics
+from adapterops.runtime import metrics
 from testworld.cluster import CHART
 
 HERE = Path(__file__).resolve().parent

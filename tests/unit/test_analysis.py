@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from adapterops.analysis import (
+from adapterops.analysis.statistics import (
     FAIL,
     INCONCLUSIVE,
     PASS,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from adapterops import cli
+from adapterops.cli import main as cli
 
 
 def merge(target: dict[str, Any], patch: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from adapterops import cli
+from adapterops.cli import main as cli
 
 NOW = datetime(2026, 11, 25, 22, 0, 0, tzinfo=UTC)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from adapterops import cli
+from adapterops.cli import main as cli
 
 NOW = datetime(2026, 11, 25, 22, 0, 0, tzinfo=UTC)
 SVG = "{http://www.w3.org/2000/svg}"

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from adapterops.conditions import set_condition
+from adapterops.runtime.conditions import set_condition
 
 
 def test_transition_time_moves_only_when_status_changes() -> None:
@@ -15,7 +15,7 @@ def test_transition_time_moves_only_when_status_changes() -> None:
 
 
 def test_merge_patch_nulls_removed_keys_at_any_depth() -> None:
-    from adapterops.controller import merge_patch
+    from adapterops.runtime.manager import merge_patch
 
     old = {"canary": {"revision": "a"}, "cost": {"stable": 1, "canary": 2}, "weight": 10, "same": [1]}
     new = {"cost": {"stable": 1}, "weight": 0, "same": [1]}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapterops import finetune
-from adapterops.api import FineTuneJobSpec
-from adapterops.sweep import plan
+from adapterops.api.finetunejob import FineTuneJobSpec
+from adapterops.finetune import observe as finetune
+from adapterops.finetune.plan import plan
 from adapterops_train.spec import JudgeSummary, TrialResult
 
 SPEC = FineTuneJobSpec.model_validate(

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from adapterops.api import FineTuneJobSpec
-from adapterops.sweep import PlanError, plan, trial_name
+from adapterops.api.finetunejob import FineTuneJobSpec
+from adapterops.finetune.plan import PlanError, plan, trial_name
 
 
 def spec(**sweep: Any) -> FineTuneJobSpec:

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from adapterops.api import Scheduler, Training
+from adapterops.api.finetunejob import Scheduler, Training
 from adapterops_train.hyper import (
     HyperparameterError,
     expected_learning_rate,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from adapterops import trialjob
-from adapterops.api import FineTuneJobSpec
+from adapterops.api.finetunejob import FineTuneJobSpec
 from adapterops.config import Config, GpuClass
-from adapterops.sweep import plan
+from adapterops.finetune import builders as trialjob
+from adapterops.finetune.plan import plan
 
 CONFIG = Config(
     gpu_classes={

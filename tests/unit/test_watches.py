@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapterops.finetune import engine_summary
-from adapterops.trialjob import LABEL_JOB
-from adapterops.watches import ChildWatch
+from adapterops.finetune.builders import LABEL_JOB
+from adapterops.finetune.observe import engine_summary
+from adapterops.runtime.informer import ChildWatch
 
 
 def jobset(name: str, job: str, uid: str, failed: bool = False) -> dict[str, Any]:

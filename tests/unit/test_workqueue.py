@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from adapterops.workqueue import WorkQueue
+from adapterops.runtime.workqueue import WorkQueue
 
 
 async def test_events_for_one_key_coalesce_and_never_overlap() -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from adapterops.api import HF_TARGET_MODULES, NEMO_TARGET_MODULES, Training
+from adapterops.api.common import HF_TARGET_MODULES, NEMO_TARGET_MODULES
+from adapterops.api.finetunejob import Training
 
 # NeMo/Megatron fuses Llama's projections: one NeMo module covers several Hugging Face modules.
 NEMO_TO_HF: dict[str, tuple[str, ...]] = {

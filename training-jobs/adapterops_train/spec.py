@@ -15,7 +15,8 @@ from typing import Any, Final, Literal
 
 from pydantic import Field
 
-from adapterops.api import ApiModel, BaseModelRef, Dataset, Evaluation, Lora, Training
+from adapterops.api.common import ApiModel, BaseModelRef
+from adapterops.api.finetunejob import Dataset, Evaluation, Lora, Training
 
 TRIAL_SPEC_VERSION: Final = "adapterops.io/trial-spec/v1"
 RESULT_VERSION: Final = 1

@@ -13,9 +13,9 @@ import json
 import math
 from typing import Any
 
-from adapterops.api import ModelDeploymentSpec
+from adapterops.api.modeldeployment import ModelDeploymentSpec
 from adapterops.config import Config
-from adapterops.trialjob import owner_reference
+from adapterops.finetune.builders import owner_reference
 from adapterops_train.spec import PVC_ROOT
 
 LABEL_MD = "adapterops.io/modeldeployment"

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from adapterops.api import API_VERSION, FineTuneJobSpec
+from adapterops.api.finetunejob import FineTuneJobSpec
+from adapterops.api.kinds import API_VERSION
 from adapterops.config import Config, GpuClass
-from adapterops.sweep import PlannedTrial
+from adapterops.finetune.plan import PlannedTrial
 from adapterops_train.spec import EXIT_PERMANENT, JUDGE_API_KEY_PATH, PVC_ROOT, TRIAL_SPEC_PATH, TrialSpec
 
 LABEL_JOB = "adapterops.io/finetunejob"

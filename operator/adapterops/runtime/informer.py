@@ -25,8 +25,8 @@ from typing import Any
 
 import aiohttp
 
-from adapterops.kube import ApiException, Kube, resource_path
-from adapterops.workqueue import Key
+from adapterops.runtime.client import ApiException, Kube, resource_path
+from adapterops.runtime.workqueue import Key
 
 log = logging.getLogger(__name__)
 

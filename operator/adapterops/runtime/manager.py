@@ -15,12 +15,19 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-from adapterops import events, finetune, serving, trialjob
-from adapterops.api import API_VERSION, FineTuneJobSpec
-from adapterops.conditions import get_condition
+from adapterops.api.finetunejob import FineTuneJobSpec
+from adapterops.api.kinds import API_VERSION
 from adapterops.config import Config
-from adapterops.kube import ApiException, Kube
-from adapterops.metrics import (
+from adapterops.deploy import builders as serving
+from adapterops.deploy.reconciler import Rollout
+from adapterops.finetune import builders as trialjob
+from adapterops.finetune import observe as finetune
+from adapterops.finetune.plan import PlannedTrial
+from adapterops.runtime import events
+from adapterops.runtime.client import ApiException, Kube
+from adapterops.runtime.conditions import get_condition
+from adapterops.runtime.informer import ChildWatch, Summarize
+from adapterops.runtime.metrics import (
     API_ERRORS,
     BEST_SCORE,
     RECONCILE_ERRORS,
@@ -29,10 +36,7 @@ from adapterops.metrics import (
     forget,
     set_gauge,
 )
-from adapterops.rollout import Rollout
-from adapterops.sweep import PlannedTrial
-from adapterops.watches import ChildWatch, Summarize
-from adapterops.workqueue import Key, WorkQueue
+from adapterops.runtime.workqueue import Key, WorkQueue
 
 log = logging.getLogger(__name__)
 

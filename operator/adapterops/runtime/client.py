@@ -14,7 +14,7 @@ from typing import Any
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from adapterops.metrics import API_REQUESTS
+from adapterops.runtime.metrics import API_REQUESTS
 
 FIELD_MANAGER = "adapterops"
 

@@ -14,11 +14,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from adapterops.api import FineTuneJobSpec
-from adapterops.conditions import set_condition
+from adapterops.api.finetunejob import FineTuneJobSpec
 from adapterops.config import Config
-from adapterops.sweep import PlanError, PlannedTrial, plan
-from adapterops.trialjob import LABEL_TRIAL
+from adapterops.finetune.builders import LABEL_TRIAL
+from adapterops.finetune.plan import PlanError, PlannedTrial, plan
+from adapterops.runtime.conditions import set_condition
 from adapterops_train.spec import TERMINATION_MESSAGE_LIMIT, TrialResult
 
 TERMINAL = ("Succeeded", "Failed")

@@ -15,9 +15,9 @@ from typing import Any
 
 import httpx
 
-from adapterops import analysis
-from adapterops.analysis import MetricVerdict
-from adapterops.api import JudgeAnalysis, ModelDeploymentSpec
+from adapterops.analysis import statistics as analysis
+from adapterops.analysis.statistics import MetricVerdict
+from adapterops.api.modeldeployment import JudgeAnalysis, ModelDeploymentSpec
 from adapterops_train.judge import JudgeClient, JudgeConfig, rubric_text
 
 log = logging.getLogger(__name__)

@@ -12,10 +12,10 @@ from typing import Any
 
 import kopf
 
-from adapterops.api import GROUP, VERSION
+from adapterops.api.kinds import GROUP, VERSION
 from adapterops.config import Config
-from adapterops.controller import Controller
-from adapterops.kube import Kube
+from adapterops.runtime.client import Kube
+from adapterops.runtime.manager import Controller
 
 FINALIZER = f"{GROUP}/finalizer"
 

@@ -23,10 +23,13 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import httpx
 
-from adapterops import canary, deploy, events, serving
-from adapterops.api import ModelDeploymentSpec
-from adapterops.conditions import now_iso, set_condition
-from adapterops.metrics import (
+from adapterops.analysis import run as canary
+from adapterops.api.modeldeployment import ModelDeploymentSpec
+from adapterops.deploy import acceptance as deploy
+from adapterops.deploy import builders as serving
+from adapterops.runtime import events
+from adapterops.runtime.conditions import now_iso, set_condition
+from adapterops.runtime.metrics import (
     ANALYSIS_THRESHOLD,
     ANALYSIS_VALUE,
     ANALYSIS_VERDICT,
@@ -39,7 +42,7 @@ from adapterops.metrics import (
 )
 
 if TYPE_CHECKING:
-    from adapterops.controller import Controller
+    from adapterops.runtime.manager import Controller
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 2.0

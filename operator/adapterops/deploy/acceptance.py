@@ -9,10 +9,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from adapterops import serving
-from adapterops.api import ModelDeploymentSpec
-from adapterops.conditions import set_condition
+from adapterops.api.modeldeployment import ModelDeploymentSpec
 from adapterops.config import Config
+from adapterops.deploy import builders as serving
+from adapterops.runtime.conditions import set_condition
 
 HISTORY_LIMIT = 10
 

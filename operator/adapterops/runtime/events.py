@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
-from adapterops.conditions import now_iso
-from adapterops.kube import ApiException, Kube
+from adapterops.runtime.client import ApiException, Kube
+from adapterops.runtime.conditions import now_iso
 
 log = logging.getLogger(__name__)
 

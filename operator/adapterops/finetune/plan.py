@@ -15,7 +15,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from adapterops.api import SWEEPABLE_PARAMETERS, FineTuneJobSpec, SweepParameter
+from adapterops.api.common import SWEEPABLE_PARAMETERS
+from adapterops.api.finetunejob import FineTuneJobSpec, SweepParameter
 
 MAX_NAME = 63  # Job names become pod label values (job-name), limited to 63 characters
 

@@ -1,151 +1,29 @@
-"""The AdapterOps API (`adapterops.io/v1alpha1`): FineTuneJob and ModelDeployment.
-
-These pydantic models are the single source of truth: `adapterops.crdgen` turns them into the CRD
-YAML shipped in the chart and the kustomize base (descriptions, defaults and CEL rules included),
-and the operator parses every object it reconciles with them.
-
-CEL rules live next to the fields they guard (`cel(...)`); they hold every invariant that can be
-checked on one object. What needs the cluster (GPU classes, queues, referenced jobs) is checked by
-the operator and reported in the `Accepted` condition.
-"""
+"""FineTuneJob (`ftj`): a LoRA fine-tuning sweep, its trials and champion."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict, Field
 
-GROUP = "adapterops.io"
-VERSION = "v1alpha1"
-API_VERSION: Final = "adapterops.io/v1alpha1"
-
-# Ranks that both vLLM (`--max-lora-rank` choices) and NIM (any rank <= NIM_MAX_LORA_RANK) can serve.
-SERVABLE_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
-# LoRA target modules: NeMo/Megatron names and their Hugging Face (Llama) equivalents.
-NEMO_TARGET_MODULES = ("linear_qkv", "linear_proj", "linear_fc1", "linear_fc2")
-HF_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-# Dotted spec paths a sweep may vary, with the kind of value each takes.
-SWEEPABLE_PARAMETERS: dict[str, str] = {
-    "training.learningRate": "number",
-    "training.optimizer": "string",
-    "training.weightDecay": "number",
-    "training.scheduler.warmupSteps": "integer",
-    "training.scheduler.minLearningRate": "number",
-    "training.globalBatchSize": "integer",
-    "training.microBatchSize": "integer",
-    "training.maxSteps": "integer",
-    "training.epochs": "number",
-    "training.seed": "integer",
-    "lora.rank": "integer",
-    "lora.alpha": "integer",
-    "lora.dropout": "number",
-}
-
-
-def cel(*rules: tuple[str, str], **extra: Any) -> dict[str, Any]:
-    """`json_schema_extra` carrying CEL rules as (rule, message) pairs."""
-    out: dict[str, Any] = dict(extra)
-    out["x-kubernetes-validations"] = [{"rule": r, "message": m} for r, m in rules]
-    return out
-
-
-def immutable(field: str) -> dict[str, Any]:
-    return cel(("self == oldSelf", f"{field} is immutable; create a new object to change it"))
-
-
-def _list_in(values: tuple[Any, ...]) -> str:
-    return "[" + ", ".join(f"'{v}'" if isinstance(v, str) else str(v) for v in values) + "]"
-
-
-class ApiModel(BaseModel):
-    """Base for API models: camelCase on the wire, unknown fields refused (the CRD prunes them)."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-
-# --------------------------------------------------------------------------- shared pieces
-
-
-class SecretKeyRef(ApiModel):
-    """A key of a Secret in the object's namespace."""
-
-    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
-    key: str = Field(min_length=1, max_length=253, description="Key inside the Secret's data.")
-
-
-class LocalObjectReference(ApiModel):
-    name: str = Field(min_length=1, max_length=253, description="Name of the object in the same namespace.")
-
-
-class Toleration(ApiModel):
-    """A Kubernetes toleration, added to the pods' GPU-class tolerations."""
-
-    key: str | None = Field(default=None, max_length=316, description="Taint key the toleration applies to.")
-    operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal (default Equal).")
-    value: str | None = Field(default=None, max_length=63, description="Taint value, with operator Equal.")
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
-        default=None, description="Taint effect to tolerate; empty tolerates all effects."
-    )
-    toleration_seconds: int | None = Field(
-        default=None, description="With effect NoExecute: how long the pod stays bound after the taint."
-    )
-
-
-class BaseModelRef(ApiModel):
-    """The base model the LoRA adapters are trained for and served on."""
-
-    name: str = Field(
-        min_length=1,
-        max_length=253,
-        description="Model name as the serving engine knows it, e.g. nvidia/Llama-3.1-Nemotron-Nano-8B-v1.",
-    )
-    uri: str | None = Field(
-        default=None,
-        max_length=2048,
-        description=(
-            "Where the base checkpoint is read from: s3://bucket/prefix, pvc://claim/path or an absolute "
-            "path mounted into the pod. Nothing is downloaded from a model hub at run time."
-        ),
-        json_schema_extra=cel(
-            (
-                "self.startsWith('s3://') || self.startsWith('pvc://') || self.startsWith('/')",
-                "baseModel.uri must start with s3://, pvc:// or / (a mounted path)",
-            )
-        ),
-    )
-
-
-class Condition(ApiModel):
-    """A metav1.Condition."""
-
-    type: str = Field(max_length=316, description="Condition type, PascalCase (Accepted, Running, Ready...).")
-    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
-    reason: str = Field(max_length=1024, description="CamelCase reason for the last transition.")
-    message: str = Field(default="", max_length=32768, description="Human-readable detail.")
-    last_transition_time: datetime = Field(description="When the status last changed.")
-    observed_generation: int | None = Field(
-        default=None, description="The .metadata.generation this condition was computed from."
-    )
-
-
-Conditions = Annotated[
-    list[Condition],
-    Field(
-        default_factory=list,
-        description="Current state, one entry per condition type.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    ),
-]
-
-URI_RULE = (
-    "self.startsWith('s3://') || self.startsWith('pvc://') || self.startsWith('/')",
-    "must start with s3://, pvc:// or / (a path mounted into the pod)",
+from adapterops.api.common import (
+    HF_TARGET_MODULES,
+    NEMO_TARGET_MODULES,
+    SERVABLE_LORA_RANKS,
+    SWEEPABLE_PARAMETERS,
+    URI_RULE,
+    ApiModel,
+    BaseModelRef,
+    Conditions,
+    LocalObjectReference,
+    SecretKeyRef,
+    Toleration,
+    cel,
+    cel_list,
+    immutable,
 )
-
-
-# --------------------------------------------------------------------------- FineTuneJob
+from adapterops.api.kinds import API_VERSION
 
 
 class Dataset(ApiModel):
@@ -187,7 +65,7 @@ class Lora(ApiModel):
         description=f"LoRA rank (dim). One of {list(SERVABLE_LORA_RANKS)}: ranks NIM and vLLM can serve.",
         json_schema_extra=cel(
             (
-                f"self in {_list_in(SERVABLE_LORA_RANKS)}",
+                f"self in {cel_list(SERVABLE_LORA_RANKS)}",
                 f"lora.rank must be one of {list(SERVABLE_LORA_RANKS)} (ranks NIM and vLLM can serve)",
             )
         ),
@@ -208,7 +86,7 @@ class Lora(ApiModel):
         ),
         json_schema_extra=cel(
             (
-                f"self.all(m, m in {_list_in(NEMO_TARGET_MODULES + HF_TARGET_MODULES)})",
+                f"self.all(m, m in {cel_list(NEMO_TARGET_MODULES + HF_TARGET_MODULES)})",
                 "lora.targetModules accepts " + ", ".join(NEMO_TARGET_MODULES + HF_TARGET_MODULES),
             )
         ),
@@ -299,7 +177,7 @@ class SweepParameter(ApiModel):
     )
 
 
-_RANKS_AS_NUMBERS = _list_in(tuple(float(r) for r in SERVABLE_LORA_RANKS))
+_RANKS_AS_NUMBERS = cel_list(tuple(float(r) for r in SERVABLE_LORA_RANKS))
 _sweep_paths = ", ".join(SWEEPABLE_PARAMETERS)
 
 
@@ -346,7 +224,7 @@ class Sweep(ApiModel):
             "maxProperties": 13,
             **cel(
                 (
-                    f"self.all(p, p in {_list_in(tuple(SWEEPABLE_PARAMETERS))})",
+                    f"self.all(p, p in {cel_list(tuple(SWEEPABLE_PARAMETERS))})",
                     f"sweep.parameters keys must be one of: {_sweep_paths}",
                 )
             ),
@@ -609,320 +487,3 @@ class FineTuneJob(ApiModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     spec: FineTuneJobSpec
     status: FineTuneJobStatus = Field(default_factory=FineTuneJobStatus)
-
-
-# --------------------------------------------------------------------------- ModelDeployment
-
-
-class EnvVarSource(ApiModel):
-    secret_key_ref: SecretKeyRef | None = Field(default=None, description="Value from a Secret key.")
-
-
-class EnvVar(ApiModel):
-    """An environment variable of the serving container."""
-
-    model_config = ConfigDict(
-        json_schema_extra=cel(
-            (
-                "has(self.value) != has(self.valueFrom)",
-                "runtime.env entries set exactly one of value or valueFrom",
-            )
-        )
-    )
-
-    name: str = Field(min_length=1, max_length=256, description="Variable name.")
-    value: str | None = Field(default=None, max_length=32768, description="Literal value (not for secrets).")
-    value_from: EnvVarSource | None = Field(default=None, description="Value from a Secret key.")
-
-
-class Runtime(ApiModel):
-    """The serving engine and its placement."""
-
-    engine: Literal["nim", "vllm"] = Field(default="nim", description="nim (NVIDIA NIM for LLMs) or vllm.")
-    image: str | None = Field(
-        default=None,
-        max_length=1024,
-        description="Serving image; default from the operator's config per engine.",
-    )
-    tensor_parallel_size: Literal[1, 2, 4, 8] = Field(
-        default=1, description="GPUs per replica the model is sharded over: 1, 2, 4 or 8."
-    )
-    gpu_type: str = Field(
-        default="H100", min_length=1, max_length=63, description="GPU class from the operator's table."
-    )
-    replicas: int = Field(default=1, ge=1, le=64, description="Serving replicas of the stable revision.")
-    max_lora_rank: int = Field(
-        default=32,
-        description="Largest adapter rank the engine reserves memory for (NIM_MAX_LORA_RANK / --max-lora-rank).",
-        json_schema_extra=cel(
-            (
-                f"self in {_list_in(SERVABLE_LORA_RANKS)}",
-                f"runtime.maxLoraRank must be one of {list(SERVABLE_LORA_RANKS)}",
-            )
-        ),
-    )
-    image_pull_secrets: list[LocalObjectReference] = Field(
-        default_factory=list, max_length=8, description="Secrets for pulling the image (e.g. nvcr.io)."
-    )
-    api_key_secret_ref: SecretKeyRef | None = Field(
-        default=None, description="Secret key with the NGC API key (NIM: NGC_API_KEY)."
-    )
-    env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra environment.")
-    args: list[Annotated[str, Field(max_length=1024)]] = Field(
-        default_factory=list, max_length=64, description="Extra engine arguments."
-    )
-
-
-class AdapterSource(ApiModel):
-    """One LoRA adapter to serve, by the model name clients request."""
-
-    model_config = ConfigDict(
-        json_schema_extra=cel(
-            (
-                "has(self.fineTuneJobRef) != has(self.uri)",
-                "each adapter sets exactly one of fineTuneJobRef or uri",
-            )
-        )
-    )
-
-    name: str = Field(
-        min_length=1,
-        max_length=63,
-        pattern=r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$",
-        description="Served model name: clients send it as `model` in OpenAI requests.",
-    )
-    fine_tune_job_ref: LocalObjectReference | None = Field(
-        default=None, description="Follow this FineTuneJob's champion: a new champion starts a canary."
-    )
-    uri: str | None = Field(
-        default=None,
-        max_length=2048,
-        description="A fixed adapter location (s3://, pvc://claim/path or a mounted path).",
-        json_schema_extra=cel((URI_RULE[0], "adapters[].uri " + URI_RULE[1])),
-    )
-
-
-class LatencyAnalysis(ApiModel):
-    """Latency check from the engine's request-latency histogram in Prometheus."""
-
-    model_config = ConfigDict(
-        json_schema_extra=cel(
-            (
-                "has(self.maxSeconds) || has(self.maxIncreasePercent)",
-                "canary.analysis.latency sets maxSeconds, maxIncreasePercent or both",
-            )
-        )
-    )
-
-    quantile: float = Field(
-        default=0.95,
-        description="Latency quantile compared, in (0, 1).",
-        json_schema_extra=cel(("self > 0.0 && self < 1.0", "latency.quantile must be in (0, 1)")),
-    )
-    max_seconds: float | None = Field(default=None, gt=0, description="Absolute ceiling for the canary.")
-    max_increase_percent: float | None = Field(
-        default=None, ge=0, description="Largest allowed increase over the stable revision, in percent (e.g. 10)."
-    )
-    prometheus_url: str | None = Field(
-        default=None, max_length=2048, description="Prometheus base URL; default from the operator's config."
-    )
-    query: str | None = Field(
-        default=None,
-        max_length=4096,
-        description=(
-            "PromQL template of the per-revision histogram buckets; {revision}, {namespace} and {window} "
-            "are substituted. Default: the engine's e2e request-latency histogram."
-        ),
-    )
-
-
-class ErrorRateAnalysis(ApiModel):
-    max_percent: float = Field(default=1.0, ge=0, le=100, description="Largest canary error rate, in percent.")
-
-
-class JudgeAnalysis(ApiModel):
-    """Paired judging: the same prompts to stable and canary, both answers scored."""
-
-    dataset: str = Field(
-        max_length=2048,
-        description=(
-            "Evaluation prompts (JSON Lines: prompt, optional system and reference), read by the operator: "
-            "configmap://NAME/KEY in the ModelDeployment's namespace, or s3://bucket/key."
-        ),
-        json_schema_extra=cel(
-            (
-                "self.startsWith('configmap://') || self.startsWith('s3://')",
-                "canary.analysis.judge.dataset must start with configmap:// or s3:// (the operator reads it)",
-            )
-        ),
-    )
-    samples: int = Field(
-        default=100,
-        ge=1,
-        le=1000,
-        description="Most prompts judged per canary (the sequential test usually decides after 50-70).",
-    )
-    min_score: float | None = Field(default=None, ge=0, le=5, description="Lowest acceptable canary mean.")
-    max_drop: float = Field(default=0.3, ge=0, le=5, description="Largest acceptable mean drop vs stable.")
-    rubric: Rubric = Field(default_factory=lambda: Rubric(builtin="query-formulation"), description="Scoring rubric.")
-    judge: Judge = Field(description="The judge endpoint.")
-
-
-class Analysis(ApiModel):
-    latency: LatencyAnalysis | None = Field(default=None, description="Latency check.")
-    error_rate: ErrorRateAnalysis | None = Field(default=None, description="Error-rate check.")
-    judge: JudgeAnalysis | None = Field(default=None, description="Judge-score check.")
-    failure_limit: int = Field(default=1, ge=1, le=10, description="Failed steps before rollback.")
-    max_inconclusive_steps: int = Field(
-        default=0,
-        ge=0,
-        description="Inconclusive steps tolerated before Degraded; 0 means hold forever (never promote).",
-    )
-
-
-class HttpRouteRef(ApiModel):
-    name: str = Field(min_length=1, max_length=253, description="HTTPRoute in the same namespace.")
-
-
-class Traffic(ApiModel):
-    """How traffic is split between stable and canary."""
-
-    model_config = ConfigDict(
-        json_schema_extra=cel(
-            (
-                "(self.mode == 'httpRoute') == has(self.httpRouteRef)",
-                "canary.traffic: mode httpRoute needs httpRouteRef, mode replicas must not set it",
-            )
-        )
-    )
-
-    mode: Literal["httpRoute", "replicas"] = Field(
-        default="replicas",
-        description="httpRoute: Gateway API backendRef weights; replicas: replica ratio behind one Service.",
-    )
-    http_route_ref: HttpRouteRef | None = Field(default=None, description="The HTTPRoute AdapterOps manages.")
-
-
-class Canary(ApiModel):
-    """Progressive rollout of every new revision."""
-
-    steps: list[int] = Field(
-        default_factory=lambda: [10, 25, 50, 100],
-        min_length=1,
-        max_length=20,
-        description="Canary traffic percentages, strictly increasing, ending at 100.",
-        json_schema_extra=cel(
-            ("self[size(self) - 1] == 100", "canary.steps must end at 100"),
-            (
-                "self.all(s, s >= 1 && s <= 100)",
-                "canary.steps entries must be percentages between 1 and 100",
-            ),
-            (
-                "self.isSorted() && self.all(s, self.exists_one(x, x == s))",
-                "canary.steps must be strictly increasing, e.g. [10, 25, 50, 100]",
-            ),
-        ),
-    )
-    interval: str = Field(
-        default="1m",
-        pattern=r"^([0-9]+(s|m|h))+$",
-        max_length=32,
-        description="Time per step before its analysis is judged, e.g. 30s, 5m, 1h.",
-    )
-    traffic: Traffic = Field(default_factory=Traffic, description="Traffic split mechanism.")
-    analysis: Analysis = Field(default_factory=Analysis, description="What decides promotion.")
-    auto_promote: bool = Field(
-        default=True, description="Promote after the last step passes; false waits for a promote action."
-    )
-    paused: bool = Field(default=False, description="True holds the canary at its current step.")
-
-
-class ModelDeploymentSpec(ApiModel):
-    """A base model served with LoRA adapters; every change is canaried against the stable revision."""
-
-    base_model: BaseModelRef = Field(description="Base model the adapters apply to.")
-    runtime: Runtime = Field(default_factory=Runtime, description="Serving engine, TP, GPU type, replicas.")
-    adapters: list[AdapterSource] = Field(
-        default_factory=list,
-        max_length=64,
-        description="Adapters served, each under its own model name.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
-    )
-    canary: Canary = Field(default_factory=Canary, description="Canary rollout and analysis.")
-    storage_secret_ref: LocalObjectReference | None = Field(
-        default=None,
-        description="Secret whose keys become the adapter fetcher's environment (e.g. AWS_* for s3:// adapters).",
-    )
-
-
-class RevisionStatus(ApiModel):
-    revision: str = Field(description="Hash of what this revision serves.")
-    adapters: dict[str, str] = Field(default_factory=dict, description="Served name -> adapter URI.")
-    engine: str = Field(description="nim or vllm.")
-    image: str = Field(description="Serving image.")
-    tensor_parallel_size: int = Field(description="TP size.")
-    gpu_type: str = Field(description="GPU class.")
-    replicas: int = Field(default=0, description="Desired replicas.")
-    ready_replicas: int = Field(default=0, description="Ready replicas.")
-    weight: int = Field(default=0, description="Share of traffic, percent.")
-
-
-class MetricResult(ApiModel):
-    name: str = Field(description="latency, errorRate or judge.")
-    verdict: Literal["Pass", "Fail", "Inconclusive"] = Field(description="Pass, Fail or Inconclusive.")
-    stable_value: float | None = Field(default=None, description="Value measured on the stable revision.")
-    canary_value: float | None = Field(default=None, description="Value measured on the canary.")
-    samples: int = Field(default=0, description="Observations behind the values.")
-    threshold: str = Field(default="", description="The rule applied, in words.")
-    message: str = Field(default="", description="Why this verdict.")
-
-
-class AnalysisStatus(ApiModel):
-    step: int = Field(description="Index into canary.steps.")
-    started_at: datetime | None = Field(default=None, description="When the canary revision was created.")
-    holding: bool = Field(default=False, description="The step's interval ended without a verdict: holding.")
-    step_started_at: datetime | None = Field(default=None, description="When this step's traffic was set.")
-    failed_steps: int = Field(default=0, description="Steps that failed so far.")
-    inconclusive_steps: int = Field(default=0, description="Steps that ended inconclusive so far.")
-    metrics: list[MetricResult] = Field(default_factory=list, description="Per-metric result of this step.")
-
-
-class HistoryEntry(ApiModel):
-    revision: str = Field(description="Revision hash.")
-    outcome: Literal["Promoted", "RolledBack", "Superseded", "Initial"] = Field(description="What happened.")
-    reason: str = Field(default="", description="Why.")
-    adapters: dict[str, str] = Field(default_factory=dict, description="Served name -> adapter URI.")
-    time: datetime = Field(description="When.")
-
-
-class Cost(ApiModel):
-    gpus: int = Field(description="GPUs held.")
-    usd: float = Field(description="GPUs x price per GPU hour x 730, US dollars per month.")
-
-
-class MonthlyCost(ApiModel):
-    stable: Cost | None = Field(default=None, description="Stable revision.")
-    canary: Cost | None = Field(default=None, description="Canary revision, while one runs.")
-    total_usd: float = Field(default=0.0, description="Stable + canary.")
-
-
-class ModelDeploymentStatus(ApiModel):
-    observed_generation: int | None = Field(default=None, description="Generation the status describes.")
-    conditions: Conditions
-    stable: RevisionStatus | None = Field(default=None, description="The revision serving most traffic.")
-    canary: RevisionStatus | None = Field(default=None, description="The revision under analysis.")
-    canary_weight: int = Field(default=0, description="Canary share of traffic, percent.")
-    analysis: AnalysisStatus | None = Field(default=None, description="The current step's analysis.")
-    history: list[HistoryEntry] = Field(
-        default_factory=list, max_length=20, description="Recent revisions, newest first."
-    )
-    endpoint: str | None = Field(default=None, description="In-cluster URL of the OpenAI API.")
-    estimated_monthly_cost: MonthlyCost | None = Field(default=None, description="GPU cost estimate.")
-
-
-class ModelDeployment(ApiModel):
-    api_version: Literal["adapterops.io/v1alpha1"] = API_VERSION
-    kind: Literal["ModelDeployment"] = "ModelDeployment"
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    spec: ModelDeploymentSpec
-    status: ModelDeploymentStatus = Field(default_factory=ModelDeploymentStatus)

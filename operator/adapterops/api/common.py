@@ -1,0 +1,132 @@
+"""Pieces both kinds share: the camelCase model base, CEL helpers, references, tolerations, conditions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+# Ranks that both vLLM (`--max-lora-rank` choices) and NIM (any rank <= NIM_MAX_LORA_RANK) can serve.
+SERVABLE_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+# LoRA target modules: NeMo/Megatron names and their Hugging Face (Llama) equivalents.
+NEMO_TARGET_MODULES = ("linear_qkv", "linear_proj", "linear_fc1", "linear_fc2")
+HF_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# Dotted spec paths a sweep may vary, with the kind of value each takes.
+SWEEPABLE_PARAMETERS: dict[str, str] = {
+    "training.learningRate": "number",
+    "training.optimizer": "string",
+    "training.weightDecay": "number",
+    "training.scheduler.warmupSteps": "integer",
+    "training.scheduler.minLearningRate": "number",
+    "training.globalBatchSize": "integer",
+    "training.microBatchSize": "integer",
+    "training.maxSteps": "integer",
+    "training.epochs": "number",
+    "training.seed": "integer",
+    "lora.rank": "integer",
+    "lora.alpha": "integer",
+    "lora.dropout": "number",
+}
+
+
+def cel(*rules: tuple[str, str], **extra: Any) -> dict[str, Any]:
+    """`json_schema_extra` carrying CEL rules as (rule, message) pairs."""
+    out: dict[str, Any] = dict(extra)
+    out["x-kubernetes-validations"] = [{"rule": r, "message": m} for r, m in rules]
+    return out
+
+
+def immutable(field: str) -> dict[str, Any]:
+    return cel(("self == oldSelf", f"{field} is immutable; create a new object to change it"))
+
+
+def cel_list(values: tuple[Any, ...]) -> str:
+    return "[" + ", ".join(f"'{v}'" if isinstance(v, str) else str(v) for v in values) + "]"
+
+
+class ApiModel(BaseModel):
+    """Base for API models: camelCase on the wire, unknown fields refused (the CRD prunes them)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+# --------------------------------------------------------------------------- shared pieces
+
+
+class SecretKeyRef(ApiModel):
+    """A key of a Secret in the object's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
+    key: str = Field(min_length=1, max_length=253, description="Key inside the Secret's data.")
+
+
+class LocalObjectReference(ApiModel):
+    name: str = Field(min_length=1, max_length=253, description="Name of the object in the same namespace.")
+
+
+class Toleration(ApiModel):
+    """A Kubernetes toleration, added to the pods' GPU-class tolerations."""
+
+    key: str | None = Field(default=None, max_length=316, description="Taint key the toleration applies to.")
+    operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal (default Equal).")
+    value: str | None = Field(default=None, max_length=63, description="Taint value, with operator Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to tolerate; empty tolerates all effects."
+    )
+    toleration_seconds: int | None = Field(
+        default=None, description="With effect NoExecute: how long the pod stays bound after the taint."
+    )
+
+
+class BaseModelRef(ApiModel):
+    """The base model the LoRA adapters are trained for and served on."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        description="Model name as the serving engine knows it, e.g. nvidia/Llama-3.1-Nemotron-Nano-8B-v1.",
+    )
+    uri: str | None = Field(
+        default=None,
+        max_length=2048,
+        description=(
+            "Where the base checkpoint is read from: s3://bucket/prefix, pvc://claim/path or an absolute "
+            "path mounted into the pod. Nothing is downloaded from a model hub at run time."
+        ),
+        json_schema_extra=cel(
+            (
+                "self.startsWith('s3://') || self.startsWith('pvc://') || self.startsWith('/')",
+                "baseModel.uri must start with s3://, pvc:// or / (a mounted path)",
+            )
+        ),
+    )
+
+
+class Condition(ApiModel):
+    """A metav1.Condition."""
+
+    type: str = Field(max_length=316, description="Condition type, PascalCase (Accepted, Running, Ready...).")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(max_length=1024, description="CamelCase reason for the last transition.")
+    message: str = Field(default="", max_length=32768, description="Human-readable detail.")
+    last_transition_time: datetime = Field(description="When the status last changed.")
+    observed_generation: int | None = Field(
+        default=None, description="The .metadata.generation this condition was computed from."
+    )
+
+
+Conditions = Annotated[
+    list[Condition],
+    Field(
+        default_factory=list,
+        description="Current state, one entry per condition type.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    ),
+]
+
+URI_RULE = (
+    "self.startsWith('s3://') || self.startsWith('pvc://') || self.startsWith('/')",
+    "must start with s3://, pvc:// or / (a path mounted into the pod)",
+)

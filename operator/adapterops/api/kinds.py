@@ -1,0 +1,45 @@
+"""Every kind AdapterOps declares or touches, in one table: group, version, plural, short names.
+
+The CRD generator, the operator's client and the kubectl plugin all read it; nothing else spells a
+plural. Core kinds (Pod, Job, Deployment, ...) come with the client library and are not listed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+GROUP: Final = "adapterops.io"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = "adapterops.io/v1alpha1"  # GROUP/VERSION, spelled out for the type checker
+
+
+@dataclass(frozen=True)
+class Kind:
+    group: str
+    version: str
+    kind: str
+    plural: str
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+
+# Ours: the CRDs AdapterOps ships.
+FINETUNEJOB = Kind(GROUP, VERSION, "FineTuneJob", "finetunejobs", ("ftj",), ("adapterops",))
+MODELDEPLOYMENT = Kind(GROUP, VERSION, "ModelDeployment", "modeldeployments", ("mdep",), ("adapterops",))
+OURS: Final = (FINETUNEJOB, MODELDEPLOYMENT)
+
+# Add-ons AdapterOps uses when installed: distributed trial engines, Kueue, Gateway API.
+JOBSET = Kind("jobset.x-k8s.io", "v1alpha2", "JobSet", "jobsets")
+PYTORCHJOB = Kind("kubeflow.org", "v1", "PyTorchJob", "pytorchjobs")
+LOCALQUEUE = Kind("kueue.x-k8s.io", "v1beta1", "LocalQueue", "localqueues")
+HTTPROUTE = Kind("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
+ADDONS: Final = (JOBSET, PYTORCHJOB, LOCALQUEUE, HTTPROUTE)

@@ -1,0 +1,336 @@
+"""ModelDeployment (`mdep`): a base model served with LoRA adapters, every change canaried."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from adapterops.api.common import (
+    SERVABLE_LORA_RANKS,
+    URI_RULE,
+    ApiModel,
+    BaseModelRef,
+    Conditions,
+    LocalObjectReference,
+    SecretKeyRef,
+    cel,
+    cel_list,
+)
+from adapterops.api.finetunejob import Judge, Rubric
+from adapterops.api.kinds import API_VERSION
+
+
+class EnvVarSource(ApiModel):
+    secret_key_ref: SecretKeyRef | None = Field(default=None, description="Value from a Secret key.")
+
+
+class EnvVar(ApiModel):
+    """An environment variable of the serving container."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "has(self.value) != has(self.valueFrom)",
+                "runtime.env entries set exactly one of value or valueFrom",
+            )
+        )
+    )
+
+    name: str = Field(min_length=1, max_length=256, description="Variable name.")
+    value: str | None = Field(default=None, max_length=32768, description="Literal value (not for secrets).")
+    value_from: EnvVarSource | None = Field(default=None, description="Value from a Secret key.")
+
+
+class Runtime(ApiModel):
+    """The serving engine and its placement."""
+
+    engine: Literal["nim", "vllm"] = Field(default="nim", description="nim (NVIDIA NIM for LLMs) or vllm.")
+    image: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="Serving image; default from the operator's config per engine.",
+    )
+    tensor_parallel_size: Literal[1, 2, 4, 8] = Field(
+        default=1, description="GPUs per replica the model is sharded over: 1, 2, 4 or 8."
+    )
+    gpu_type: str = Field(
+        default="H100", min_length=1, max_length=63, description="GPU class from the operator's table."
+    )
+    replicas: int = Field(default=1, ge=1, le=64, description="Serving replicas of the stable revision.")
+    max_lora_rank: int = Field(
+        default=32,
+        description="Largest adapter rank the engine reserves memory for (NIM_MAX_LORA_RANK / --max-lora-rank).",
+        json_schema_extra=cel(
+            (
+                f"self in {cel_list(SERVABLE_LORA_RANKS)}",
+                f"runtime.maxLoraRank must be one of {list(SERVABLE_LORA_RANKS)}",
+            )
+        ),
+    )
+    image_pull_secrets: list[LocalObjectReference] = Field(
+        default_factory=list, max_length=8, description="Secrets for pulling the image (e.g. nvcr.io)."
+    )
+    api_key_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key with the NGC API key (NIM: NGC_API_KEY)."
+    )
+    env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra environment.")
+    args: list[Annotated[str, Field(max_length=1024)]] = Field(
+        default_factory=list, max_length=64, description="Extra engine arguments."
+    )
+
+
+class AdapterSource(ApiModel):
+    """One LoRA adapter to serve, by the model name clients request."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "has(self.fineTuneJobRef) != has(self.uri)",
+                "each adapter sets exactly one of fineTuneJobRef or uri",
+            )
+        )
+    )
+
+    name: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$",
+        description="Served model name: clients send it as `model` in OpenAI requests.",
+    )
+    fine_tune_job_ref: LocalObjectReference | None = Field(
+        default=None, description="Follow this FineTuneJob's champion: a new champion starts a canary."
+    )
+    uri: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="A fixed adapter location (s3://, pvc://claim/path or a mounted path).",
+        json_schema_extra=cel((URI_RULE[0], "adapters[].uri " + URI_RULE[1])),
+    )
+
+
+class LatencyAnalysis(ApiModel):
+    """Latency check from the engine's request-latency histogram in Prometheus."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "has(self.maxSeconds) || has(self.maxIncreasePercent)",
+                "canary.analysis.latency sets maxSeconds, maxIncreasePercent or both",
+            )
+        )
+    )
+
+    quantile: float = Field(
+        default=0.95,
+        description="Latency quantile compared, in (0, 1).",
+        json_schema_extra=cel(("self > 0.0 && self < 1.0", "latency.quantile must be in (0, 1)")),
+    )
+    max_seconds: float | None = Field(default=None, gt=0, description="Absolute ceiling for the canary.")
+    max_increase_percent: float | None = Field(
+        default=None, ge=0, description="Largest allowed increase over the stable revision, in percent (e.g. 10)."
+    )
+    prometheus_url: str | None = Field(
+        default=None, max_length=2048, description="Prometheus base URL; default from the operator's config."
+    )
+    query: str | None = Field(
+        default=None,
+        max_length=4096,
+        description=(
+            "PromQL template of the per-revision histogram buckets; {revision}, {namespace} and {window} "
+            "are substituted. Default: the engine's e2e request-latency histogram."
+        ),
+    )
+
+
+class ErrorRateAnalysis(ApiModel):
+    max_percent: float = Field(default=1.0, ge=0, le=100, description="Largest canary error rate, in percent.")
+
+
+class JudgeAnalysis(ApiModel):
+    """Paired judging: the same prompts to stable and canary, both answers scored."""
+
+    dataset: str = Field(
+        max_length=2048,
+        description=(
+            "Evaluation prompts (JSON Lines: prompt, optional system and reference), read by the operator: "
+            "configmap://NAME/KEY in the ModelDeployment's namespace, or s3://bucket/key."
+        ),
+        json_schema_extra=cel(
+            (
+                "self.startsWith('configmap://') || self.startsWith('s3://')",
+                "canary.analysis.judge.dataset must start with configmap:// or s3:// (the operator reads it)",
+            )
+        ),
+    )
+    samples: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description="Most prompts judged per canary (the sequential test usually decides after 50-70).",
+    )
+    min_score: float | None = Field(default=None, ge=0, le=5, description="Lowest acceptable canary mean.")
+    max_drop: float = Field(default=0.3, ge=0, le=5, description="Largest acceptable mean drop vs stable.")
+    rubric: Rubric = Field(default_factory=lambda: Rubric(builtin="query-formulation"), description="Scoring rubric.")
+    judge: Judge = Field(description="The judge endpoint.")
+
+
+class Analysis(ApiModel):
+    latency: LatencyAnalysis | None = Field(default=None, description="Latency check.")
+    error_rate: ErrorRateAnalysis | None = Field(default=None, description="Error-rate check.")
+    judge: JudgeAnalysis | None = Field(default=None, description="Judge-score check.")
+    failure_limit: int = Field(default=1, ge=1, le=10, description="Failed steps before rollback.")
+    max_inconclusive_steps: int = Field(
+        default=0,
+        ge=0,
+        description="Inconclusive steps tolerated before Degraded; 0 means hold forever (never promote).",
+    )
+
+
+class HttpRouteRef(ApiModel):
+    name: str = Field(min_length=1, max_length=253, description="HTTPRoute in the same namespace.")
+
+
+class Traffic(ApiModel):
+    """How traffic is split between stable and canary."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "(self.mode == 'httpRoute') == has(self.httpRouteRef)",
+                "canary.traffic: mode httpRoute needs httpRouteRef, mode replicas must not set it",
+            )
+        )
+    )
+
+    mode: Literal["httpRoute", "replicas"] = Field(
+        default="replicas",
+        description="httpRoute: Gateway API backendRef weights; replicas: replica ratio behind one Service.",
+    )
+    http_route_ref: HttpRouteRef | None = Field(default=None, description="The HTTPRoute AdapterOps manages.")
+
+
+class Canary(ApiModel):
+    """Progressive rollout of every new revision."""
+
+    steps: list[int] = Field(
+        default_factory=lambda: [10, 25, 50, 100],
+        min_length=1,
+        max_length=20,
+        description="Canary traffic percentages, strictly increasing, ending at 100.",
+        json_schema_extra=cel(
+            ("self[size(self) - 1] == 100", "canary.steps must end at 100"),
+            (
+                "self.all(s, s >= 1 && s <= 100)",
+                "canary.steps entries must be percentages between 1 and 100",
+            ),
+            (
+                "self.isSorted() && self.all(s, self.exists_one(x, x == s))",
+                "canary.steps must be strictly increasing, e.g. [10, 25, 50, 100]",
+            ),
+        ),
+    )
+    interval: str = Field(
+        default="1m",
+        pattern=r"^([0-9]+(s|m|h))+$",
+        max_length=32,
+        description="Time per step before its analysis is judged, e.g. 30s, 5m, 1h.",
+    )
+    traffic: Traffic = Field(default_factory=Traffic, description="Traffic split mechanism.")
+    analysis: Analysis = Field(default_factory=Analysis, description="What decides promotion.")
+    auto_promote: bool = Field(
+        default=True, description="Promote after the last step passes; false waits for a promote action."
+    )
+    paused: bool = Field(default=False, description="True holds the canary at its current step.")
+
+
+class ModelDeploymentSpec(ApiModel):
+    """A base model served with LoRA adapters; every change is canaried against the stable revision."""
+
+    base_model: BaseModelRef = Field(description="Base model the adapters apply to.")
+    runtime: Runtime = Field(default_factory=Runtime, description="Serving engine, TP, GPU type, replicas.")
+    adapters: list[AdapterSource] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Adapters served, each under its own model name.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    canary: Canary = Field(default_factory=Canary, description="Canary rollout and analysis.")
+    storage_secret_ref: LocalObjectReference | None = Field(
+        default=None,
+        description="Secret whose keys become the adapter fetcher's environment (e.g. AWS_* for s3:// adapters).",
+    )
+
+
+class RevisionStatus(ApiModel):
+    revision: str = Field(description="Hash of what this revision serves.")
+    adapters: dict[str, str] = Field(default_factory=dict, description="Served name -> adapter URI.")
+    engine: str = Field(description="nim or vllm.")
+    image: str = Field(description="Serving image.")
+    tensor_parallel_size: int = Field(description="TP size.")
+    gpu_type: str = Field(description="GPU class.")
+    replicas: int = Field(default=0, description="Desired replicas.")
+    ready_replicas: int = Field(default=0, description="Ready replicas.")
+    weight: int = Field(default=0, description="Share of traffic, percent.")
+
+
+class MetricResult(ApiModel):
+    name: str = Field(description="latency, errorRate or judge.")
+    verdict: Literal["Pass", "Fail", "Inconclusive"] = Field(description="Pass, Fail or Inconclusive.")
+    stable_value: float | None = Field(default=None, description="Value measured on the stable revision.")
+    canary_value: float | None = Field(default=None, description="Value measured on the canary.")
+    samples: int = Field(default=0, description="Observations behind the values.")
+    threshold: str = Field(default="", description="The rule applied, in words.")
+    message: str = Field(default="", description="Why this verdict.")
+
+
+class AnalysisStatus(ApiModel):
+    step: int = Field(description="Index into canary.steps.")
+    started_at: datetime | None = Field(default=None, description="When the canary revision was created.")
+    holding: bool = Field(default=False, description="The step's interval ended without a verdict: holding.")
+    step_started_at: datetime | None = Field(default=None, description="When this step's traffic was set.")
+    failed_steps: int = Field(default=0, description="Steps that failed so far.")
+    inconclusive_steps: int = Field(default=0, description="Steps that ended inconclusive so far.")
+    metrics: list[MetricResult] = Field(default_factory=list, description="Per-metric result of this step.")
+
+
+class HistoryEntry(ApiModel):
+    revision: str = Field(description="Revision hash.")
+    outcome: Literal["Promoted", "RolledBack", "Superseded", "Initial"] = Field(description="What happened.")
+    reason: str = Field(default="", description="Why.")
+    adapters: dict[str, str] = Field(default_factory=dict, description="Served name -> adapter URI.")
+    time: datetime = Field(description="When.")
+
+
+class Cost(ApiModel):
+    gpus: int = Field(description="GPUs held.")
+    usd: float = Field(description="GPUs x price per GPU hour x 730, US dollars per month.")
+
+
+class MonthlyCost(ApiModel):
+    stable: Cost | None = Field(default=None, description="Stable revision.")
+    canary: Cost | None = Field(default=None, description="Canary revision, while one runs.")
+    total_usd: float = Field(default=0.0, description="Stable + canary.")
+
+
+class ModelDeploymentStatus(ApiModel):
+    observed_generation: int | None = Field(default=None, description="Generation the status describes.")
+    conditions: Conditions
+    stable: RevisionStatus | None = Field(default=None, description="The revision serving most traffic.")
+    canary: RevisionStatus | None = Field(default=None, description="The revision under analysis.")
+    canary_weight: int = Field(default=0, description="Canary share of traffic, percent.")
+    analysis: AnalysisStatus | None = Field(default=None, description="The current step's analysis.")
+    history: list[HistoryEntry] = Field(
+        default_factory=list, max_length=20, description="Recent revisions, newest first."
+    )
+    endpoint: str | None = Field(default=None, description="In-cluster URL of the OpenAI API.")
+    estimated_monthly_cost: MonthlyCost | None = Field(default=None, description="GPU cost estimate.")
+
+
+class ModelDeployment(ApiModel):
+    api_version: Literal["adapterops.io/v1alpha1"] = API_VERSION
+    kind: Literal["ModelDeployment"] = "ModelDeployment"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: ModelDeploymentSpec
+    status: ModelDeploymentStatus = Field(default_factory=ModelDeploymentStatus)
