@@ -7,7 +7,11 @@ plural. Core kinds (Pod, Job, Deployment, ...) come with the client library and 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from functools import cached_property
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from lightkube.generic_resource import GenericNamespacedResource
 
 GROUP: Final = "adapterops.io"
 VERSION: Final = "v1alpha1"
@@ -30,6 +34,13 @@ class Kind:
     @property
     def singular(self) -> str:
         return self.kind.lower()
+
+    @cached_property
+    def resource(self) -> type[GenericNamespacedResource]:
+        """The client library's class for this kind (lightkube registers it once, by apiVersion and kind)."""
+        from lightkube.generic_resource import create_namespaced_resource
+
+        return create_namespaced_resource(self.group, self.version, self.kind, self.plural)
 
 
 # Ours: the CRDs AdapterOps ships.
