@@ -30,8 +30,9 @@ import sim
 from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "operator"))
-from adapterops.analysis import statistics as analysis
-from adapterops.analysis.statistics import judge_verdict, latency_verdict
+from adapterops.analysis import latency
+from adapterops.analysis.latency import latency_verdict
+from adapterops.analysis.paired_scores import judge_verdict
 
 ALPHA = BETA = 0.05  # false promotion, false rollback
 INCREASE = 100.0 * (sim.SLOWDOWN - 1.0)
@@ -396,12 +397,12 @@ def robustness(title: str, unit: str, rows: list[tuple[str, Row]], runs: int) ->
 @contextlib.contextmanager
 def no_tail_guard() -> Iterator[None]:
     """The latency test with its main cut only (to show what the tail guard costs and buys)."""
-    saved = analysis.GUARD_SHARE
-    analysis.GUARD_SHARE = 0.0
+    saved = latency.GUARD_SHARE
+    latency.GUARD_SHARE = 0.0
     try:
         yield
     finally:
-        analysis.GUARD_SHARE = saved
+        latency.GUARD_SHARE = saved
 
 
 def main() -> None:

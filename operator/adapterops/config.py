@@ -1,36 +1,22 @@
-"""Operator configuration: one object, read once from the environment (the chart sets it).
+"""Operator configuration: one settings model, read once from the environment (the chart sets it).
 
-| variable | default | meaning |
-|---|---|---|
-| ADAPTEROPS_NAMESPACES | (all) | comma-separated namespaces to watch; empty watches the whole cluster |
-| ADAPTEROPS_GPU_CLASSES_FILE | /etc/adapterops/gpu-classes.yaml | GPU class table (the chart's ConfigMap) |
-| ADAPTEROPS_TRAINER_IMAGE_NEMO | ghcr.io/adapterops/trainer-nemo:0.1.0 | trial image for backend nemo |
-| ADAPTEROPS_TRAINER_IMAGE_HF | ghcr.io/adapterops/trainer-hf:0.1.0 | trial image for backend hf |
-| ADAPTEROPS_NIM_IMAGE | nvcr.io/nim/nvidia/llama-3.1-nemotron-nano-8b-v1:1.8 | default NIM image |
-| ADAPTEROPS_VLLM_IMAGE | vllm/vllm-openai:v0.11.0 | default vLLM image |
-| ADAPTEROPS_FETCHER_IMAGE | ghcr.io/adapterops/trainer-hf:0.1.0 | init container that fetches adapters |
-| ADAPTEROPS_PROMETHEUS_URL | http://prometheus-operated.monitoring:9090 | Prometheus for canary latency |
-| ADAPTEROPS_POD_LABELS | {} | JSON object of labels added to every pod AdapterOps creates |
-| ADAPTEROPS_BIND_ADDRESS | 0.0.0.0 | address of the health and metrics servers |
-| ADAPTEROPS_HEALTH_PORT | 8080 | liveness endpoint (/healthz) |
-| ADAPTEROPS_METRICS_PORT | 9090 | Prometheus metrics (/metrics) |
-| ADAPTEROPS_RECONCILE_SECONDS | 30 | periodic resync of every object, on top of watch events |
-| ADAPTEROPS_STATUS_WRITE_SECONDS | 5 | minor status changes of one object are written at most this often |
+Every setting is an `ADAPTEROPS_<NAME>` environment variable; the defaults and meanings below are
+the only place they are documented (docs and the chart's values.yaml point here).
 """
 
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from adapterops.api.common import Toleration
+from adapterops.runtime.acceptance import Refusal
 
 
 class GpuClass(BaseModel):
@@ -63,51 +49,82 @@ def load_gpu_classes(path: Path) -> dict[str, GpuClass]:
         raise ConfigError(f"GPU class table {path}: {exc}") from exc
 
 
-def _labels(raw: str) -> dict[str, str]:
-    try:
-        value = json.loads(raw or "{}")
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"ADAPTEROPS_POD_LABELS must be a JSON object, got {raw!r}") from exc
-    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise ConfigError(f"ADAPTEROPS_POD_LABELS must map label names to strings, got {raw!r}")
-    return value
+class Config(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ADAPTEROPS_", frozen=True, extra="ignore")
 
+    namespaces: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Comma-separated namespaces to watch; empty watches the whole cluster."
+    )
+    gpu_classes_file: Path = Field(
+        default=Path("/etc/adapterops/gpu-classes.yaml"), description="GPU class table (the chart's ConfigMap)."
+    )
+    gpu_classes: dict[str, GpuClass] = Field(default_factory=dict, description="Loaded from gpu_classes_file.")
+    trainer_image_nemo: str = Field(default="ghcr.io/adapterops/trainer-nemo:0.1.0", description="backend nemo.")
+    trainer_image_hf: str = Field(default="ghcr.io/adapterops/trainer-hf:0.1.0", description="backend hf.")
+    nim_image: str = Field(
+        default="nvcr.io/nim/nvidia/llama-3.1-nemotron-nano-8b-v1:1.8", description="Default NIM image."
+    )
+    vllm_image: str = Field(default="vllm/vllm-openai:v0.11.0", description="Default vLLM image.")
+    fetcher_image: str = Field(
+        default="ghcr.io/adapterops/trainer-hf:0.1.0", description="Init container that fetches adapters."
+    )
+    prometheus_url: str = Field(
+        default="http://prometheus-operated.monitoring:9090", description="Prometheus for canary metrics."
+    )
+    pod_labels: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, description="JSON object of labels added to every pod AdapterOps creates."
+    )
+    bind_address: str = Field(default="0.0.0.0", description="Address of the health and metrics servers.")
+    health_port: int = Field(default=8080, description="/healthz (liveness) and /readyz.")
+    metrics_port: int = Field(default=9090, description="Prometheus metrics (/metrics).")
+    reconcile_seconds: float = Field(default=30.0, gt=0, description="Periodic resync of every object.")
+    status_write_seconds: float = Field(
+        default=5.0, ge=0, description="Minor status changes of one object are written at most this often."
+    )
+    api_timeout_seconds: float = Field(default=30.0, gt=0, description="Timeout of every API call.")
 
-@dataclass(frozen=True)
-class Config:
-    namespaces: tuple[str, ...] = ()
-    gpu_classes: dict[str, GpuClass] = field(default_factory=dict)
-    trainer_image_nemo: str = "ghcr.io/adapterops/trainer-nemo:0.1.0"
-    trainer_image_hf: str = "ghcr.io/adapterops/trainer-hf:0.1.0"
-    nim_image: str = "nvcr.io/nim/nvidia/llama-3.1-nemotron-nano-8b-v1:1.8"
-    vllm_image: str = "vllm/vllm-openai:v0.11.0"
-    fetcher_image: str = "ghcr.io/adapterops/trainer-hf:0.1.0"
-    prometheus_url: str = "http://prometheus-operated.monitoring:9090"
-    pod_labels: dict[str, str] = field(default_factory=dict)
-    bind_address: str = "0.0.0.0"
-    health_port: int = 8080
-    metrics_port: int = 9090
-    reconcile_seconds: float = 30.0
-    status_write_seconds: float = 5.0
+    def gpu_class(self, name: str, field: str) -> GpuClass:
+        """The GPU class `name` (from the spec field `field`), or a Refusal listing the known ones."""
+        found = self.gpu_classes.get(name)
+        if found is None:
+            known = ", ".join(sorted(self.gpu_classes)) or "none configured"
+            raise Refusal("UnknownGpuClass", f"{field}: unknown GPU class {name!r}; this cluster has: {known}")
+        return found
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(n.strip() for n in value.split(",") if n.strip())
+        return value
+
+    @field_validator("pod_labels", mode="before")
+    @classmethod
+    def _labels(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value or "{}")
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"must be a JSON object of label -> value, got {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _load_gpu_classes(self) -> Config:
+        if not self.gpu_classes:
+            object.__setattr__(self, "gpu_classes", load_gpu_classes(self.gpu_classes_file))
+        return self
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Config:
-        e: Any = os.environ if env is None else env
-        d = cls()
-        gpu_file = Path(e.get("ADAPTEROPS_GPU_CLASSES_FILE", "/etc/adapterops/gpu-classes.yaml"))
-        return cls(
-            namespaces=tuple(n.strip() for n in e.get("ADAPTEROPS_NAMESPACES", "").split(",") if n.strip()),
-            gpu_classes=load_gpu_classes(gpu_file),
-            trainer_image_nemo=e.get("ADAPTEROPS_TRAINER_IMAGE_NEMO", d.trainer_image_nemo),
-            trainer_image_hf=e.get("ADAPTEROPS_TRAINER_IMAGE_HF", d.trainer_image_hf),
-            nim_image=e.get("ADAPTEROPS_NIM_IMAGE", d.nim_image),
-            vllm_image=e.get("ADAPTEROPS_VLLM_IMAGE", d.vllm_image),
-            fetcher_image=e.get("ADAPTEROPS_FETCHER_IMAGE", d.fetcher_image),
-            prometheus_url=e.get("ADAPTEROPS_PROMETHEUS_URL", d.prometheus_url),
-            pod_labels=_labels(e.get("ADAPTEROPS_POD_LABELS", "")),
-            bind_address=e.get("ADAPTEROPS_BIND_ADDRESS", d.bind_address),
-            health_port=int(e.get("ADAPTEROPS_HEALTH_PORT", d.health_port)),
-            metrics_port=int(e.get("ADAPTEROPS_METRICS_PORT", d.metrics_port)),
-            reconcile_seconds=float(e.get("ADAPTEROPS_RECONCILE_SECONDS", d.reconcile_seconds)),
-            status_write_seconds=float(e.get("ADAPTEROPS_STATUS_WRITE_SECONDS", d.status_write_seconds)),
-        )
+        """The configuration from `env` (default: the process environment); ConfigError names what is wrong."""
+        try:
+            if env is None:
+                return cls()
+            prefixed = {k.removeprefix("ADAPTEROPS_").lower(): v for k, v in env.items() if k.startswith("ADAPTEROPS_")}
+            return cls.model_validate(prefixed)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            message = err["msg"].removeprefix("Value error, ")
+            if err["loc"]:
+                message = "ADAPTEROPS_" + "_".join(str(p) for p in err["loc"]).upper() + " " + message
+            raise ConfigError(message) from exc

@@ -138,11 +138,10 @@ def test_production_overlay_gpu_classes_limits_and_namespaces(production: list[D
     assert classes["B200"].memory_gib > classes["H100"].memory_gib
     resources = pod["containers"][0]["resources"]
     assert resources["limits"]["memory"] and resources["limits"]["cpu"] and resources["requests"]["cpu"]
-    # Watched namespaces: each exists and has the operator's RoleBinding; cluster-wide only the read-only
-    # CRD discovery kopf needs is left.
+    # Watched namespaces: each exists and has the operator's RoleBinding; nothing is bound cluster-wide.
     watched = env_of(deployment)["ADAPTEROPS_NAMESPACES"].split(",")
     assert watched == ["ml-team", "ml-research"]
-    assert [b["roleRef"]["name"] for b in find(production, "ClusterRoleBinding")] == ["adapterops-crd-discovery"]
+    assert find(production, "ClusterRoleBinding") == []
     bindings = {b["metadata"]["namespace"]: b for b in find(production, "RoleBinding")}
     namespaces = {n["metadata"]["name"] for n in find(production, "Namespace")}
     for ns in watched:

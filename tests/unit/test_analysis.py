@@ -10,18 +10,11 @@ from collections.abc import Callable
 
 import pytest
 
-from adapterops.analysis.statistics import (
-    FAIL,
-    INCONCLUSIVE,
-    PASS,
-    MetricVerdict,
-    _betting_log_wealth,
-    _sign_log_wealth,
-    error_rate_verdict,
-    judge_verdict,
-    latency_verdict,
-    overall_verdict,
-)
+from adapterops.analysis.error_rate import error_rate_verdict
+from adapterops.analysis.latency import latency_verdict
+from adapterops.analysis.paired_scores import _betting_log_wealth, _sign_log_wealth, judge_verdict
+from adapterops.analysis.verdict import FAIL, INCONCLUSIVE, PASS, MetricVerdict, overall_verdict
+from adapterops.deploy.status import metric_result
 
 VLLM = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0)
 FINE = tuple(round(0.5 * 1.1**k, 4) for k in range(40))  # 0.5 s .. 20 s
@@ -352,7 +345,7 @@ def test_overall_verdict_and_status() -> None:
     assert overall_verdict([p, i]) == INCONCLUSIVE
     assert overall_verdict([p, i, f]) == FAIL
     assert overall_verdict([]) == INCONCLUSIVE
-    assert f.to_status() == {
+    assert metric_result(f).model_dump(by_alias=True) == {
         "name": "judge",
         "verdict": "Fail",
         "stableValue": 4.0,

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from adapterops.api.finetunejob import FineTuneJobSpec
-from adapterops.finetune import observe as finetune
-from adapterops.finetune.plan import plan
+from lightkube.resources.core_v1 import Pod
+
+from adapterops.api.finetunejob import FineTuneJobSpec, FineTuneJobStatus, Trial
+from adapterops.finetune.builders import LABEL_JOB, LABEL_JOB_UID
+from adapterops.finetune.observe import (
+    JobCondition,
+    Terminated,
+    TrialPod,
+    TrialRun,
+    engine_item,
+    observe_trial,
+    pod_item,
+)
+from adapterops.finetune.plan import plan, to_start
+from adapterops.finetune.status import champion, sweep_status
 from adapterops_train.spec import JudgeSummary, TrialResult
 
 SPEC = FineTuneJobSpec.model_validate(
@@ -25,52 +38,24 @@ SPEC = FineTuneJobSpec.model_validate(
     }
 )
 TRIALS = plan("sweep", SPEC)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def job(name: str, **status: Any) -> dict[str, Any]:
-    conditions = status.pop("conditions", {})
-    return {
-        "name": name,
-        "uid": "u",
-        "suspended": status.pop("suspended", False),
-        "active": 0,
-        "failed": 0,
-        "succeeded": 0,
-        "startTime": "2026-01-01T00:00:00Z",
-        "completionTime": None,
-        "conditions": conditions,
-        **status,
-    }
+def at(seconds: int) -> datetime:
+    return T0.replace(second=seconds % 60, minute=seconds // 60 % 60, hour=seconds // 3600)
 
 
-def done(kind: str) -> dict[str, Any]:
-    return {
-        kind: {
-            "status": "True",
-            "reason": "BackoffLimitExceeded" if kind == "Failed" else "",
-            "message": "",
-            "time": "2026-01-01T01:00:00Z",
-        }
-    }
+def job(name: str, suspended: bool = False, done: str | None = None, **counts: int) -> TrialRun:
+    conditions = {}
+    if done:
+        reason = "BackoffLimitExceeded" if done == "Failed" else ""
+        conditions[done] = JobCondition("True", reason, "", at(3600))
+    return TrialRun(name=name, suspended=suspended, start_time=T0, conditions=conditions, **counts)
 
 
-def pod(
-    job_name: str, phase: str, message: str | None = None, exit_code: int = 0, created: str = "2026-01-01T00:00:01Z"
-) -> dict[str, Any]:
-    terminated = {
-        "exitCode": exit_code,
-        "reason": "Completed",
-        "message": message,
-        "startedAt": None,
-        "finishedAt": None,
-    }
-    return {
-        "name": f"{job_name}-x",
-        "job": job_name,
-        "created": created,
-        "phase": phase,
-        "terminated": terminated if phase in ("Succeeded", "Failed") else None,
-    }
+def pod(trial: str, phase: str, message: str | None = None, exit_code: int = 0, created: int = 1) -> TrialPod:
+    terminated = Terminated(exit_code, "Completed", message) if phase in ("Succeeded", "Failed") else None
+    return TrialPod(name=f"{trial}-x", trial=trial, created=at(created), phase=phase, terminated=terminated)
 
 
 def result(score: float | None, loss: float = 1.0, judge_status: str = "ok") -> str:
@@ -80,158 +65,114 @@ def result(score: float | None, loss: float = 1.0, judge_status: str = "ok") -> 
     ).to_termination_message()
 
 
+def row(name: str, index: int, state: str, **fields: Any) -> Trial:
+    return Trial(name=name, index=index, state=state, **fields)  # type: ignore[arg-type]
+
+
 def test_a_trial_without_a_job_is_pending() -> None:
-    row = finetune.observe_trial(TRIALS[0], None, [], None)
-    assert row["state"] == "Pending" and row["attempts"] == 0
+    row = observe_trial(TRIALS[0], None, [], None)
+    assert row.state == "Pending" and row.attempts == 0
 
 
 def test_a_complete_job_with_a_result_is_succeeded_with_scores() -> None:
-    row = finetune.observe_trial(
+    row = observe_trial(
         TRIALS[0],
-        job("sweep-t00", succeeded=1, conditions=done("Complete")),
+        job("sweep-t00", done="Complete", succeeded=1),
         [pod("sweep-t00", "Succeeded", result(4.2, 0.8))],
         None,
     )
-    assert row["state"] == "Succeeded" and row["judgeScore"] == 4.2 and row["validationLoss"] == 0.8
-    assert row["adapterUri"] == "pvc://out/a" and row["attempts"] == 1
+    assert row.state == "Succeeded" and row.judge_score == 4.2 and row.validation_loss == 0.8
+    assert row.adapter_uri == "pvc://out/a" and row.attempts == 1
 
 
 def test_missing_malformed_and_oversized_results_fail_the_trial_with_a_reason() -> None:
-    complete = job("sweep-t00", succeeded=1, conditions=done("Complete"))
+    complete = job("sweep-t00", done="Complete", succeeded=1)
     for message, reason in (
         (None, "ResultMissing"),
         ("{not json", "ResultMalformed"),
         ('{"v": 1, "status": "maybe"}', "ResultMalformed"),
         ("x" * 5000, "ResultTooLarge"),
     ):
-        row = finetune.observe_trial(TRIALS[0], complete, [pod("sweep-t00", "Succeeded", message)], None)
-        assert row["state"] == "Failed" and row["message"].startswith(reason), (message, row)
+        row = observe_trial(TRIALS[0], complete, [pod("sweep-t00", "Succeeded", message)], None)
+        assert row.state == "Failed" and (row.message or "").startswith(reason), (message, row)
 
 
 def test_a_failed_job_reports_the_runner_reason_and_attempts() -> None:
     failed = TrialResult(
         status="failed", reason="DatasetInvalid", message="train.jsonl:7: missing messages"
     ).to_termination_message()
-    pods = [pod("sweep-t01", "Failed", failed, 2, created=f"2026-01-01T00:00:0{i}Z") for i in range(3)]
-    row = finetune.observe_trial(TRIALS[1], job("sweep-t01", failed=3, conditions=done("Failed")), pods, None)
-    assert row["state"] == "Failed" and row["attempts"] == 3
-    assert row["message"].startswith("DatasetInvalid: train.jsonl:7: missing messages")
+    pods = [pod("sweep-t01", "Failed", failed, 2, created=i) for i in range(3)]
+    row = observe_trial(TRIALS[1], job("sweep-t01", done="Failed", failed=3), pods, None)
+    assert row.state == "Failed" and row.attempts == 3
+    assert (row.message or "").startswith("DatasetInvalid: train.jsonl:7: missing messages")
 
 
 def test_an_oom_killed_trial_says_so() -> None:
-    oom = pod("sweep-t01", "Failed", None, 137)
-    oom["terminated"]["reason"] = "OOMKilled"
-    row = finetune.observe_trial(TRIALS[1], job("sweep-t01", failed=1, conditions=done("Failed")), [oom], None)
-    assert "exit code 137 (OOMKilled)" in row["message"] and "BackoffLimitExceeded" in row["message"]
+    oom = TrialPod(name="p", trial="sweep-t01", created=T0, phase="Failed", terminated=Terminated(137, "OOMKilled"))
+    row = observe_trial(TRIALS[1], job("sweep-t01", done="Failed", failed=1), [oom], None)
+    assert "exit code 137 (OOMKilled)" in (row.message or "") and "BackoffLimitExceeded" in (row.message or "")
 
 
 def test_a_suspended_job_waits_for_kueue() -> None:
-    row = finetune.observe_trial(TRIALS[0], job("sweep-t00", suspended=True), [], None)
-    assert row["state"] == "Pending" and "Kueue" in row["message"]
+    row = observe_trial(TRIALS[0], job("sweep-t00", suspended=True), [], None)
+    assert row.state == "Pending" and "Kueue" in (row.message or "")
 
 
 def test_a_recorded_result_survives_its_pod_being_deleted() -> None:
-    old = {"name": "sweep-t00", "state": "Succeeded", "judgeScore": 3.0, "adapterUri": "pvc://out/a"}
-    row = finetune.observe_trial(TRIALS[0], job("sweep-t00", succeeded=1, conditions=done("Complete")), [], old)
-    assert row == old
+    old = row("sweep-t00", 0, "Succeeded", judge_score=3.0, adapter_uri="pvc://out/a")
+    got = observe_trial(TRIALS[0], job("sweep-t00", done="Complete", succeeded=1), [], old)
+    assert got == old
 
 
 def test_champion_is_the_best_score_ties_to_lower_loss_then_earlier_trial() -> None:
     rows = [
-        {
-            "name": "t0",
-            "index": 0,
-            "state": "Succeeded",
-            "judgeScore": 4.0,
-            "validationLoss": 0.9,
-            "adapterUri": "a",
-            "parameters": {},
-        },
-        {
-            "name": "t1",
-            "index": 1,
-            "state": "Succeeded",
-            "judgeScore": 4.0,
-            "validationLoss": 0.7,
-            "adapterUri": "b",
-            "parameters": {},
-        },
-        {
-            "name": "t2",
-            "index": 2,
-            "state": "Succeeded",
-            "judgeScore": 4.0,
-            "validationLoss": 0.7,
-            "adapterUri": "c",
-            "parameters": {},
-        },
-        {"name": "t3", "index": 3, "state": "Failed", "judgeScore": 5.0, "parameters": {}},
+        row("t0", 0, "Succeeded", judge_score=4.0, validation_loss=0.9, adapter_uri="a"),
+        row("t1", 1, "Succeeded", judge_score=4.0, validation_loss=0.7, adapter_uri="b"),
+        row("t2", 2, "Succeeded", judge_score=4.0, validation_loss=0.7, adapter_uri="c"),
+        row("t3", 3, "Failed", judge_score=5.0),
     ]
-    assert finetune.champion(rows, "judgeScore")["trial"] == "t1"
-    assert finetune.champion(rows, "validationLoss")["trial"] == "t1"
+    best_by_score, best_by_loss = champion(rows, "judgeScore"), champion(rows, "validationLoss")
+    assert best_by_score is not None and best_by_score.trial == "t1"
+    assert best_by_loss is not None and best_by_loss.trial == "t1"
 
 
 def test_a_trial_whose_judge_was_unavailable_is_never_champion() -> None:
-    row = finetune.observe_trial(
+    got = observe_trial(
         TRIALS[0],
-        job("sweep-t00", succeeded=1, conditions=done("Complete")),
+        job("sweep-t00", done="Complete", succeeded=1),
         [pod("sweep-t00", "Succeeded", result(None, judge_status="unavailable"))],
         None,
     )
-    assert row["state"] == "Succeeded" and "judgeScore" not in row and "judge unavailable" in row["message"]
-    assert finetune.champion([row], "judgeScore") is None
+    assert got.state == "Succeeded" and got.judge_score is None and "judge unavailable" in (got.message or "")
+    assert champion([got], "judgeScore") is None
 
 
 def test_at_most_parallelism_trials_are_started_in_plan_order() -> None:
-    rows = [finetune.observe_trial(t, None, [], None) for t in TRIALS]
-    assert [t.name for t in finetune.to_start(TRIALS, rows, set(), 2, False)] == ["sweep-t00", "sweep-t01"]
-    rows[0] = {**rows[0], "state": "Running"}
-    assert [t.name for t in finetune.to_start(TRIALS, rows, {"sweep-t00", "sweep-t01"}, 2, False)] == []
-    rows[0] = {**rows[0], "state": "Succeeded"}
-    assert [t.name for t in finetune.to_start(TRIALS, rows, {"sweep-t00", "sweep-t01"}, 2, False)] == ["sweep-t02"]
-    assert finetune.to_start(TRIALS, rows, set(), 2, True) == []
+    assert [t.name for t in to_start(TRIALS, 0, set(), 2)] == ["sweep-t00", "sweep-t01"]
+    assert [t.name for t in to_start(TRIALS, 2, {"sweep-t00", "sweep-t01"}, 2)] == []
+    assert [t.name for t in to_start(TRIALS, 1, {"sweep-t00", "sweep-t01"}, 2)] == ["sweep-t02"]
 
 
 def test_status_of_a_finished_sweep() -> None:
     rows = [
-        {
-            "name": "a",
-            "index": 0,
-            "state": "Succeeded",
-            "attempts": 1,
-            "judgeScore": 3.5,
-            "adapterUri": "x",
-            "parameters": {},
-            "startTime": "2026-01-01T00:00:00Z",
-            "completionTime": "2026-01-01T01:00:00Z",
-        },
-        {
-            "name": "b",
-            "index": 1,
-            "state": "Failed",
-            "attempts": 3,
-            "parameters": {},
-            "startTime": "2026-01-01T00:00:05Z",
-            "completionTime": "2026-01-01T02:00:00Z",
-        },
+        row("a", 0, "Succeeded", attempts=1, judge_score=3.5, adapter_uri="x", start_time=T0, completion_time=at(3600)),
+        row("b", 1, "Failed", attempts=3, start_time=at(5), completion_time=at(7200)),
     ]
-    status = finetune.sweep_status({}, rows, SPEC, 3, "sweep planned: 2 trials")
-    conds = {c["type"]: c for c in status["conditions"]}
-    assert status["state"] == "Succeeded" and status["progress"] == "2/2" and status["champion"]["trial"] == "a"
-    assert (
-        conds["Succeeded"]["status"] == "True"
-        and conds["Failed"]["status"] == "False"
-        and conds["Running"]["status"] == "False"
-    )
-    assert all(c["observedGeneration"] == 3 for c in conds.values()) and status["observedGeneration"] == 3
-    assert status["startTime"] == "2026-01-01T00:00:00Z" and status["completionTime"] == "2026-01-01T02:00:00Z"
+    status = sweep_status(FineTuneJobStatus(), rows, SPEC, 3, "sweep planned: 2 trials")
+    conds = {c.type: c for c in status.conditions}
+    assert status.state == "Succeeded" and status.progress == "2/2"
+    assert status.champion is not None and status.champion.trial == "a"
+    assert conds["Succeeded"].status == "True" and conds["Failed"].status == "False"
+    assert conds["Running"].status == "False"
+    assert all(c.observed_generation == 3 for c in conds.values()) and status.observed_generation == 3
+    doc = status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    assert doc["startTime"] == "2026-01-01T00:00:00Z" and doc["completionTime"] == "2026-01-01T02:00:00Z"
 
 
 def test_every_trial_failing_fails_the_sweep() -> None:
-    rows = [{"name": "a", "index": 0, "state": "Failed", "attempts": 3, "parameters": {}}]
-    status = finetune.sweep_status({}, rows, SPEC, 1, "m")
-    conds = {c["type"]: c for c in status["conditions"]}
-    assert status["state"] == "Failed" and conds["Failed"]["reason"] == "AllTrialsFailed" and "champion" not in status
+    status = sweep_status(FineTuneJobStatus(), [row("a", 0, "Failed", attempts=3)], SPEC, 1, "m")
+    conds = {c.type: c for c in status.conditions}
+    assert status.state == "Failed" and conds["Failed"].reason == "AllTrialsFailed" and status.champion is None
 
 
 def test_a_completed_jobset_is_a_succeeded_trial_read_from_rank_0() -> None:
@@ -244,31 +185,41 @@ def test_a_completed_jobset_is_a_succeeded_trial_read_from_rank_0() -> None:
             "replicatedJobsStatus": [{"name": "trainer", "active": 0}],
         },
     }
-    summary = finetune.engine_summary(jobset)
-    rank = {
-        "metadata": {
-            "name": "p0",
-            "creationTimestamp": "2026-01-01T00:00:01Z",
-            "labels": {"adapterops.io/trial": "sweep-t00", "batch.kubernetes.io/job-completion-index": "0"},
-        },
-        "status": {
-            "phase": "Succeeded",
-            "containerStatuses": [
-                {"name": "trainer", "state": {"terminated": {"exitCode": 0, "message": result(4.0)}}}
-            ],
-        },
-    }
-    worker = {
-        "metadata": {
-            "name": "p1",
-            "creationTimestamp": "2026-01-01T00:00:01Z",
-            "labels": {"adapterops.io/trial": "sweep-t00", "batch.kubernetes.io/job-completion-index": "1"},
-        },
-        "status": {
-            "phase": "Succeeded",
-            "containerStatuses": [{"name": "trainer", "state": {"terminated": {"exitCode": 0, "message": ""}}}],
-        },
-    }
-    pods = [finetune.pod_summary(p, "trainer") for p in (rank, worker)]
-    row = finetune.observe_trial(TRIALS[0], summary, pods, None)
-    assert row["state"] == "Succeeded" and row["judgeScore"] == 4.0 and row["attempts"] == 1
+    labels = {LABEL_JOB: "sweep", LABEL_JOB_UID: "owner"}
+    jobset["metadata"].update(namespace="ml", labels=labels)
+    item = engine_item(jobset)
+    assert item is not None and item.group == "owner" and item.key == ("ml", "sweep")
+
+    def trial_pod(name: str, index: str, message: str) -> Pod:
+        return Pod.from_dict(
+            {
+                "metadata": {
+                    "name": name,
+                    "namespace": "ml",
+                    "uid": name,
+                    "creationTimestamp": "2026-01-01T00:00:01Z",
+                    "labels": {
+                        **labels,
+                        "adapterops.io/trial": "sweep-t00",
+                        "batch.kubernetes.io/job-completion-index": index,
+                    },
+                },
+                "status": {
+                    "phase": "Succeeded",
+                    "containerStatuses": [
+                        {
+                            "name": "trainer",
+                            "image": "i",
+                            "imageID": "",
+                            "ready": False,
+                            "restartCount": 0,
+                            "state": {"terminated": {"exitCode": 0, "message": message}},
+                        }
+                    ],
+                },
+            }
+        )
+
+    pods = [pod_item(trial_pod("p0", "0", result(4.0))), pod_item(trial_pod("p1", "1", ""))]
+    got = observe_trial(TRIALS[0], item.data, [p.data for p in pods if p is not None], None)
+    assert got.state == "Succeeded" and got.judge_score == 4.0 and got.attempts == 1

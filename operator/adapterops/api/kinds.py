@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from lightkube.generic_resource import GenericNamespacedResource
@@ -54,3 +54,16 @@ PYTORCHJOB = Kind("kubeflow.org", "v1", "PyTorchJob", "pytorchjobs")
 LOCALQUEUE = Kind("kueue.x-k8s.io", "v1beta1", "LocalQueue", "localqueues")
 HTTPROUTE = Kind("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
 ADDONS: Final = (JOBSET, PYTORCHJOB, LOCALQUEUE, HTTPROUTE)
+
+
+def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
+    """The controller reference a child carries to one of our objects (garbage collection follows it)."""
+    meta = owner["metadata"]
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }

@@ -13,12 +13,13 @@ import json
 import math
 from typing import Any
 
+from adapterops.api.kinds import owner_reference
 from adapterops.api.modeldeployment import ModelDeploymentSpec
 from adapterops.config import Config
-from adapterops.finetune.builders import owner_reference
 from adapterops_train.spec import PVC_ROOT
 
 LABEL_MD = "adapterops.io/modeldeployment"
+LABEL_MD_UID = "adapterops.io/modeldeployment-uid"  # children are matched by their owner's UID
 LABEL_REVISION = "adapterops.io/revision"
 LABEL_COMPONENT = "adapterops.io/component"
 PORT = 8000
@@ -32,8 +33,6 @@ LIVE_PATH = {"nim": "/v1/health/live", "vllm": "/health"}
 # finish them) within the grace period: no client sees a refused connection.
 ENDPOINT_DRAIN_SECONDS = 10
 TERMINATION_GRACE_SECONDS = 120
-# Hours in an average month, for status.estimatedMonthlyCost.
-HOURS_PER_MONTH = 730
 
 
 def image_of(spec: ModelDeploymentSpec, config: Config) -> str:
@@ -60,10 +59,6 @@ def revision_name(md: str, revision: str) -> str:
     return f"{md[:52]}-{revision}"
 
 
-def monthly_cost(gpus: int, price_per_hour: float) -> dict[str, Any]:
-    return {"gpus": gpus, "usd": round(gpus * price_per_hour * HOURS_PER_MONTH, 2)}
-
-
 def split_replicas(replicas: int, weight: int, mode: str) -> int:
     """Canary replicas for a traffic weight. With a route the weight is set on the route and the canary
     only needs capacity for its share; by replica ratio the share IS the replica ratio, next to the
@@ -85,8 +80,14 @@ def effective_weight(stable_ready: int, canary_ready: int, route_weight: int, mo
     return round(100 * canary_ready / total) if total else 0
 
 
-def _labels(md: str, revision: str | None = None) -> dict[str, str]:
-    labels = {LABEL_MD: md, LABEL_COMPONENT: "serving", "app.kubernetes.io/managed-by": "adapterops"}
+def _labels(owner: dict[str, Any], revision: str | None = None) -> dict[str, str]:
+    meta = owner["metadata"]
+    labels = {
+        LABEL_MD: meta["name"],
+        LABEL_MD_UID: meta["uid"],
+        LABEL_COMPONENT: "serving",
+        "app.kubernetes.io/managed-by": "adapterops",
+    }
     if revision:
         labels[LABEL_REVISION] = revision
     return labels
@@ -217,7 +218,7 @@ def revision_deployment(
     }
     if r.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": s.name} for s in r.image_pull_secrets]
-    labels = _labels(meta["name"], revision)
+    labels = _labels(owner, revision)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -263,13 +264,15 @@ def _service(owner: dict[str, Any], name: str, selector: dict[str, str], labels:
 
 def revision_service(owner: dict[str, Any], revision: str) -> dict[str, Any]:
     md = owner["metadata"]["name"]
-    return _service(owner, revision_name(md, revision), {LABEL_MD: md, LABEL_REVISION: revision}, _labels(md, revision))
+    selector = {LABEL_MD_UID: owner["metadata"]["uid"], LABEL_REVISION: revision}
+    return _service(owner, revision_name(md, revision), selector, _labels(owner, revision))
 
 
 def stable_service(owner: dict[str, Any]) -> dict[str, Any]:
     """The endpoint: every ready pod of every revision (the replica ratio is the traffic split)."""
     md = owner["metadata"]["name"]
-    return _service(owner, md[:63], {LABEL_MD: md, LABEL_COMPONENT: "serving"}, _labels(md))
+    selector = {LABEL_MD_UID: owner["metadata"]["uid"], LABEL_COMPONENT: "serving"}
+    return _service(owner, md[:63], selector, _labels(owner))
 
 
 def route_backends(md: str, stable: str, canary: str | None, canary_weight: int) -> list[dict[str, Any]]:
@@ -277,26 +280,3 @@ def route_backends(md: str, stable: str, canary: str | None, canary_weight: int)
     if canary:
         refs.append({"kind": "Service", "name": revision_name(md, canary), "port": PORT, "weight": canary_weight})
     return refs
-
-
-def deployment_summary(body: dict[str, Any]) -> dict[str, Any]:
-    """What the rollout needs of a revision's Deployment."""
-    labels = body["metadata"].get("labels") or {}
-    return {
-        "name": body["metadata"]["name"],
-        "revision": labels.get(LABEL_REVISION),
-        "replicas": (body.get("spec") or {}).get("replicas", 0),
-        "readyReplicas": (body.get("status") or {}).get("readyReplicas", 0),
-    }
-
-
-def pod_summary(body: dict[str, Any]) -> dict[str, Any]:
-    """What the rollout needs of a serving pod: where it answers, and whether it is ready and staying."""
-    status = body.get("status") or {}
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
-    return {
-        "name": body["metadata"]["name"],
-        "revision": (body["metadata"].get("labels") or {}).get(LABEL_REVISION),
-        "ip": status.get("podIP"),
-        "ready": ready and not body["metadata"].get("deletionTimestamp"),
-    }

@@ -11,29 +11,20 @@ import json
 from typing import Any
 
 from adapterops.api.finetunejob import FineTuneJobSpec
-from adapterops.api.kinds import API_VERSION
+from adapterops.api.kinds import owner_reference
 from adapterops.config import Config, GpuClass
 from adapterops.finetune.plan import PlannedTrial
 from adapterops_train.spec import EXIT_PERMANENT, JUDGE_API_KEY_PATH, PVC_ROOT, TRIAL_SPEC_PATH, TrialSpec
 
 LABEL_JOB = "adapterops.io/finetunejob"
+# The owner's UID: children are matched by it, so a job deleted and re-created under the same name never
+# takes the old one's trials for its own.
+LABEL_JOB_UID = "adapterops.io/finetunejob-uid"
 LABEL_TRIAL = "adapterops.io/trial"
 LABEL_COMPONENT = "adapterops.io/component"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 CONTAINER = "trainer"
 TERMINATION_LOG = "/dev/termination-log"
-
-
-def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
-    meta = owner["metadata"]
-    return {
-        "apiVersion": API_VERSION,
-        "kind": owner["kind"],
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
 
 
 def configmap_name(job_name: str) -> str:
@@ -195,13 +186,14 @@ def pod_template(owner: dict[str, Any], trial: PlannedTrial, spec: FineTuneJobSp
         pod_spec["priorityClassName"] = spec.resources.priority_class_name
     if spec.service_account_name:
         pod_spec["serviceAccountName"] = spec.service_account_name
-    labels = {**config.pod_labels, **trial_labels(meta["name"], trial.name)}
+    labels = {**config.pod_labels, **trial_labels(owner, trial.name)}
     return {"metadata": {"labels": labels}, "spec": pod_spec}
 
 
-def trial_labels(job_name: str, trial: str) -> dict[str, str]:
+def trial_labels(owner: dict[str, Any], trial: str) -> dict[str, str]:
     return {
-        LABEL_JOB: job_name,
+        LABEL_JOB: owner["metadata"]["name"],
+        LABEL_JOB_UID: owner["metadata"]["uid"],
         LABEL_TRIAL: trial,
         LABEL_COMPONENT: "trial",
         "app.kubernetes.io/managed-by": "adapterops",
@@ -210,7 +202,7 @@ def trial_labels(job_name: str, trial: str) -> dict[str, str]:
 
 def trial_job(owner: dict[str, Any], trial: PlannedTrial, spec: FineTuneJobSpec, config: Config) -> dict[str, Any]:
     meta = owner["metadata"]
-    labels = trial_labels(meta["name"], trial.name)
+    labels = trial_labels(owner, trial.name)
     queue = spec.resources.queue_name
     if queue:
         labels[KUEUE_QUEUE_LABEL] = queue

@@ -1,150 +1,165 @@
-"""FineTuneJob reconciliation, the pure part: validation, trial state from Jobs and pods, the champion,
-which trials to start next, and the status. The controller does the I/O around these functions.
-
-Champion selection (objective judgeScore): the highest mean judge score; ties go to the lower
-validation loss, then to the earlier trial in the plan. Objective validationLoss: the lowest loss;
-ties go to the higher judge score, then to the earlier trial. A trial without the objective's value
-(e.g. its judge was unavailable) is never champion.
-"""
+"""What a FineTuneJob's children say: trial Jobs (or JobSets, PyTorchJobs) and their pods summarised
+as the informers keep them, and one leaderboard row per trial recomputed from them (level-based: the
+same children always give the same row, whatever happened before)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+from lightkube.resources.batch_v1 import Job
+from lightkube.resources.core_v1 import Pod
 from pydantic import ValidationError
 
-from adapterops.api.finetunejob import FineTuneJobSpec
-from adapterops.config import Config
-from adapterops.finetune.builders import LABEL_TRIAL
-from adapterops.finetune.plan import PlanError, PlannedTrial, plan
-from adapterops.runtime.conditions import set_condition
+from adapterops.api.finetunejob import Trial
+from adapterops.finetune.builders import CONTAINER, LABEL_JOB, LABEL_JOB_UID, LABEL_TRIAL
+from adapterops.finetune.plan import PlannedTrial
+from adapterops.runtime.clock import parse
+from adapterops.runtime.informer import Item
 from adapterops_train.spec import TERMINATION_MESSAGE_LIMIT, TrialResult
 
 TERMINAL = ("Succeeded", "Failed")
 
 
 @dataclass(frozen=True)
-class Acceptance:
-    spec: FineTuneJobSpec | None
-    trials: list[PlannedTrial]
-    error: str | None  # why the spec is refused, naming the field
-    reason: str
+class JobCondition:
+    status: str
+    reason: str = ""
+    message: str = ""
+    time: datetime | None = None
 
 
-def accept(name: str, spec_doc: dict[str, Any], config: Config) -> Acceptance:
-    """Checks that need the operator's knowledge (GPU classes) or a computation (the sweep plan)."""
-    try:
-        spec = FineTuneJobSpec.model_validate(spec_doc)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = "spec." + ".".join(str(p) for p in err["loc"])
-        return Acceptance(None, [], f"{field}: {err['msg']}", "InvalidSpec")
-    gpu = spec.resources.gpu_type
-    if gpu not in config.gpu_classes:
-        known = ", ".join(sorted(config.gpu_classes)) or "none configured"
-        return Acceptance(
-            spec, [], f"spec.resources.gpuType: unknown GPU class {gpu!r}; this cluster has: {known}", "UnknownGpuClass"
-        )
-    per_node = config.gpu_classes[gpu].gpus_per_node
-    if spec.resources.gpus_per_trial > per_node:
-        return Acceptance(
-            spec,
-            [],
-            f"spec.resources.gpusPerTrial: {spec.resources.gpus_per_trial} GPUs per node, but {gpu} nodes have "
-            f"{per_node}; use at most {per_node} (or more nodes)",
-            "TooManyGpus",
-        )
-    try:
-        trials = plan(name, spec)
-    except PlanError as exc:
-        return Acceptance(spec, [], str(exc), "InvalidSweep")
-    return Acceptance(spec, trials, None, "Accepted")
+@dataclass(frozen=True)
+class TrialRun:
+    """A trial's Job, JobSet or PyTorchJob: the Job's shape (Complete/Failed conditions, pod counts)."""
+
+    name: str
+    suspended: bool = False
+    active: int = 0
+    failed: int = 0
+    succeeded: int = 0
+    start_time: datetime | None = None
+    completion_time: datetime | None = None
+    conditions: dict[str, JobCondition] = field(default_factory=dict)
+
+    def condition(self, type_: str) -> JobCondition | None:
+        found = self.conditions.get(type_)
+        return found if found is not None and found.status == "True" else None
 
 
-# --------------------------------------------------------------------------- observing trials
+@dataclass(frozen=True)
+class Terminated:
+    exit_code: int
+    reason: str | None = None
+    message: str | None = None
 
 
-def job_summary(body: dict[str, Any]) -> dict[str, Any]:
-    """What the reconcile needs of a trial Job (kept small: indices hold one per trial)."""
-    status = body.get("status") or {}
+@dataclass(frozen=True)
+class TrialPod:
+    name: str
+    trial: str
+    created: datetime | None
+    phase: str
+    leader: bool = True  # rank 0 of a multi-node trial (the one that reports the result)
+    terminated: Terminated | None = None
+
+
+def _owner(labels: dict[str, str] | None, namespace: str | None) -> tuple[str, tuple[str, str]] | None:
+    """(owner UID, owner key) from a child's labels; None for an object that is not a trial's."""
+    labels = labels or {}
+    if LABEL_JOB_UID not in labels or LABEL_JOB not in labels or namespace is None:
+        return None
+    return labels[LABEL_JOB_UID], (namespace, labels[LABEL_JOB])
+
+
+def job_item(job: Job) -> Item[TrialRun] | None:
+    meta = job.metadata
+    owner = _owner(meta.labels if meta else None, meta.namespace if meta else None)
+    if owner is None or meta is None or meta.uid is None or meta.name is None:
+        return None
+    status = job.status
     conditions = {
-        c["type"]: {
-            "status": c.get("status"),
-            "reason": c.get("reason", ""),
-            "message": c.get("message", ""),
-            "time": c.get("lastTransitionTime"),
-        }
+        c.type: JobCondition(c.status, c.reason or "", c.message or "", c.lastTransitionTime)
+        for c in (status.conditions if status and status.conditions else [])
+    }
+    run = TrialRun(
+        name=meta.name,
+        suspended=bool(job.spec and job.spec.suspend),
+        active=(status.active or 0) if status else 0,
+        failed=(status.failed or 0) if status else 0,
+        succeeded=(status.succeeded or 0) if status else 0,
+        start_time=status.startTime if status else None,
+        completion_time=status.completionTime if status else None,
+        conditions=conditions,
+    )
+    return Item(meta.uid, owner[0], owner[1], run)
+
+
+# A JobSet's and a PyTorchJob's terminal conditions, as the Job's.
+ENGINE_DONE = {
+    "JobSet": {"Completed": "Complete", "Failed": "Failed"},
+    "PyTorchJob": {"Succeeded": "Complete", "Failed": "Failed"},
+}
+
+
+def engine_item(body: dict[str, Any]) -> Item[TrialRun] | None:
+    """A JobSet or PyTorchJob trial (lightkube gives these add-on kinds as dicts)."""
+    meta = body.get("metadata") or {}
+    owner = _owner(meta.get("labels"), meta.get("namespace"))
+    if owner is None:
+        return None
+    kind, status, spec = body["kind"], body.get("status") or {}, body.get("spec") or {}
+    conditions = {
+        ENGINE_DONE[kind][c["type"]]: JobCondition(
+            c.get("status", ""), c.get("reason", ""), c.get("message", ""), parse(c.get("lastTransitionTime"))
+        )
         for c in status.get("conditions") or []
+        if c.get("type") in ENGINE_DONE[kind]
     }
-    return {
-        "name": body["metadata"]["name"],
-        "uid": body["metadata"].get("uid"),
-        "suspended": bool((body.get("spec") or {}).get("suspend")),
-        "active": status.get("active", 0),
-        "failed": status.get("failed", 0),
-        "succeeded": status.get("succeeded", 0),
-        "startTime": status.get("startTime"),
-        "completionTime": status.get("completionTime"),
-        "conditions": conditions,
-    }
-
-
-def engine_summary(body: dict[str, Any]) -> dict[str, Any]:
-    """A JobSet or PyTorchJob trial, in the shape of `job_summary` (Complete/Failed conditions)."""
-    status = body.get("status") or {}
-    kind = body["kind"]
-    spec = body.get("spec") or {}
-    done = {"JobSet": ("Completed", "Failed"), "PyTorchJob": ("Succeeded", "Failed")}[kind]
-    conditions = {}
-    for c in status.get("conditions") or []:
-        mapped = {done[0]: "Complete", done[1]: "Failed"}.get(c["type"])
-        if mapped:
-            conditions[mapped] = {
-                "status": c.get("status"),
-                "reason": c.get("reason", ""),
-                "message": c.get("message", ""),
-                "time": c.get("lastTransitionTime"),
-            }
     if kind == "JobSet":
         active = sum(r.get("active", 0) for r in status.get("replicatedJobsStatus") or [])
         suspended = bool(spec.get("suspend"))
     else:
         active = sum(r.get("active", 0) for r in (status.get("replicaStatuses") or {}).values())
         suspended = bool((spec.get("runPolicy") or {}).get("suspend"))
-    return {
-        "name": body["metadata"]["name"],
-        "uid": body["metadata"].get("uid"),
-        "suspended": suspended,
-        "active": active,
-        "failed": status.get("restarts", 0),
-        "succeeded": 0,
-        "startTime": status.get("startTime") or body["metadata"].get("creationTimestamp"),
-        "completionTime": status.get("completionTime"),
-        "conditions": conditions,
-    }
+    run = TrialRun(
+        name=meta["name"],
+        suspended=suspended,
+        active=active,
+        failed=status.get("restarts", 0),
+        start_time=parse(status.get("startTime") or meta.get("creationTimestamp")),
+        completion_time=parse(status.get("completionTime")),
+        conditions=conditions,
+    )
+    return Item(meta["uid"], owner[0], owner[1], run)
 
 
-def pod_summary(body: dict[str, Any], container: str) -> dict[str, Any]:
-    """What the reconcile needs of a trial pod. On several nodes only rank 0 reports the result."""
-    status = body.get("status") or {}
-    labels = body["metadata"].get("labels") or {}
-    rank0 = labels.get("batch.kubernetes.io/job-completion-index", "0") == "0" and (
+def pod_item(pod: Pod) -> Item[TrialPod] | None:
+    """A trial pod. On several nodes only rank 0 reports the result."""
+    meta = pod.metadata
+    owner = _owner(meta.labels if meta else None, meta.namespace if meta else None)
+    if owner is None or meta is None or meta.uid is None or meta.name is None:
+        return None
+    labels = meta.labels or {}
+    leader = labels.get("batch.kubernetes.io/job-completion-index", "0") == "0" and (
         labels.get("training.kubeflow.org/replica-type", "master") == "master"
     )
     terminated = None
-    for cs in status.get("containerStatuses") or []:
-        if rank0 and cs.get("name") in (container, "pytorch") and (cs.get("state") or {}).get("terminated"):
-            t = cs["state"]["terminated"]
-            terminated = {k: t.get(k) for k in ("exitCode", "reason", "message", "startedAt", "finishedAt")}
-    return {
-        "name": body["metadata"]["name"],
-        "job": labels.get(LABEL_TRIAL),
-        "created": body["metadata"].get("creationTimestamp"),
-        "phase": status.get("phase", "Pending"),
-        "leader": rank0,
-        "terminated": terminated,
-    }
+    status = pod.status
+    for cs in status.containerStatuses if status and status.containerStatuses else []:
+        t = cs.state.terminated if cs.state else None
+        if leader and cs.name in (CONTAINER, "pytorch") and t is not None:
+            terminated = Terminated(t.exitCode, t.reason, t.message)
+    trial_pod = TrialPod(
+        name=meta.name,
+        trial=labels.get(LABEL_TRIAL, ""),
+        created=meta.creationTimestamp,
+        phase=(status.phase if status else None) or "Pending",
+        leader=leader,
+        terminated=terminated,
+    )
+    return Item(meta.uid, owner[0], owner[1], trial_pod)
 
 
 def parse_result(message: str | None) -> tuple[TrialResult | None, str | None]:
@@ -161,183 +176,57 @@ def parse_result(message: str | None) -> tuple[TrialResult | None, str | None]:
         return None, f"ResultMalformed: {where}: {first['msg']}"
 
 
-def _latest(pods: list[dict[str, Any]], phase: str) -> dict[str, Any] | None:
-    matching = [p for p in pods if p["phase"] == phase]
-    return max(matching, key=lambda p: p["created"] or "") if matching else None
+def _latest(pods: list[TrialPod], phase: str) -> TrialPod | None:
+    matching = [p for p in pods if p.phase == phase]
+    return max(matching, key=lambda p: p.created or datetime.min) if matching else None
 
 
-def observe_trial(
-    planned: PlannedTrial, job: dict[str, Any] | None, pods: list[dict[str, Any]], old: dict[str, Any] | None
-) -> dict[str, Any]:
+def observe_trial(planned: PlannedTrial, run: TrialRun | None, pods: list[TrialPod], old: Trial | None) -> Trial:
     """One leaderboard row, recomputed from the trial's Job and pods."""
-    row: dict[str, Any] = {"name": planned.name, "index": planned.index, "parameters": planned.parameters}
-    pods = [p for p in pods if p.get("leader", True)]  # one pod per attempt: the rank-0 pod
-    if job is None:
-        return {**row, "state": "Pending", "attempts": 0}
-    row["attempts"] = max(len(pods), job["active"] + job["failed"] + job["succeeded"])
-    row["startTime"] = job["startTime"]
-    complete, failed = job["conditions"].get("Complete"), job["conditions"].get("Failed")
-    if complete and complete["status"] == "True":
-        row["completionTime"] = job["completionTime"] or complete["time"]
+    row = Trial(name=planned.name, index=planned.index, parameters=planned.parameters, state="Pending")
+    if run is None:
+        return row
+    pods = [p for p in pods if p.leader]  # one pod per attempt: the rank-0 pod
+    row.attempts = max(len(pods), run.active + run.failed + run.succeeded)
+    row.start_time = run.start_time
+    complete, failed = run.condition("Complete"), run.condition("Failed")
+    if complete:
+        row.completion_time = run.completion_time or complete.time
         pod = _latest(pods, "Succeeded")
-        if pod is None and old and old.get("state") == "Succeeded":
+        if pod is None and old is not None and old.state == "Succeeded":
             return old  # the pod is gone (deleted or evicted by GC); its result was recorded before
-        result, problem = parse_result(pod["terminated"]["message"] if pod and pod["terminated"] else None)
+        result, problem = parse_result(pod.terminated.message if pod and pod.terminated else None)
         if result is None:
-            return {**row, "state": "Failed", "message": problem}
+            return row.model_copy(update={"state": "Failed", "message": problem})
         if result.status != "succeeded":
-            return {**row, "state": "Failed", "message": f"{result.reason}: {result.message}"}
-        return {**row, **_scores(result), "state": "Succeeded"}
-    if failed and failed["status"] == "True":
-        row["completionTime"] = failed["time"]
-        return {**row, "state": "Failed", "message": _failure_message(pods, failed)}
-    if job["suspended"]:
-        return {**row, "state": "Pending", "message": "waiting for Kueue to admit the Job"}
-    if job["active"] or any(p["phase"] == "Running" for p in pods):
-        return {**row, "state": "Running"}
-    return {**row, "state": "Pending"}
+            return row.model_copy(update={"state": "Failed", "message": f"{result.reason}: {result.message}"})
+        return row.model_copy(update={**_scores(result), "state": "Succeeded"})
+    if failed:
+        row.completion_time = failed.time
+        return row.model_copy(update={"state": "Failed", "message": _failure_message(pods, failed)})
+    if run.suspended:
+        return row.model_copy(update={"message": "waiting for Kueue to admit the Job"})
+    if run.active or any(p.phase == "Running" for p in pods):
+        return row.model_copy(update={"state": "Running"})
+    return row
 
 
 def _scores(result: TrialResult) -> dict[str, Any]:
-    out: dict[str, Any] = {"validationLoss": result.validation_loss, "adapterUri": result.adapter_uri}
+    out: dict[str, Any] = {"validation_loss": result.validation_loss, "adapter_uri": result.adapter_uri}
     if result.judge and result.judge.status == "ok":
-        out["judgeScore"] = result.judge.mean
+        out["judge_score"] = result.judge.mean
     elif result.judge:
         out["message"] = f"judge {result.judge.status}: {result.judge.message or 'no score'}"
     return {k: v for k, v in out.items() if v is not None}
 
 
-def _failure_message(pods: list[dict[str, Any]], condition: dict[str, Any]) -> str:
+def _failure_message(pods: list[TrialPod], condition: JobCondition) -> str:
     pod = _latest(pods, "Failed")
-    job_reason = f"{condition['reason']}: {condition['message']}".strip(": ")
-    if pod is None or pod["terminated"] is None:
+    job_reason = f"{condition.reason}: {condition.message}".strip(": ")
+    if pod is None or pod.terminated is None:
         return job_reason
-    term = pod["terminated"]
-    result, _ = parse_result(term.get("message"))
+    term = pod.terminated
+    result, _ = parse_result(term.message)
     if result is not None and result.reason:
         return f"{result.reason}: {result.message or ''} ({job_reason})".strip()
-    return f"exit code {term.get('exitCode')} ({term.get('reason') or 'Error'}); {job_reason}"
-
-
-# --------------------------------------------------------------------------- deciding
-
-
-def champion(rows: list[dict[str, Any]], metric: str) -> dict[str, Any] | None:
-    key = "judgeScore" if metric == "judgeScore" else "validationLoss"
-    eligible = [r for r in rows if r["state"] == "Succeeded" and r.get(key) is not None and r.get("adapterUri")]
-    if not eligible:
-        return None
-    inf = float("inf")
-    if metric == "judgeScore":
-        best = min(eligible, key=lambda r: (-r["judgeScore"], r.get("validationLoss", inf), r["index"]))
-    else:
-        best = min(eligible, key=lambda r: (r["validationLoss"], -r.get("judgeScore", -inf), r["index"]))
-    out = {"trial": best["name"], "adapterUri": best["adapterUri"], "parameters": best["parameters"]}
-    out.update({k: best[k] for k in ("validationLoss", "judgeScore") if k in best})
-    return out
-
-
-def to_start(
-    trials: list[PlannedTrial], rows: list[dict[str, Any]], existing: set[str], parallelism: int, suspend: bool
-) -> list[PlannedTrial]:
-    """The next trials in plan order, keeping at most `parallelism` in flight."""
-    if suspend:
-        return []
-    busy = sum(1 for r in rows if r["name"] in existing and r["state"] not in TERMINAL)
-    free = max(0, parallelism - busy)
-    return [t for t in trials if t.name not in existing][:free]
-
-
-def sweep_status(
-    old: dict[str, Any],
-    rows: list[dict[str, Any]],
-    spec: FineTuneJobSpec,
-    generation: int | None,
-    accepted_message: str,
-) -> dict[str, Any]:
-    counts = {s: sum(1 for r in rows if r["state"] == s) for s in ("Pending", "Running", "Succeeded", "Failed")}
-    total = len(rows)
-    done = counts["Succeeded"] + counts["Failed"]
-    finished = done == total
-    best = champion(rows, spec.objective.metric)
-    conditions = list(old.get("conditions") or [])
-    g = generation
-    conditions = set_condition(conditions, "Accepted", True, "Accepted", accepted_message, g)
-    summary = f"{counts['Running']} running, {counts['Succeeded']} succeeded, {counts['Failed']} failed of {total}"
-    suspended = spec.suspend and not finished
-    conditions = set_condition(
-        conditions,
-        "Suspended",
-        suspended,
-        "SuspendedBySpec" if suspended else "NotSuspended",
-        "spec.suspend is true: no new trials start" if suspended else "",
-        g,
-    )
-    running = not finished and (counts["Running"] > 0 or not suspended)
-    conditions = set_condition(
-        conditions,
-        "Running",
-        running,
-        "TrialsRunning" if running else ("SweepFinished" if finished else "Suspended"),
-        summary,
-        g,
-    )
-    if finished and best:
-        succeeded, failed = True, False
-        reason, message = "ChampionSelected", f"champion {best['trial']}; {summary}"
-    elif finished:
-        succeeded, failed = False, True
-        reason = "AllTrialsFailed" if counts["Succeeded"] == 0 else "NoChampion"
-        message = (
-            f"no trial has a {spec.objective.metric}; {summary}"
-            if counts["Succeeded"]
-            else f"every trial failed; {summary}"
-        )
-    else:
-        succeeded, failed, reason, message = False, False, "InProgress", summary
-    conditions = set_condition(conditions, "Succeeded", succeeded, reason, message, g)
-    conditions = set_condition(
-        conditions, "Failed", failed, reason if failed else "InProgress" if not finished else reason, message, g
-    )
-    state = (
-        "Succeeded"
-        if succeeded
-        else "Failed"
-        if failed
-        else "Suspended"
-        if suspended
-        else "Running"
-        if done or counts["Running"] or any(r["attempts"] for r in rows)
-        else "Pending"
-    )
-    starts = [r["startTime"] for r in rows if r.get("startTime")]
-    ends = [r["completionTime"] for r in rows if r.get("completionTime")]
-    status: dict[str, Any] = {
-        "observedGeneration": g,
-        "conditions": conditions,
-        "state": state,
-        "progress": f"{done}/{total}",
-        "trialCounts": {
-            "total": total,
-            "pending": counts["Pending"],
-            "running": counts["Running"],
-            "succeeded": counts["Succeeded"],
-            "failed": counts["Failed"],
-        },
-        "trials": rows,
-    }
-    if best:
-        status["champion"] = best
-    if starts:
-        status["startTime"] = min(starts)
-    if finished and ends:
-        status["completionTime"] = max(ends)
-    return status
-
-
-def refused_status(old: dict[str, Any], acceptance: Acceptance, generation: int | None) -> dict[str, Any]:
-    """Accepted=False: nothing is created; the message names the field."""
-    conditions = list(old.get("conditions") or [])
-    assert acceptance.error is not None
-    conditions = set_condition(conditions, "Accepted", False, acceptance.reason, acceptance.error, generation)
-    return {**old, "conditions": conditions, "observedGeneration": generation, "state": old.get("state") or "Pending"}
+    return f"exit code {term.exit_code} ({term.reason or 'Error'}); {job_reason}"

@@ -136,3 +136,9 @@ def plan(job_name: str, spec: FineTuneJobSpec) -> list[PlannedTrial]:
         PlannedTrial(index=i, name=trial_name(job_name, i), parameters=params, spec=apply_parameters(spec, params))
         for i, params in enumerate(combinations(spec))
     ]
+
+
+def to_start(trials: list[PlannedTrial], busy: int, existing: set[str], parallelism: int) -> list[PlannedTrial]:
+    """The next trials in plan order that have no Job yet, keeping at most `parallelism` in flight."""
+    free = max(0, parallelism - busy)
+    return [t for t in trials if t.name not in existing][:free]

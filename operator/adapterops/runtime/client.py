@@ -1,191 +1,185 @@
-"""A small async Kubernetes client on top of kubernetes_asyncio: raw JSON in, raw JSON out.
+"""The operator's Kubernetes client: lightkube's AsyncClient behind the few verbs the reconcilers use.
 
-The operator works with plain manifest dicts built by pure functions; typed client models would only
-be converted back and forth. Writes use server-side apply under one field manager, so applying the same
-manifest twice is a no-op and a restart never duplicates a child.
+Builders produce plain manifest dicts (`spec -> manifest`, no I/O); this is where they meet the API:
+server-side apply under one field manager (applying the same manifest twice is a no-op, so a restart
+never duplicates a child), create for what must not be taken over, merge patches, deletes. Kinds
+resolve through lightkube's registry: core kinds ship with it, ours and the add-ons' are registered
+from `adapterops.api.kinds`. Every call has a timeout (a hung connection fails the reconcile instead
+of blocking a worker) and is counted by verb.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
+from collections.abc import Mapping
 from typing import Any
 
-from kubernetes_asyncio import client, config
-from kubernetes_asyncio.client.exceptions import ApiException
+import httpx2
+from lightkube import AsyncClient, KubeConfig
+from lightkube.codecs import from_dict
+from lightkube.core.exceptions import ApiError
+from lightkube.core.resource import NamespacedResource, NamespacedSubResource, Resource
+from lightkube.core.resource_registry import resource_registry
+from lightkube.types import CascadeType, PatchType
 
+from adapterops.api.kinds import ADDONS, OURS
 from adapterops.runtime.metrics import API_REQUESTS
 
 FIELD_MANAGER = "adapterops"
 
-__all__ = ["FIELD_MANAGER", "ApiException", "Kube", "resource_path"]
-
-# apiVersion/kind -> (group path prefix, plural); only the kinds AdapterOps touches.
-_PLURALS = {
-    "Pod": "pods",
-    "Service": "services",
-    "ConfigMap": "configmaps",
-    "Secret": "secrets",
-    "Event": "events",
-    "Job": "jobs",
-    "Deployment": "deployments",
-    "FineTuneJob": "finetunejobs",
-    "ModelDeployment": "modeldeployments",
-    "HTTPRoute": "httproutes",
-    "LocalQueue": "localqueues",
-    "JobSet": "jobsets",
-    "PyTorchJob": "pytorchjobs",
-}
+__all__ = [
+    "FIELD_MANAGER",
+    "ApiError",
+    "Client",
+    "KindNotServed",
+    "is_not_found",
+    "resource_of",
+    "status_code",
+    "type_not_served",
+]
 
 
-def resource_path(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:
-    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    path = base + (f"/namespaces/{namespace}" if namespace else "") + f"/{_PLURALS[kind]}"
-    return path + (f"/{name}" if name else "")
+class KindNotServed(Exception):
+    """The API server does not serve this kind: an add-on (Kueue, Gateway API, JobSet) is not installed."""
+
+    def __init__(self, res: type[Resource]) -> None:
+        info = res._api_info.resource
+        super().__init__(f"{info.kind} ({info.group or 'core'}/{info.version}) is not served by this cluster")
+        self.kind = info.kind
 
 
-def _reason(raw: bytes) -> str | None:
-    """The Status message the API server sends with an error, e.g. a conflict's explanation."""
-    try:
-        return str(json.loads(raw).get("message"))
-    except (ValueError, AttributeError):
-        return raw.decode(errors="replace")[:200] or None
+for _kind in (*OURS, *ADDONS):
+    _ = _kind.resource  # registers the kind with lightkube, so manifests of it resolve
 
 
-class Kube:
-    def __init__(self, api: client.ApiClient) -> None:
+def resource_of(api_version: str, kind: str) -> type[NamespacedResource]:
+    """The lightkube class of a namespaced kind (LoadResourceError for a kind nobody declared)."""
+    res = resource_registry.load(api_version, kind)
+    assert issubclass(res, NamespacedResource), f"{kind} is not namespaced"
+    return res
+
+
+def status_code(exc: BaseException) -> int | None:
+    """The HTTP status of a failed API call (lightkube raises ApiError for a Status answer, and plain
+    httpx2.HTTPStatusError when the body is not JSON, as for an unknown API path)."""
+    if isinstance(exc, ApiError):
+        return exc.status.code
+    if isinstance(exc, httpx2.HTTPStatusError):
+        return exc.response.status_code
+    return None
+
+
+def is_not_found(exc: ApiError) -> bool:
+    return exc.status.code == 404
+
+
+def type_not_served(exc: BaseException) -> bool:
+    """A 404 about the kind itself (its CRD is not installed), not about one object of it: the API server
+    names the object in the Status details only when the object is what is missing."""
+    if status_code(exc) != 404:
+        return False
+    details = exc.status.details if isinstance(exc, ApiError) else None
+    return details is None or not details.name
+
+
+def _body(obj: Any) -> dict[str, Any]:
+    """Objects as dicts (lightkube returns typed structs for core kinds, dict subclasses for the rest)."""
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    return obj.to_dict()  # type: ignore[no-any-return]
+
+
+class Client:
+    def __init__(self, api: AsyncClient) -> None:
         self.api = api
-        self.requests = 0  # API calls made, for the metrics and the benchmark
+        self.requests = 0  # API calls made, for the metrics and the benchmark (watches excluded)
 
     @classmethod
-    async def connect(cls) -> Kube:
-        try:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-        except config.ConfigException:
-            await config.load_kube_config()
-        return cls(client.ApiClient())
+    def connect(cls, timeout_seconds: float = 30.0, watch_seconds: float = 300.0) -> Client:
+        """In-cluster service account, else $KUBECONFIG / ~/.kube/config."""
+        api = AsyncClient(KubeConfig.from_env(), timeout=httpx2.Timeout(timeout_seconds), field_manager=FIELD_MANAGER)
+        # Watches have no read timeout in lightkube; the server closes each after `watch_seconds`, so a
+        # stream silent for longer than that (plus slack) is a dead connection: fail it and reconnect.
+        api._client._watch_timeout = httpx2.Timeout(timeout_seconds, read=watch_seconds + 30)
+        return cls(api)
 
     async def close(self) -> None:
         await self.api.close()
 
-    async def request(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        query: dict[str, Any] | None = None,
-        content_type: str = "application/json",
-    ) -> Any:
+    def _count(self, verb: str) -> None:
         self.requests += 1
-        API_REQUESTS.labels(method).inc()
-        resp = await self.api.call_api(
-            path,
-            method,
-            query_params=list((query or {}).items()),
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
-            body=body,
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _return_http_data_only=True,
-        )
-        raw = await resp.read()
-        if resp.status >= 400:  # unread responses are not checked by the client: do it here
-            exc = ApiException(status=resp.status, reason=_reason(raw) or resp.reason)
-            exc.body = raw
-            raise exc
-        return json.loads(raw) if raw else None
+        API_REQUESTS.labels(verb).inc()
 
-    async def watch(self, path: str, query: dict[str, Any], seconds: int) -> AsyncIterator[dict[str, Any]]:
-        """One watch request: its events until the server ends it after `seconds` (not counted in
-        API_REQUESTS, which is about what reconciles cost)."""
-        resp = await self.api.call_api(
-            path,
-            "GET",
-            query_params=[*query.items(), ("watch", "true"), ("timeoutSeconds", str(seconds))],
-            header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _return_http_data_only=True,
-            _request_timeout=seconds + 30,
-        )
+    async def get(self, res: type[NamespacedResource], namespace: str | None, name: str) -> dict[str, Any] | None:
+        """The object, or None when it does not exist; KindNotServed when its kind is not installed."""
+        self._count("GET")
         try:
-            if resp.status >= 400:
-                raw = await resp.read()
-                raise ApiException(status=resp.status, reason=_reason(raw) or resp.reason)
-            async for line in resp.content:
-                if line.strip():
-                    yield json.loads(line)
-        finally:
-            resp.release()
-
-    async def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
-        try:
-            obj: dict[str, Any] = await self.request("GET", resource_path(api_version, kind, namespace, name))
-        except ApiException as exc:
-            if exc.status == 404:
+            return _body(await self.api.get(res, name, namespace=namespace))
+        except httpx2.HTTPStatusError as exc:
+            if type_not_served(exc):
+                raise KindNotServed(res) from exc
+            if status_code(exc) == 404:
                 return None
             raise
-        return obj
 
     async def list(
-        self, api_version: str, kind: str, namespace: str | None, label_selector: str | None = None
+        self, res: type[NamespacedResource], namespace: str | None, labels: dict[str, Any] | None = None
     ) -> list[dict[str, Any]]:
-        query = {"labelSelector": label_selector} if label_selector else None
-        out = await self.request("GET", resource_path(api_version, kind, namespace), query=query)
-        return list(out.get("items", []))
+        self._count("LIST")
+        return [_body(o) async for o in self.api.list(res, namespace=namespace, labels=labels)]
 
-    async def apply(self, manifest: dict[str, Any], force: bool = True) -> dict[str, Any]:
-        """Server-side apply: creates the object or converges it to `manifest`."""
+    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply: creates the object or converges the fields we manage to `manifest`."""
+        self._count("APPLY")
         meta = manifest["metadata"]
-        path = resource_path(manifest["apiVersion"], manifest["kind"], meta.get("namespace"), meta["name"])
-        query = {"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"}
-        obj: dict[str, Any] = await self.request(
-            "PATCH", path, body=manifest, query=query, content_type="application/apply-patch+yaml"
+        res = resource_of(manifest["apiVersion"], manifest["kind"])
+        obj = await self.api.patch(
+            res,
+            meta["name"],
+            manifest,
+            namespace=meta.get("namespace"),
+            patch_type=PatchType.APPLY,
+            field_manager=FIELD_MANAGER,
+            force=True,
         )
-        return obj
+        return _body(obj)
 
     async def create(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
-        """Create; None when it already exists (a create racing a restart is not an error)."""
-        meta = manifest["metadata"]
-        path = resource_path(manifest["apiVersion"], manifest["kind"], meta.get("namespace"))
+        """Create; None when an object of that name exists already (the caller decides whether it is its own)."""
+        self._count("CREATE")
+        obj = from_dict(manifest)
         try:
-            obj: dict[str, Any] = await self.request("POST", path, body=manifest, query={"fieldManager": FIELD_MANAGER})
-        except ApiException as exc:
-            if exc.status == 409:
+            return _body(await self.api.create(obj))
+        except ApiError as exc:
+            if exc.status.code == 409:
                 return None
             raise
-        return obj
 
     async def patch_merge(
         self,
-        api_version: str,
-        kind: str,
+        res: type[NamespacedResource] | type[NamespacedSubResource],
         namespace: str | None,
         name: str,
         patch: dict[str, Any],
-        subresource: str = "",
     ) -> dict[str, Any]:
-        path = resource_path(api_version, kind, namespace, name) + (f"/{subresource}" if subresource else "")
-        obj: dict[str, Any] = await self.request(
-            "PATCH",
-            path,
-            body=patch,
-            query={"fieldManager": FIELD_MANAGER},
-            content_type="application/merge-patch+json",
+        """A JSON merge patch (RFC 7386); `res` may be a subresource class such as `Kind.resource.Status`."""
+        self._count("PATCH")
+        obj = await self.api.patch(
+            res, name, patch, namespace=namespace, patch_type=PatchType.MERGE, field_manager=FIELD_MANAGER
         )
-        return obj
+        return _body(obj)
 
-    async def delete(
-        self, api_version: str, kind: str, namespace: str | None, name: str, propagation: str = "Background"
-    ) -> bool:
+    async def replace(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """PUT: conditional on the manifest's resourceVersion (a concurrent change answers 409)."""
+        self._count("UPDATE")
+        return _body(await self.api.replace(from_dict(manifest)))
+
+    async def delete(self, res: type[NamespacedResource], namespace: str | None, name: str) -> bool:
+        """Delete in the background (the garbage collector removes dependents); False when already gone."""
+        self._count("DELETE")
         try:
-            await self.request(
-                "DELETE",
-                resource_path(api_version, kind, namespace, name),
-                body={"propagationPolicy": propagation},
-            )
-        except ApiException as exc:
-            if exc.status == 404:
+            await self.api.delete(res, name, namespace=namespace, cascade=CascadeType.BACKGROUND)
+        except ApiError as exc:
+            if is_not_found(exc):
                 return False
             raise
         return True

@@ -2,41 +2,36 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+from adapterops.api.common import Condition
+from adapterops.runtime.clock import now
 
 
 def set_condition(
-    conditions: list[dict[str, Any]],
+    conditions: list[Condition],
     type_: str,
-    status: bool | str,
+    status: bool,
     reason: str,
     message: str,
     generation: int | None,
-) -> list[dict[str, Any]]:
-    """Return `conditions` with `type_` set; lastTransitionTime only moves when the status changes."""
-    status_str = status if isinstance(status, str) else ("True" if status else "False")
-    old = next((c for c in conditions if c.get("type") == type_), None)
-    changed = old is None or old.get("status") != status_str
-    new = {
-        "type": type_,
-        "status": status_str,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": now_iso() if changed or old is None else old["lastTransitionTime"],
-        "observedGeneration": generation,
-    }
-    return [c for c in conditions if c.get("type") != type_] + [new]
+) -> list[Condition]:
+    """`conditions` with `type_` set; lastTransitionTime only moves when the status changes."""
+    value = "True" if status else "False"
+    old = get_condition(conditions, type_)
+    new = Condition(
+        type=type_,
+        status=value,
+        reason=reason,
+        message=message,
+        last_transition_time=old.last_transition_time if old is not None and old.status == value else now(),
+        observed_generation=generation,
+    )
+    return [c for c in conditions if c.type != type_] + [new]
 
 
-def get_condition(conditions: list[dict[str, Any]] | None, type_: str) -> dict[str, Any] | None:
-    return next((c for c in conditions or [] if c.get("type") == type_), None)
+def get_condition(conditions: list[Condition], type_: str) -> Condition | None:
+    return next((c for c in conditions if c.type == type_), None)
 
 
-def is_true(conditions: list[dict[str, Any]] | None, type_: str) -> bool:
-    cond = get_condition(conditions, type_)
-    return cond is not None and cond.get("status") == "True"
+def is_true(conditions: list[Condition], type_: str) -> bool:
+    found = get_condition(conditions, type_)
+    return found is not None and found.status == "True"

@@ -1,17 +1,16 @@
-"""Watches of the operator's children (trial Jobs and pods, JobSets, PyTorchJobs, serving Deployments
-and pods), selected by label on the server and kept as small summaries per owner.
+"""Informers: list then watch one kind (label-selected on the server), keep a small summary per object,
+and wake the work queues of the objects it concerns. The same machinery serves our own kinds and their
+children (trial Jobs and pods, JobSets, PyTorchJobs, serving Deployments and pods).
 
-Why not kopf: kopf watches a resource whole and filters by label in the client, so the operator would
-receive every pod of the cluster, and it runs its full per-object machinery (a worker per object, a deep
-copy of the body for its diff base, handlers in a thread pool) for each event. With hundreds of trial
-Jobs starting at once, that per-event work competes with the creates for the operator's one core. An
-event here costs a JSON parse, a summary and, when the summary changed, a queue insert. Also, kopf
-cannot watch a kind whose CRD may be removed at run time (kopf 1.45 stops the whole operator on the
-404): while an optional API group (JobSet, PyTorchJob) is not served, discovery is polled; while it is,
-list then watch; a 404 or 410 starts over.
-
-The view has the shape of a kopf index: (namespace, owner name) -> summaries. `synced` is set once every
-watched namespace has been listed (or found not served), so the workers never act on an empty view.
+An event costs a JSON decode, a summary and, when the summary changed, the subscribers' calls: most
+updates of a pod or Job touch nothing a reconcile reads and wake nobody. Items are grouped for lookups
+(children by their owner's UID, so a deleted and re-created owner of the same name never inherits the
+old children; our own objects by namespace and name). Add-on kinds (JobSet, PyTorchJob) may be absent
+or removed at run time: while the API server does not serve them the view is empty and the kind is
+looked for again every `poll_seconds` or when poked. Any failure (a 410, a dropped or silent
+connection, a 403 in one namespace) restarts that namespace's list and watch after a backoff; the
+other namespaces carry on. `synced_in(namespace)` says whether a namespace has been listed, so a
+reconcile never mistakes a not-yet-listed view for lost children.
 """
 
 from __future__ import annotations
@@ -19,132 +18,191 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-import aiohttp
+import httpx2
+from lightkube import ALL_NS
+from lightkube.core.resource import NamespacedResource
 
-from adapterops.runtime.client import ApiException, Kube, resource_path
+from adapterops.runtime.client import Client, status_code, type_not_served
+from adapterops.runtime.metrics import WATCH_ERRORS
 from adapterops.runtime.workqueue import Key
 
 log = logging.getLogger(__name__)
 
-Summarize = Callable[[dict[str, Any]], dict[str, Any]]
+T = TypeVar("T")
 
-WATCH_SECONDS = 300  # the server closes each watch after this; it is reopened from the last version
-RETRY_SECONDS = 5.0
+WATCH_SECONDS = 300  # the server closes each watch after this; lightkube reopens it from the last version
+RETRY_SECONDS = 1.0
+MAX_RETRY_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Item(Generic[T]):
+    """One object as the reconcilers see it."""
+
+    uid: str
+    group: Hashable  # what lookups ask for: the owner's UID for children, (namespace, name) for our kinds
+    key: Key  # the work-queue key this object wakes: its owner's (namespace, name), or its own
+    data: T
+
+
+Summarize = Callable[[Any], "Item[Any] | None"]  # None: not one of ours (a label or owner missing)
 
 
 @dataclass
-class ChildWatch:
-    kube: Kube
-    api_version: str
-    kind: str
-    label: str  # the label naming the owner (FineTuneJob or ModelDeployment): the view's key
+class Informer:
+    client: Client
+    res: type[NamespacedResource]
     summarize: Summarize
-    on_change: Callable[[Key], None]  # told the owner whose child changed (or vanished)
-    selector: str = ""  # the server-side label selector; default: objects that carry `label`
-    served: Callable[[], Awaitable[bool]] | None = None  # is an optional API group installed (None: always)
+    labels: dict[str, Any] | None = None  # server-side label selector (lightkube's form)
     namespaces: tuple[str, ...] = ()  # empty: the whole cluster
-    poll_seconds: float = 30.0  # how often an absent API group is looked for
-    synced: asyncio.Event = field(default_factory=asyncio.Event)
-    # owner key -> uid -> summary, per watched namespace ("" for cluster-wide).
-    _objects: dict[str, dict[Key, dict[str, dict[str, Any]]]] = field(default_factory=dict)
+    optional: bool = False  # an add-on's kind: absent is normal, looked for again
+    poll_seconds: float = 30.0
+    subscribers: list[Callable[[Key], None]] = field(default_factory=list)
+    served: bool = True
+    # namespace ("" for cluster-wide) -> group -> uid -> item
+    _items: dict[str, dict[Hashable, dict[str, Item[Any]]]] = field(default_factory=dict)
     _listed: set[str] = field(default_factory=set)
+    listed: asyncio.Event = field(default_factory=asyncio.Event)  # set once every namespace was listed
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # namespace -> when its list/watch started failing (errors a restart of the process could cure)
+    failing_since: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return str(self.res._api_info.resource.kind)
+
+    def subscribe(self, callback: Callable[[Key], None]) -> None:
+        self.subscribers.append(callback)
 
     def poke(self) -> None:
-        """Look for an absent API group now (the controller has just created one of this kind)."""
+        """Look for an absent kind now (the operator has just created one of it)."""
         self._wake.set()
 
-    def items(self, key: Key) -> list[dict[str, Any]]:
-        return [summary for by_key in self._objects.values() for summary in by_key.get(key, {}).values()]
+    def items(self, group: Hashable) -> list[Item[Any]]:
+        return [item for by_group in self._items.values() for item in by_group.get(group, {}).values()]
+
+    def data(self, group: Hashable) -> list[Any]:
+        return [item.data for item in self.items(group)]
+
+    def one(self, group: Hashable) -> Any | None:
+        found = self.items(group)
+        return found[0].data if found else None
+
+    def all(self) -> list[Item[Any]]:
+        return [item for by_group in self._items.values() for g in by_group.values() for item in g.values()]
+
+    def synced_in(self, namespace: str) -> bool:
+        return "" in self._listed or namespace in self._listed
+
+    @property
+    def synced(self) -> bool:
+        return len(self._listed) == len(self.namespaces or ("",))
 
     async def run(self) -> None:
         await asyncio.gather(*(self._run_one(ns) for ns in (self.namespaces or ("",))))
 
     async def _run_one(self, namespace: str) -> None:
+        failures = 0
         while True:
             try:
-                if self.served is not None and not await self.served():
-                    self._replace(namespace, [])
-                    self._mark_listed(namespace)
+                version = await self._list(namespace)
+                failures = 0
+                self.failing_since.pop(namespace, None)
+                if version is None:  # the kind is not served: wait for it
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
                     continue
-                version = await self._list(namespace)
-                self._mark_listed(namespace)
                 await self._watch(namespace, version)
-            except ApiException as exc:
-                if exc.status == 404:  # the CRD went away: its objects went with it
-                    self._replace(namespace, [])
-                if exc.status not in (404, 410):
-                    log.warning("%s watch: API error %s %s; retrying", self.kind, exc.status, exc.reason)
-                    await asyncio.sleep(RETRY_SECONDS)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                log.warning("%s watch: %r; retrying", self.kind, exc)
-                await asyncio.sleep(RETRY_SECONDS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # supervised: any failure restarts this namespace after a backoff
+                failures += 1
+                delay: float = min(RETRY_SECONDS * 2.0 ** (failures - 1), MAX_RETRY_SECONDS)
+                status = status_code(exc)
+                WATCH_ERRORS.labels(self.kind, namespace or "*", str(status or type(exc).__name__)).inc()
+                if status == 410:
+                    delay = 0  # the version expired: list again at once
+                elif status in (401, 403):
+                    # Not allowed here: say so, and let the other namespaces' work go on meanwhile.
+                    log.error("%s in %r: %s; retrying in %.0fs", self.kind, namespace, exc, delay)
+                    self._mark_listed(namespace)
+                else:
+                    self.failing_since.setdefault(namespace, time.monotonic())
+                    log.warning("%s watch in %r: %r; relisting in %.0fs", self.kind, namespace or "*", exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _list(self, namespace: str) -> str | None:
+        listing = self.client.api.list(self.res, namespace=namespace or ALL_NS, labels=self.labels)
+        try:
+            objects = [o async for o in listing]
+        except httpx2.HTTPStatusError as exc:
+            if self.optional and type_not_served(exc):
+                self.served = False
+                self._replace(namespace, [])
+                return None
+            raise
+        self.served = True
+        self._replace(namespace, objects)
+        return str(listing.resourceVersion)
+
+    async def _watch(self, namespace: str, version: str) -> None:
+        stream = self.client.api.watch(
+            self.res,
+            namespace=namespace or ALL_NS,
+            labels=self.labels,
+            resource_version=version,
+            server_timeout=WATCH_SECONDS,
+        )
+        async for event, obj in stream:
+            if event == "DELETED":
+                self._forget(namespace, obj)
+            elif event in ("ADDED", "MODIFIED"):
+                self._remember(namespace, obj)
 
     def _mark_listed(self, namespace: str) -> None:
         self._listed.add(namespace)
-        if len(self._listed) == len(self.namespaces or ("",)):
-            self.synced.set()
+        if self.synced:
+            self.listed.set()
 
-    def _path(self, namespace: str) -> str:
-        return resource_path(self.api_version, self.kind, namespace or None)
+    def _tell(self, key: Key) -> None:
+        for callback in self.subscribers:
+            callback(key)
 
-    async def _list(self, namespace: str) -> str:
-        out = await self.kube.request(
-            "GET", self._path(namespace), query={"labelSelector": self.selector or self.label}
-        )
-        self._replace(namespace, out.get("items", []))
-        return str(out["metadata"]["resourceVersion"])
+    def _remember(self, namespace: str, obj: Any) -> None:
+        item = self.summarize(obj)
+        if item is None:
+            return
+        by_uid = self._items.setdefault(namespace, {}).setdefault(item.group, {})
+        if by_uid.get(item.uid) != item:
+            by_uid[item.uid] = item
+            self._tell(item.key)
 
-    async def _watch(self, namespace: str, version: str) -> None:
-        query = {
-            "labelSelector": self.selector or self.label,
-            "resourceVersion": version,
-            "allowWatchBookmarks": "true",
-        }
-        while True:
-            async for event in self.kube.watch(self._path(namespace), query, WATCH_SECONDS):
-                obj = event["object"]
-                if event["type"] == "ERROR":
-                    raise ApiException(status=obj.get("code"), reason=obj.get("message"))
-                query["resourceVersion"] = obj["metadata"]["resourceVersion"]
-                if event["type"] == "DELETED":
-                    self._forget(namespace, obj)
-                elif event["type"] in ("ADDED", "MODIFIED"):
-                    self._remember(namespace, obj)
+    def _forget(self, namespace: str, obj: Any) -> None:
+        item = self.summarize(obj)
+        if item is None:
+            return
+        by_group = self._items.get(namespace, {})
+        if by_group.get(item.group, {}).pop(item.uid, None) is not None:
+            if not by_group[item.group]:
+                del by_group[item.group]
+            self._tell(item.key)
 
-    def _key(self, obj: dict[str, Any]) -> Key:
-        meta = obj["metadata"]
-        return (meta.get("namespace"), meta["labels"][self.label])
-
-    def _remember(self, namespace: str, obj: dict[str, Any]) -> None:
-        key = self._key(obj)
-        by_uid = self._objects.setdefault(namespace, {}).setdefault(key, {})
-        summary = self.summarize(obj)
-        if by_uid.get(obj["metadata"]["uid"]) != summary:  # most updates touch nothing the reconcile reads
-            by_uid[obj["metadata"]["uid"]] = summary
-            self.on_change(key)
-
-    def _forget(self, namespace: str, obj: dict[str, Any]) -> None:
-        key = self._key(obj)
-        by_key = self._objects.get(namespace, {})
-        if by_key.get(key, {}).pop(obj["metadata"]["uid"], None) is not None:
-            if not by_key[key]:
-                del by_key[key]
-            self.on_change(key)
-
-    def _replace(self, namespace: str, items: list[dict[str, Any]]) -> None:
-        """A fresh listing: objects no longer there are forgotten, and every affected job is told."""
-        old = self._objects.pop(namespace, {})
-        new: dict[Key, dict[str, dict[str, Any]]] = {}
-        for obj in items:
-            new.setdefault(self._key(obj), {})[obj["metadata"]["uid"]] = self.summarize(obj)
-        self._objects[namespace] = new
-        for key in old.keys() | new.keys():
-            self.on_change(key)
+    def _replace(self, namespace: str, objects: list[Any]) -> None:
+        """A fresh listing: objects no longer there are forgotten, and every affected owner is told."""
+        old = self._items.pop(namespace, {})
+        new: dict[Hashable, dict[str, Item[Any]]] = {}
+        for obj in objects:
+            item = self.summarize(obj)
+            if item is not None:
+                new.setdefault(item.group, {})[item.uid] = item
+        self._items[namespace] = new
+        self._mark_listed(namespace)
+        keys = {i.key for g in old.values() for i in g.values()} | {i.key for g in new.values() for i in g.values()}
+        for key in keys:
+            self._tell(key)

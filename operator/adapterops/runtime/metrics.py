@@ -16,6 +16,11 @@ API_REQUESTS = Counter(
 API_ERRORS = Counter(
     "adapterops_api_errors_total", "Kubernetes API calls that failed, by status code.", ["kind", "code"]
 )
+WATCH_ERRORS = Counter(
+    "adapterops_watch_errors_total",
+    "List or watch failures that restarted an informer, by kind, namespace and code.",
+    ["kind", "namespace", "code"],
+)
 TRIALS = Gauge("adapterops_trials", "Trials of a FineTuneJob by state.", ["namespace", "finetunejob", "state"])
 BEST_SCORE = Gauge(
     "adapterops_champion_score",
@@ -62,8 +67,10 @@ def set_gauge(kind: str, gauge: Gauge, value: float, namespace: str, name: str, 
 
 def forget(kind: str, namespace: str, name: str, only: tuple[Gauge, ...] = ()) -> None:
     """Remove an object's gauge series (all of them, or those of the gauges in `only`)."""
-    series = _SERIES[(kind, namespace, name)]
+    series = _SERIES.get((kind, namespace, name), set())
     for gauge, labels in list(series):
         if not only or gauge in only:
             gauge.remove(*labels)
             series.discard((gauge, labels))
+    if not series:
+        _SERIES.pop((kind, namespace, name), None)

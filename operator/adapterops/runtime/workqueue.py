@@ -1,4 +1,4 @@
-"""A deduplicating work queue, as controller-runtime has: level-based reconciliation for kopf.
+"""A deduplicating work queue, as controller-runtime has: level-based reconciliation.
 
 Watch events only say "this object (or one of its children) changed". The key goes into the queue
 once however many events arrive; a key is never reconciled by two workers at once; a key that changes
@@ -9,9 +9,9 @@ intervals, resyncs). No finalizers are needed, so deleting an object never waits
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable
 
-Key = Hashable
+Key = tuple[str, str]  # (namespace, name) of the object to reconcile
 
 
 class WorkQueue:
@@ -38,6 +38,12 @@ class WorkQueue:
         if existing is not None:
             existing.cancel()
         self._timers[key] = loop.call_later(seconds, self._fire, key)
+
+    def forget(self, key: Key) -> None:
+        """Drop a pending later look at `key` (its object is gone)."""
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
 
     def _fire(self, key: Key) -> None:
         self._timers.pop(key, None)

@@ -1,0 +1,90 @@
+"""The paired judge provider: the same prompts to a stable and a canary pod, both answers scored by
+the LLM judge, in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from adapterops.api.modeldeployment import JudgeAnalysis
+from adapterops_train.judge import JudgeClient, JudgeConfig, rubric_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PairedJudge:
+    """Sends the same prompts to a stable and a canary pod and judges both answers, in the background.
+
+    Pairs are appended in judging order (the sequential test needs that); a failed judgement is a pair
+    with None on the failing side, which the analysis counts as missing data."""
+
+    prompts: list[dict[str, Any]]
+    judge: JudgeAnalysis
+    api_key: str | None
+    samples: int
+    pairs: list[tuple[float | None, float | None]] = field(default_factory=list)
+    problem: str | None = None
+    task: asyncio.Task[None] | None = None
+
+    def start(self, stable_url: str, canary_url: str, model: str) -> None:
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run(stable_url, canary_url, model))
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    async def _run(self, stable_url: str, canary_url: str, model: str) -> None:
+        config = JudgeConfig(endpoint=self.judge.judge.endpoint, model=self.judge.judge.model, api_key=self.api_key)
+        rubric = rubric_text(self.judge.rubric.builtin, self.judge.rubric.text)
+        order = list(range(len(self.prompts)))
+        random.Random(0).shuffle(order)
+        try:
+            async with JudgeClient(config, rubric) as judge, httpx.AsyncClient(timeout=60) as http:
+                for i in order[len(self.pairs) : self.samples]:
+                    row = self.prompts[i]
+                    stable_answer, canary_answer = await asyncio.gather(
+                        _ask(http, stable_url, model, row), _ask(http, canary_url, model, row)
+                    )
+                    scores: list[float | None] = []
+                    for answer in (stable_answer, canary_answer):
+                        if answer is None:
+                            scores.append(None)
+                            continue
+                        verdict = await judge.score(row["prompt"], answer, row.get("reference"))
+                        scores.append(verdict.score if verdict.status == "ok" else None)
+                        if verdict.status != "ok":
+                            self.problem = f"judge {verdict.status}: {verdict.message or verdict.reason}"
+                    self.pairs.append((scores[0], scores[1]))
+                    if scores[0] is not None and scores[1] is not None:
+                        self.problem = None
+        except Exception as exc:  # the judge or a pod went away: the analysis says so and holds
+            self.problem = f"paired judging stopped: {type(exc).__name__}: {exc}"
+            log.warning(self.problem)
+
+
+async def _ask(http: httpx.AsyncClient, base: str, model: str, row: dict[str, Any]) -> str | None:
+    messages = ([{"role": "system", "content": row["system"]}] if row.get("system") else []) + [
+        {"role": "user", "content": row["prompt"]}
+    ]
+    try:
+        resp = await http.post(
+            f"{base}/v1/chat/completions",
+            json={"model": model, "messages": messages, "max_tokens": 256, "temperature": 0},
+        )
+        resp.raise_for_status()
+        return str(resp.json()["choices"][0]["message"]["content"])
+    except (httpx.HTTPError, KeyError, ValueError):
+        return None
+
+
+def parse_prompts(text: str) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [r for r in rows if isinstance(r, dict) and r.get("prompt")]

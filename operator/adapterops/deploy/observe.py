@@ -1,0 +1,58 @@
+"""What a ModelDeployment's children say: each revision's Deployment and the serving pods, summarised
+as the informers keep them (matched to the ModelDeployment by its UID label)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import Pod
+
+from adapterops.deploy.builders import LABEL_MD, LABEL_MD_UID, LABEL_REVISION
+from adapterops.runtime.informer import Item
+
+
+@dataclass(frozen=True)
+class RevisionDeployment:
+    name: str
+    revision: str
+    replicas: int
+    ready_replicas: int
+
+
+@dataclass(frozen=True)
+class ServingPod:
+    name: str
+    revision: str
+    ip: str | None
+    ready: bool  # ready and not terminating: it takes requests
+
+
+def deployment_item(deployment: Deployment) -> Item[RevisionDeployment] | None:
+    meta = deployment.metadata
+    labels = (meta.labels if meta else None) or {}
+    if meta is None or meta.uid is None or meta.name is None or meta.namespace is None or LABEL_MD_UID not in labels:
+        return None
+    revision = RevisionDeployment(
+        name=meta.name,
+        revision=labels.get(LABEL_REVISION, ""),
+        replicas=(deployment.spec.replicas if deployment.spec else None) or 0,
+        ready_replicas=(deployment.status.readyReplicas if deployment.status else None) or 0,
+    )
+    return Item(meta.uid, labels[LABEL_MD_UID], (meta.namespace, labels[LABEL_MD]), revision)
+
+
+def pod_item(pod: Pod) -> Item[ServingPod] | None:
+    meta = pod.metadata
+    labels = (meta.labels if meta else None) or {}
+    if meta is None or meta.uid is None or meta.name is None or meta.namespace is None or LABEL_MD_UID not in labels:
+        return None
+    status = pod.status
+    ready = any(c.type == "Ready" and c.status == "True" for c in (status.conditions if status else None) or [])
+    serving = ServingPod(
+        name=meta.name,
+        revision=labels.get(LABEL_REVISION, ""),
+        ip=status.podIP if status else None,
+        ready=ready and meta.deletionTimestamp is None,
+    )
+    return Item(meta.uid, labels[LABEL_MD_UID], (meta.namespace, labels[LABEL_MD]), serving)

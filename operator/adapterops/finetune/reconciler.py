@@ -1,0 +1,250 @@
+"""FineTuneJob reconcile: plan the sweep once, start trials up to `parallelism`, recompute every trial's
+state from its Job and pods, pick the champion, write the status and tell what changed in Events.
+
+Level-based: the plan is deterministic (same spec, same trial names), children carry the job's UID
+and are matched by it, and a Job the API server already has is recognised as ours or waited out, so a
+restarted operator (or a second reconcile of the same state) never duplicates a trial.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from lightkube.resources.batch_v1 import Job
+from lightkube.resources.core_v1 import Pod
+from pydantic import ValidationError
+
+from adapterops.api.finetunejob import FineTuneJobStatus, Trial
+from adapterops.api.kinds import FINETUNEJOB, JOBSET, LOCALQUEUE, PYTORCHJOB
+from adapterops.finetune import builders
+from adapterops.finetune.acceptance import Accepted, accept
+from adapterops.finetune.observe import TERMINAL, TrialPod, engine_item, job_item, observe_trial, pod_item
+from adapterops.finetune.plan import PlannedTrial, to_start
+from adapterops.finetune.status import refused_status, sweep_status
+from adapterops.runtime.acceptance import Refusal, announce
+from adapterops.runtime.client import KindNotServed, resource_of
+from adapterops.runtime.context import Context, Result
+from adapterops.runtime.informer import Informer
+from adapterops.runtime.metrics import BEST_SCORE, TRIALS, forget, set_gauge
+from adapterops.runtime.workqueue import Key
+
+log = logging.getLogger(__name__)
+
+CREATE_CONCURRENCY = 8
+NAME_TAKEN_RETRY_SECONDS = 5.0  # a Job of a deleted namesake is being garbage-collected
+BUILDERS = {"Job": builders.trial_job, "JobSet": builders.trial_jobset, "PyTorchJob": builders.trial_pytorchjob}
+SELECTOR = {builders.LABEL_JOB_UID: None}  # lightkube: a label that exists, whatever its value
+
+
+def dump(status: FineTuneJobStatus) -> dict[str, Any]:
+    return status.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class FineTuneJobReconciler:
+    kind = FINETUNEJOB
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        informers = ctx.informers
+        self.jobs = informers.of(FINETUNEJOB)
+        self.trial_jobs = informers.get("trial-jobs", Job, job_item, labels=SELECTOR)
+        self.trial_pods = informers.get(
+            "trial-pods", Pod, pod_item, labels={**SELECTOR, builders.LABEL_COMPONENT: "trial"}
+        )
+        self.engines: dict[str, Informer] = {
+            kind.kind: informers.get(kind.plural, kind.resource, engine_item, labels=SELECTOR, optional=True)
+            for kind in (JOBSET, PYTORCHJOB)
+        }
+        for informer in (self.jobs, self.trial_jobs, self.trial_pods, *self.engines.values()):
+            informer.subscribe(ctx.queue.add)
+        # Per object, dropped with it: the validated plan (uid, generation), Jobs created but not yet seen
+        # by the informer (controller-runtime's "expectations"), and whether its trials ConfigMap exists.
+        self.plans: dict[Key, tuple[str, int | None, Accepted]] = {}
+        self.created: dict[Key, set[str]] = {}
+        self.configmaps: dict[Key, str] = {}
+
+    def forget(self, key: Key) -> None:
+        self.plans.pop(key, None)
+        self.created.pop(key, None)
+        self.configmaps.pop(key, None)
+        self.ctx.status.forget(key)
+        forget("FineTuneJob", *key)
+
+    async def reconcile(self, key: Key) -> Result:
+        body = self.jobs.one(key)
+        if body is None:
+            self.forget(key)
+            return None
+        meta = body["metadata"]
+        namespace, uid, generation = meta["namespace"], meta["uid"], meta.get("generation")
+        old = _status(body)
+        try:
+            accepted = self._accept(key, body)
+            engine = await self._engine(namespace, accepted)
+        except Refusal as refusal:
+            new = refused_status(old, refusal, generation)
+            if await self.ctx.status.write(body, dump(new)):
+                await announce(self.ctx.events, body, old.conditions, new.conditions)
+            return self.ctx.config.reconcile_seconds
+        spec = accepted.spec
+        runs = {r.name: r for r in self.trial_jobs.data(uid)}
+        runs |= {r.name: r for engine_informer in self.engines.values() for r in engine_informer.data(uid)}
+        pods: dict[str, list[TrialPod]] = {}
+        for pod in self.trial_pods.data(uid):
+            pods.setdefault(pod.trial, []).append(pod)
+        old_rows = {r.name: r for r in old.trials}
+        rows = [observe_trial(t, runs.get(t.name), pods.get(t.name, []), old_rows.get(t.name)) for t in accepted.trials]
+        created = self.created.setdefault(key, set())
+        created -= runs.keys()
+        existing = set(runs) | created
+        retry: Result = self.ctx.config.reconcile_seconds
+        if not spec.suspend:
+            busy = sum(1 for r in rows if r.name in existing and r.state not in TERMINAL)
+            starting = to_start(accepted.trials, busy, existing, spec.sweep.parallelism)
+            if starting and not await self._start(body, accepted, starting, created, engine):
+                retry = NAME_TAKEN_RETRY_SECONDS
+        new = sweep_status(old, rows, spec, generation, f"sweep planned: {len(accepted.trials)} trials")
+        if await self.ctx.status.write(body, dump(new)):
+            await announce(self.ctx.events, body, old.conditions, new.conditions)
+            await self._announce_trials(body, old, new)
+        _record_metrics(namespace, meta["name"], new, spec.objective.metric)
+        return retry
+
+    def _accept(self, key: Key, body: dict[str, Any]) -> Accepted:
+        """The plan depends only on the spec (immutable but for parallelism and suspend): validated once."""
+        meta = body["metadata"]
+        cached = self.plans.get(key)
+        if cached is not None and cached[:2] == (meta["uid"], meta.get("generation")):
+            return cached[2]
+        accepted = accept(meta["name"], body.get("spec") or {}, self.ctx.config)
+        self.plans[key] = (meta["uid"], meta.get("generation"), accepted)
+        return accepted
+
+    async def _engine(self, namespace: str, accepted: Accepted) -> str:
+        """Kueue must serve the named queue; multi-node trials need an installed distributed engine."""
+        resources = accepted.spec.resources
+        if resources.queue_name:
+            queue = resources.queue_name
+            try:
+                found = await self.ctx.client.get(LOCALQUEUE.resource, namespace, queue)
+            except KindNotServed as exc:
+                raise Refusal(
+                    "KueueNotInstalled",
+                    f"spec.resources.queueName: {queue!r} names a Kueue LocalQueue, but Kueue ({LOCALQUEUE.group}) "
+                    "is not installed",
+                ) from exc
+            if found is None:
+                raise Refusal(
+                    "QueueNotFound",
+                    f"spec.resources.queueName: LocalQueue {queue!r} does not exist in namespace {namespace!r}",
+                )
+        if resources.nodes == 1:
+            return "Job"
+        # A multi-node trial runs on an existing engine (JobSet, else the Kubeflow PyTorchJob), never our own.
+        for kind in (JOBSET, PYTORCHJOB):
+            if self.engines[kind.kind].served:
+                return kind.kind
+        raise Refusal(
+            "NoDistributedEngine",
+            f"spec.resources.nodes: {resources.nodes} nodes per trial needs a distributed engine: install JobSet "
+            f"({JOBSET.group}) or the Kubeflow Training Operator ({PYTORCHJOB.group} PyTorchJob), or use nodes: 1",
+        )
+
+    async def _start(
+        self, body: dict[str, Any], accepted: Accepted, starting: list[PlannedTrial], created: set[str], engine: str
+    ) -> bool:
+        """Create the trials' Jobs, a few at a time; False when a name is still held by an object not ours.
+        The TrialStarted Event comes with the status write that first shows them started."""
+        meta = body["metadata"]
+        key, uid = (meta["namespace"], meta["name"]), meta["uid"]
+        if self.configmaps.get(key) != uid:
+            await self.ctx.client.create(builders.trials_configmap(body, accepted.trials, accepted.spec))
+            self.configmaps[key] = uid
+        limit = asyncio.Semaphore(CREATE_CONCURRENCY)
+        taken: list[str] = []
+
+        async def create(trial: PlannedTrial) -> None:
+            manifest = BUILDERS[engine](body, trial, accepted.spec, self.ctx.config)
+            async with limit:
+                if await self.ctx.client.create(manifest) is None and not await self._ours(manifest, uid):
+                    taken.append(trial.name)
+                    return
+            created.add(trial.name)
+
+        await asyncio.gather(*(create(t) for t in starting))
+        if engine in self.engines:
+            self.engines[engine].poke()
+        if taken:
+            log.info("%s/%s: trial names still held by another object: %s", *key, ", ".join(taken))
+        return not taken
+
+    async def _ours(self, manifest: dict[str, Any], uid: str) -> bool:
+        """Whether an existing object of the manifest's name is this job's (a create raced a restart)."""
+        meta = manifest["metadata"]
+        found = await self.ctx.client.get(
+            resource_of(manifest["apiVersion"], manifest["kind"]), meta["namespace"], meta["name"]
+        )
+        return found is not None and (found["metadata"].get("labels") or {}).get(builders.LABEL_JOB_UID) == uid
+
+    async def _announce_trials(self, body: dict[str, Any], old: FineTuneJobStatus, new: FineTuneJobStatus) -> None:
+        """Events for the transitions since the status the object carried (so never twice). Transitions seen
+        in one reconcile share an Event: fewer API calls when many trials finish at once."""
+        before = {r.name: r for r in old.trials}
+        started, succeeded, failed = [], [], []
+        for row in new.trials:
+            prior = before.get(row.name)
+            if _started(row) and not (prior and _started(prior)):
+                started.append(f"{row.name} {row.parameters}")
+            if prior is not None and row.state == prior.state:
+                continue
+            if row.state == "Succeeded":
+                scores = ", ".join(
+                    f"{name}={value:.4g}"
+                    for name, value in (("judgeScore", row.judge_score), ("validationLoss", row.validation_loss))
+                    if value is not None
+                )
+                succeeded.append(f"{row.name} ({scores})")
+            elif row.state == "Failed":
+                failed.append(f"{row.name} after {row.attempts} attempt(s): {row.message or ''}")
+        events = self.ctx.events
+        if started:
+            await events.emit(body, "TrialStarted", f"started {len(started)}: " + "; ".join(started))
+        if succeeded:
+            await events.emit(body, "TrialSucceeded", "succeeded: " + "; ".join(succeeded))
+        if failed:
+            await events.emit(body, "TrialFailed", "failed: " + "; ".join(failed), "Warning")
+        finished = new.state in ("Succeeded", "Failed")
+        was_finished = old.state in ("Succeeded", "Failed")
+        champion = new.champion
+        if champion and finished and (not was_finished or old.champion is None or champion.trial != old.champion.trial):
+            summary = champion.model_dump(by_alias=True, exclude_none=True)
+            await events.emit(body, "ChampionSelected", f"champion {champion.trial}: {summary}")
+        if finished and old.state != new.state:
+            cond = next(c for c in new.conditions if c.type == new.state)
+            await events.emit(
+                body, f"Sweep{new.state}", cond.message, "Normal" if new.state == "Succeeded" else "Warning"
+            )
+
+
+def _status(body: dict[str, Any]) -> FineTuneJobStatus:
+    try:
+        return FineTuneJobStatus.model_validate(body.get("status") or {})
+    except ValidationError as exc:  # written by another version: start over rather than stop
+        log.warning("%s: unreadable status, recomputing it: %s", body["metadata"]["name"], exc)
+        return FineTuneJobStatus()
+
+
+def _started(row: Trial) -> bool:
+    return bool(row.start_time or row.attempts or row.state in ("Running", "Succeeded", "Failed"))
+
+
+def _record_metrics(namespace: str, name: str, status: FineTuneJobStatus, metric: str) -> None:
+    counts = status.trial_counts
+    for state in ("pending", "running", "succeeded", "failed"):
+        set_gauge("FineTuneJob", TRIALS, getattr(counts, state) if counts else 0, namespace, name, state)
+    champion = status.champion
+    value = None if champion is None else (champion.judge_score if metric == "judgeScore" else champion.validation_loss)
+    if value is not None:
+        set_gauge("FineTuneJob", BEST_SCORE, value, namespace, name, metric)
