@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from test_modeldeployment_e2e import (  # noqa: F401 (world is a fixture)
 from testworld.cluster import TOOLS, LocalCluster, OperatorProcess, wait_for
 from testworld.kubelet import Kubelet
 from testworld.prometheus import Prometheus
+
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 def plugin(
@@ -96,9 +99,11 @@ def test_sweep_leaderboard_report_and_suspend(
     assert "plug-t00" in page and "plug-t01" in page
     curves = re.findall(r'<svg[^>]*class="loss-curve"[^>]*data-trial="([^"]+)"', page)
     assert sorted(curves) == ["plug-t00", "plug-t01"]
-    for name in curves:  # each curve has the trial's logged steps (maxSteps 3)
+    for name in curves:  # each curve has a dot per logged step of the trial (maxSteps 3)
         svg = re.search(rf'<svg[^>]*data-trial="{name}".*?</svg>', page, re.S)
-        assert svg and len(re.findall(r"<circle", svg.group(0))) == 3
+        assert svg
+        line = ET.fromstring(svg.group(0)).find(f".//{SVG}g[@id='loss-curve-{name}']")
+        assert line is not None and len(line.findall(f".//{SVG}use")) == 3
     assert f'data-champion="{champion}"' in page and f"Champion: {champion}" in page
     assert report.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
 

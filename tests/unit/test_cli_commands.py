@@ -1,17 +1,22 @@
-"""`kubectl adapterops` commands against a fake API (what they read, what they patch, what they print,
-how they fail) and the argument parser; the real API is exercised by tests/cluster/test_kubectl_plugin.py."""
+"""`kubectl adapterops` commands against a fake API at the client.py boundary (what they read, what they
+patch, what they print, how they fail) and the argument parser; the real API (lightkube against the API
+server) is exercised by tests/cluster/test_kubectl_plugin.py."""
 
 from __future__ import annotations
 
 import copy
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from adapterops.cli import main as cli
+from adapterops.api.kinds import FINETUNEJOB, MODELDEPLOYMENT, Kind
+from adapterops.cli import commands
+from adapterops.cli.errors import CliError
 
 
 def merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
@@ -23,25 +28,25 @@ def merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
 
 
 class FakeApi:
-    """Objects by (kind, namespace, name); patches are JSON merge patches, as the real plugin sends."""
-
-    host = "https://127.0.0.1:6443"
+    """client.Api on objects by (kind, namespace, name); patches are JSON merge patches, as the real plugin
+    sends. Kinds are recorded by name."""
 
     def __init__(self, *objects: dict[str, Any], on_patch: Any = None) -> None:
         self.objects = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects}
         self.patches: list[tuple[str, str, str, dict[str, Any]]] = []
         self.on_patch = on_patch
 
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        obj = self.objects.get((kind, namespace, name))
+    def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        obj = self.objects.get((kind.kind, namespace, name))
         return copy.deepcopy(obj) if obj else None
 
-    def patch(self, kind: str, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        self.patches.append((kind, namespace, name, body))
-        merge(self.objects[(kind, namespace, name)], body)
+    def patch(self, kind: Kind, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        key = (kind.kind, namespace, name)
+        self.patches.append((*key, body))
+        merge(self.objects[key], body)
         if self.on_patch:
-            self.on_patch(self.objects[(kind, namespace, name)])
-        return copy.deepcopy(self.objects[(kind, namespace, name)])
+            self.on_patch(self.objects[key])
+        return copy.deepcopy(self.objects[key])
 
 
 def mdep(name: str = "agent", canary: bool = True, **status: Any) -> dict[str, Any]:
@@ -61,9 +66,9 @@ def ftj(name: str = "sweep", suspend: bool = False) -> dict[str, Any]:
 
 
 def run(api: FakeApi, *argv: str) -> tuple[int, str]:
-    args = cli.parser().parse_args(list(argv))
+    args = commands.parser().parse_args(list(argv))
     out = io.StringIO()
-    code = cli.COMMANDS[args.command](api, getattr(args, "namespace", None) or "serving", args, out)  # type: ignore[arg-type]
+    code = commands.COMMANDS[args.command](api, getattr(args, "namespace", None) or "serving", args, out)
     return code, out.getvalue()
 
 
@@ -81,7 +86,7 @@ def test_promote_annotates_the_canary_revision() -> None:
 
 
 def test_abort_and_wait_reports_the_outcome(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(commands, "POLL_SECONDS", 0.01)
 
     def operator(obj: dict[str, Any]) -> None:  # what the operator does on the annotation
         revision = obj["metadata"]["annotations"]["adapterops.io/abort"]
@@ -98,7 +103,7 @@ def test_abort_and_wait_reports_the_outcome(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_wait_exits_1_when_the_outcome_is_not_the_one_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(commands, "POLL_SECONDS", 0.01)
 
     def operator(obj: dict[str, Any]) -> None:  # the canary failed its analysis before the promotion landed
         obj["status"].pop("canary")
@@ -109,14 +114,14 @@ def test_wait_exits_1_when_the_outcome_is_not_the_one_asked_for(monkeypatch: pyt
 
 
 def test_wait_times_out_naming_the_operator(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "POLL_SECONDS", 0.01)
-    with pytest.raises(cli.CliError, match=r"timed out after 0.05s waiting for the operator to promote bbbb222222"):
+    monkeypatch.setattr(commands, "POLL_SECONDS", 0.01)
+    with pytest.raises(CliError, match=r"timed out after 0.05s waiting for the operator to promote bbbb222222"):
         run(FakeApi(mdep()), "promote", "agent", "--wait", "0.05")
 
 
 def test_promote_refuses_without_a_canary() -> None:
     api = FakeApi(mdep(canary=False))
-    with pytest.raises(cli.CliError) as err:
+    with pytest.raises(CliError) as err:
         run(api, "promote", "agent")
     assert str(err.value) == (
         "ModelDeployment serving/agent has no canary in progress (revision aaaa111111 serves all traffic): "
@@ -133,11 +138,11 @@ def test_abort_of_an_unready_canary_says_it_waits() -> None:
 
 
 def test_missing_objects_are_named() -> None:
-    with pytest.raises(cli.CliError, match=r'ModelDeployment "nope" not found in namespace "serving"'):
+    with pytest.raises(CliError, match=r'ModelDeployment "nope" not found in namespace "serving"'):
         run(FakeApi(), "canary", "nope")
-    with pytest.raises(cli.CliError, match=r'FineTuneJob "nope" not found in namespace "other" \(kubectl get ftj'):
+    with pytest.raises(CliError, match=r'FineTuneJob "nope" not found in namespace "other" \(kubectl get ftj'):
         run(FakeApi(), "sweep", "nope", "-n", "other")
-    with pytest.raises(cli.CliError, match=r'no FineTuneJob or ModelDeployment named "nope" in namespace "serving"'):
+    with pytest.raises(CliError, match=r'no FineTuneJob or ModelDeployment named "nope" in namespace "serving"'):
         run(FakeApi(), "resume", "nope")
 
 
@@ -170,7 +175,7 @@ def test_pause_and_resume_a_modeldeployment_and_the_inconclusive_hint() -> None:
 
 def test_kind_picks_when_both_exist() -> None:
     api = FakeApi(ftj("same"), mdep("same"))
-    with pytest.raises(cli.CliError, match="both a FineTuneJob and a ModelDeployment are named"):
+    with pytest.raises(CliError, match="both a FineTuneJob and a ModelDeployment are named"):
         run(api, "suspend", "same")
     run(api, "suspend", "same", "--kind", "mdep")
     run(api, "suspend", "same", "--kind", "FineTuneJob")
@@ -181,13 +186,14 @@ def test_kind_picks_when_both_exist() -> None:
 
 
 def test_namespace_and_connection_flags_go_before_or_after_the_command() -> None:
-    p = cli.parser()
+    p = commands.parser()
     assert p.parse_args(["-n", "a", "sweep", "x"]).namespace == "a"
     assert p.parse_args(["sweep", "x", "-n", "b"]).namespace == "b"
     assert p.parse_args(["--namespace=c", "canary", "x"]).namespace == "c"
     args = p.parse_args(["--context", "prod", "sweep", "x"])
     assert args.context == "prod" and not hasattr(args, "namespace")
-    assert p.parse_args(["resume", "x", "--kind", "ftj"]).kind == "FineTuneJob"
+    assert p.parse_args(["resume", "x", "--kind", "ftj"]).kind is FINETUNEJOB
+    assert p.parse_args(["pause", "x", "--kind", "ModelDeployments"]).kind is MODELDEPLOYMENT
     assert p.parse_args(["report", "x", "-o", "r.html"]).output == "r.html"
 
 
@@ -204,20 +210,20 @@ def test_namespace_and_connection_flags_go_before_or_after_the_command() -> None
 )
 def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
-        cli.parser().parse_args(argv)
+        commands.parser().parse_args(argv)
     assert exc.value.code == 2
     assert "usage: kubectl adapterops" in capsys.readouterr().err
 
 
 def test_main_prints_errors_and_exits_1(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(cli, "connect", lambda kubeconfig, context: (FakeApi(mdep(canary=False)), "serving"))
-    assert cli.main(["abort", "agent"]) == 1
+    monkeypatch.setattr(commands, "connect", lambda kubeconfig, context: (FakeApi(mdep(canary=False)), "serving"))
+    assert commands.main(["abort", "agent"]) == 1
     assert capsys.readouterr().err == (
         "error: ModelDeployment serving/agent has no canary in progress (revision aaaa111111 serves all traffic): "
         "nothing to abort\n"
     )
     out = io.StringIO()
-    assert cli.main(["canary", "agent"], out=out) == 0
+    assert commands.main(["canary", "agent"], out=out) == 0
     assert out.getvalue().startswith("ModelDeployment serving/agent:")
 
 
@@ -228,12 +234,12 @@ def test_main_uses_the_contexts_namespace_unless_told(monkeypatch: pytest.Monkey
         seen.append((kubeconfig, context))
         return FakeApi(mdep(), {**mdep(), "metadata": {"name": "agent", "namespace": "ctx-ns"}}), "ctx-ns"
 
-    monkeypatch.setattr(cli, "connect", connect)
+    monkeypatch.setattr(commands, "connect", connect)
     out = io.StringIO()
-    cli.main(["--kubeconfig", "/k", "--context", "c", "canary", "agent"], out=out)
+    commands.main(["--kubeconfig", "/k", "--context", "c", "canary", "agent"], out=out)
     assert out.getvalue().startswith("ModelDeployment ctx-ns/agent") and seen == [("/k", "c")]
     out = io.StringIO()
-    cli.main(["canary", "agent", "-n", "serving"], out=out)
+    commands.main(["canary", "agent", "-n", "serving"], out=out)
     assert out.getvalue().startswith("ModelDeployment serving/agent")
 
 
@@ -269,16 +275,30 @@ def test_report_writes_the_html(tmp_path: Path) -> None:
     assert target.with_suffix(".png").stat().st_size > 1000
 
 
-def test_png_without_matplotlib_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import builtins
+def block_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Imports of matplotlib fail from now on in this test, as where the `cli` extra is not installed."""
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # None in sys.modules: `import` raises ImportError
 
-    real_import = builtins.__import__
 
-    def no_matplotlib(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name.startswith("matplotlib"):
-            raise ImportError("No module named 'matplotlib'")
-        return real_import(name, *args, **kwargs)
+def test_report_without_matplotlib_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    block_matplotlib(monkeypatch)
+    target = tmp_path / "report.html"
+    obj = {"kind": "FineTuneJob", "metadata": {"name": "j", "namespace": "serving"}, "status": {}}
+    with pytest.raises(CliError, match="the report draws its charts with matplotlib") as err:
+        run(FakeApi(obj), "report", "j", "-o", str(target))
+    assert "pip install 'adapterops[cli]'" in str(err.value)
+    assert not target.exists()
 
-    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
-    with pytest.raises(cli.CliError, match="--png needs matplotlib"):
-        cli.write_png({"status": {}}, {}, tmp_path / "x.png")
+
+def test_the_other_commands_work_without_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
+    block_matplotlib(monkeypatch)
+    assert run(FakeApi(mdep()), "canary", "agent")[1].startswith("ModelDeployment serving/agent:")
+    assert run(FakeApi(ftj()), "suspend", "sweep")[0] == 0
+
+
+def test_the_plugin_does_not_import_matplotlib_until_a_report_is_drawn() -> None:
+    code = "import sys, adapterops.cli.commands; print('matplotlib' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "False"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from adapterops.cli import main as cli
+from adapterops.cli import format as cli_format
 
 NOW = datetime(2026, 11, 25, 22, 0, 0, tzinfo=UTC)
 
@@ -56,7 +56,7 @@ def names(ranked: list[tuple[int | None, dict[str, Any]]]) -> list[tuple[int | N
 
 
 def test_rank_by_judge_score_ties_go_to_the_lower_loss_then_unranked_by_state() -> None:
-    assert names(cli.rank_trials(SCORED, "judgeScore")) == [
+    assert names(cli_format.rank_trials(SCORED, "judgeScore")) == [
         (1, "sweep-t03"),  # 4.3, loss 1.10
         (2, "sweep-t01"),  # 4.3, loss 1.20
         (3, "sweep-t00"),
@@ -68,14 +68,14 @@ def test_rank_by_judge_score_ties_go_to_the_lower_loss_then_unranked_by_state() 
 
 
 def test_rank_by_validation_loss_lowest_first() -> None:
-    ranked = names(cli.rank_trials(SCORED, "validationLoss"))
+    ranked = names(cli_format.rank_trials(SCORED, "validationLoss"))
     assert ranked[:4] == [(1, "sweep-t05"), (2, "sweep-t03"), (3, "sweep-t01"), (4, "sweep-t00")]
     assert [n for r, n in ranked if r is None] == ["sweep-t04", "sweep-t06", "sweep-t02"]
 
 
 def test_rank_ties_on_everything_keep_plan_order() -> None:
     rows = [trial(i, "Succeeded", validationLoss=1.0, judgeScore=4.0) for i in (3, 1, 2)]
-    assert [t["index"] for _, t in cli.rank_trials(rows, "judgeScore")] == [1, 2, 3]
+    assert [t["index"] for _, t in cli_format.rank_trials(rows, "judgeScore")] == [1, 2, 3]
 
 
 def test_the_leaderboard_is_sorted_and_marks_the_champion() -> None:
@@ -86,7 +86,7 @@ def test_the_leaderboard_is_sorted_and_marks_the_champion() -> None:
         trialCounts={"succeeded": 4, "failed": 1, "running": 1, "pending": 1},
         champion={"trial": "sweep-t03", "adapterUri": "pvc://work/a/sweep-t03/adapter", "judgeScore": 4.3},
     )
-    text = cli.format_sweep(obj, NOW)
+    text = cli_format.format_sweep(obj, NOW)
     lines = text.splitlines()
     assert lines[0].startswith("FineTuneJob ml/sweep: Succeeded, 5/7 trials finished (4 succeeded, 1 failed")
     assert lines[0].endswith("age 3h")
@@ -104,7 +104,7 @@ def test_the_leaderboard_is_sorted_and_marks_the_champion() -> None:
 
 def test_a_running_sweeps_leader_is_provisional() -> None:
     obj = finetunejob(SCORED[:2], state="Running", champion={"trial": "sweep-t01", "adapterUri": "x"})
-    assert "* current leader (provisional until the sweep finishes): sweep-t01" in cli.format_sweep(obj, NOW)
+    assert "* current leader (provisional until the sweep finishes): sweep-t01" in cli_format.format_sweep(obj, NOW)
 
 
 def test_an_empty_refused_or_suspended_sweep_says_so() -> None:
@@ -114,27 +114,28 @@ def test_an_empty_refused_or_suspended_sweep_says_so() -> None:
             {"type": "Accepted", "status": "False", "reason": "UnknownGpuClass", "message": "spec.resources.gpuType: X"}
         ],
     )
-    text = cli.format_sweep(refused, NOW)
+    text = cli_format.format_sweep(refused, NOW)
     assert "refused (UnknownGpuClass): spec.resources.gpuType: X" in text and "no trials yet" in text
     suspended = finetunejob(
         [trial(0, "Pending")],
         state="Suspended",
         conditions=[{"type": "Suspended", "status": "True", "message": "spec.suspend is true: no new trials start"}],
     )
-    assert "suspended: spec.suspend is true: no new trials start (kubectl adapterops resume)" in cli.format_sweep(
-        suspended, NOW
+    assert (
+        "suspended: spec.suspend is true: no new trials start (kubectl adapterops resume)"
+        in cli_format.format_sweep(suspended, NOW)
     )
 
 
 def test_a_sweep_without_parameters_has_no_parameter_columns() -> None:
     obj = finetunejob([{"name": "one-t00", "index": 0, "parameters": {}, "state": "Running", "attempts": 1}])
     obj["spec"]["sweep"] = {}
-    header = next(line for line in cli.format_sweep(obj, NOW).splitlines() if line.startswith("RANK"))
+    header = next(line for line in cli_format.format_sweep(obj, NOW).splitlines() if line.startswith("RANK"))
     assert header.split() == ["RANK", "TRIAL", "VAL", "LOSS", "JUDGE", "STATE", "ATTEMPTS"]
 
 
 def test_short_names_keep_full_paths_when_last_segments_clash() -> None:
-    assert cli.short_names(["training.learningRate", "lora.rank", "a.rank"]) == {
+    assert cli_format.short_names(["training.learningRate", "lora.rank", "a.rank"]) == {
         "training.learningRate": "learningRate",
         "lora.rank": "lora.rank",
         "a.rank": "a.rank",
@@ -154,7 +155,7 @@ def test_short_names_keep_full_paths_when_last_segments_clash() -> None:
     ],
 )
 def test_parameter_values_print_as_written(value: Any, text: str) -> None:
-    assert cli.fmt_value(value) == text
+    assert cli_format.fmt_value(value) == text
 
 
 @pytest.mark.parametrize(
@@ -168,7 +169,7 @@ def test_parameter_values_print_as_written(value: Any, text: str) -> None:
     ],
 )
 def test_canary_metric_values_in_their_unit(metric: str, value: float | None, text: str) -> None:
-    assert cli.fmt_metric(metric, value) == text
+    assert cli_format.fmt_metric(metric, value) == text
 
 
 @pytest.mark.parametrize(
@@ -183,16 +184,16 @@ def test_canary_metric_values_in_their_unit(metric: str, value: float | None, te
     ],
 )
 def test_ages_read_like_kubectl(then: str | None, age: str) -> None:
-    assert cli.fmt_age(then, NOW) == age
+    assert cli_format.fmt_age(then, NOW) == age
 
 
 def test_table_aligns_columns_with_three_spaces() -> None:
-    assert cli.table(["A", "LONGER"], [["xxxx", "1"], ["y", ""]]) == "A      LONGER\nxxxx   1\ny"
+    assert cli_format.table(["A", "LONGER"], [["xxxx", "1"], ["y", ""]]) == "A      LONGER\nxxxx   1\ny"
 
 
 def test_steps_mark_the_current_one() -> None:
-    assert cli.format_steps([10, 25, 50, 100], 2) == "10% -> 25% -> [50%] -> 100%"
-    assert cli.format_steps([50, 100], None) == "50% -> 100%"
+    assert cli_format.format_steps([10, 25, 50, 100], 2) == "10% -> 25% -> [50%] -> 100%"
+    assert cli_format.format_steps([50, 100], None) == "50% -> 100%"
 
 
 # --------------------------------------------------------------------------- canary
@@ -280,7 +281,7 @@ CANARY = modeldeployment(
 
 
 def test_the_canary_view_shows_revisions_steps_verdicts_history_and_cost() -> None:
-    text = cli.format_canary(CANARY, NOW)
+    text = cli_format.format_canary(CANARY, NOW)
     lines = text.splitlines()
     assert lines[0] == "ModelDeployment serving/agent: Ready=True (Serving), Progressing=True (Analysing)"
     assert "endpoint: http://agent.serving.svc:8000/v1" in text
@@ -338,7 +339,7 @@ def test_without_a_canary_the_view_says_who_serves_and_hides_stale_canary_cost()
             "totalUsd": 6570.0,
         },
     )
-    text = cli.format_canary(obj, NOW)
+    text = cli_format.format_canary(obj, NOW)
     assert "RolledBack=True (AnalysisFailed), Degraded=True (RolledBack)" in text.splitlines()[0]
     assert "steps: 10% -> 50% -> 100%" in text and "[" not in text.split("steps:")[1].splitlines()[0]
     assert "no canary in progress: revision 3e7aeb8f6e serves all traffic" in text
@@ -372,7 +373,7 @@ def test_a_holding_canary_says_why_once() -> None:
             ),
         ],
     )
-    text = cli.format_canary(obj, NOW)
+    text = cli_format.format_canary(obj, NOW)
     assert "HOLDING: no verdict after the step's interval" in text
     assert "Suspended (AnalysisInconclusive): holding canary c at 10% (per-metric messages above)" in text
     assert text.count("Prometheus unreachable") == 1
@@ -391,7 +392,7 @@ def test_a_canary_that_is_not_ready_yet_and_a_paused_spec() -> None:
     )
     obj["spec"]["canary"]["paused"] = True
     obj["spec"]["canary"]["autoPromote"] = False
-    text = cli.format_canary(obj, NOW)
+    text = cli_format.format_canary(obj, NOW)
     assert "waiting for the canary to be ready (0/2)" in text
     assert "promotion by hand, PAUSED (spec.canary.paused)" in text
     assert "analysis: no metrics yet" in text
@@ -401,6 +402,6 @@ def test_a_canary_that_is_not_ready_yet_and_a_paused_spec() -> None:
 def test_an_object_without_status() -> None:
     obj = modeldeployment()
     del obj["status"]
-    text = cli.format_canary(obj, NOW)
+    text = cli_format.format_canary(obj, NOW)
     assert text.startswith("ModelDeployment serving/agent: no status yet")
     assert "no canary in progress: nothing is served yet" in text
