@@ -35,7 +35,9 @@ def module_imports(path: Path) -> set[str]:
     for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             continue
-        for sub in ast.walk(node) if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) else []:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            continue  # imports inside functions are deliberate lazy imports
+        for sub in ast.walk(node):
             if isinstance(sub, ast.ImportFrom) and sub.module and sub.module.startswith("adapterops"):
                 found.add(sub.module)
                 found.update(f"{sub.module}.{a.name}" for a in sub.names)
