@@ -43,8 +43,8 @@ def test_rbac_has_no_wildcards(cluster: LocalCluster) -> None:
 def test_watch_namespaces_use_rolebindings(cluster: LocalCluster) -> None:
     docs = rendered(cluster, "--set", "watchNamespaces={team-a,team-b}")
     bindings = [(d["kind"], d["metadata"].get("namespace")) for d in docs if d["kind"].endswith("Binding")]
-    # CRD discovery (read-only, cluster-scoped) is bound cluster-wide; everything else per namespace.
-    assert bindings == [("ClusterRoleBinding", None), ("RoleBinding", "team-a"), ("RoleBinding", "team-b")]
+    # Nothing is bound cluster-wide: the operator's rights hold in the watched namespaces only.
+    assert bindings == [("RoleBinding", "team-a"), ("RoleBinding", "team-b")]
     deploy = next(d for d in docs if d["kind"] == "Deployment")
     env = {e["name"]: e.get("value") for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["ADAPTEROPS_NAMESPACES"] == "team-a,team-b"
