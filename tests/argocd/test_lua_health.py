@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+import generate
+
 REPO = Path(__file__).resolve().parents[2]
 CUSTOMIZATIONS = REPO / "manifests" / "argocd" / "resource_customizations"
 ARGOCD_CM = REPO / "manifests" / "argocd" / "argocd-cm.yaml"
@@ -121,12 +123,8 @@ def test_the_harness_fails_on_a_wrong_expectation(harness: Path, tmp_path: Path)
 
 
 def test_argocd_cm_is_generated_from_the_lua_files(harness: Path) -> None:
-    proc = run(harness, "argocd-cm", CUSTOMIZATIONS)
-    assert proc.returncode == 0, proc.stderr
-    assert ARGOCD_CM.read_text() == proc.stdout, (
-        "manifests/argocd/argocd-cm.yaml is stale: run hack/build-argocd-lua.sh, then .tools/argocd-lua/argocd-lua "
-        "argocd-cm manifests/argocd/resource_customizations > manifests/argocd/argocd-cm.yaml"
-    )
+    # The harness fixture reports a failed build; the driver then runs the same harness.
+    assert generate.main(["--check", "argocd-cm"]) == 0, "run `python hack/generate.py argocd-cm`"
     data = yaml.safe_load(ARGOCD_CM.read_text())["data"]
     for kind in ("FineTuneJob", "ModelDeployment"):
         # The YAML block scalars give back each script exactly.

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from adapterops import basegen
+import generate
 from testworld.cluster import CHART, REPO, LocalCluster
 
 
@@ -131,7 +131,7 @@ def test_helm_upgrade_upgrades_the_crds_and_keeps_objects(cluster: LocalCluster,
 
 
 def test_kustomize_base_is_up_to_date_and_matches_the_chart(cluster: LocalCluster) -> None:
-    assert basegen.main(["--check"]) == 0, "run `python -m adapterops.basegen` and commit the result"
+    assert generate.main(["--check", "base"]) == 0, "run `python hack/generate.py base` and commit the result"
     base = cluster.kubectl("kustomize", str(REPO / "manifests" / "base")).stdout
     base_objects = {(d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(base) if d}
     chart_objects = {(d["kind"], d["metadata"]["name"]) for d in rendered(cluster)}

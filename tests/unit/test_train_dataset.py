@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+import generate
 from adapterops_train.dataset import DatasetError, check_method, load_challenge_set, load_examples, split
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,8 +91,7 @@ def test_method_needs_matching_format() -> None:
 
 
 def test_shipped_dataset_is_valid_and_regenerates_identically() -> None:
-    script = COMMERCE / "generate.py"
-    assert subprocess.run([sys.executable, str(script), "--check"], check=False).returncode == 0
+    assert generate.main(["--check", "commerce-dataset"]) == 0, "run `python hack/generate.py commerce-dataset`"
     train = load_examples(COMMERCE / "train.jsonl", "chat")
     prefs = load_examples(COMMERCE / "preference.jsonl", "preference")
     challenge = load_challenge_set(COMMERCE / "challenge.jsonl")

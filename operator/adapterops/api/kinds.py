@@ -35,6 +35,10 @@ class Kind:
     def singular(self) -> str:
         return self.kind.lower()
 
+    @property
+    def list_kind(self) -> str:
+        return f"{self.kind}List"
+
     @cached_property
     def resource(self) -> type[GenericNamespacedResource]:
         """The client library's class for this kind (lightkube registers it once, by apiVersion and kind)."""
