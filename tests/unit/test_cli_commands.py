@@ -164,7 +164,14 @@ def test_suspend_and_resume_a_finetunejob() -> None:
 
 def test_pause_and_resume_a_modeldeployment_and_the_inconclusive_hint() -> None:
     obj = mdep()
-    obj["status"]["conditions"] = [{"type": "Suspended", "status": "True", "reason": "AnalysisInconclusive"}]
+    obj["status"]["conditions"] = [
+        {
+            "type": "Suspended",
+            "status": "True",
+            "reason": "AnalysisInconclusive",
+            "lastTransitionTime": "2026-01-01T00:00:00Z",
+        }
+    ]
     api = FakeApi(obj)
     assert run(api, "pause", "agent")[1] == "modeldeployment.adapterops.io/agent patched (spec.canary.paused=true)\n"
     assert api.patches[-1][3] == {"spec": {"canary": {"paused": True}}}

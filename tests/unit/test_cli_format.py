@@ -110,16 +110,14 @@ def test_a_running_sweeps_leader_is_provisional() -> None:
 def test_an_empty_refused_or_suspended_sweep_says_so() -> None:
     refused = finetunejob(
         [],
-        conditions=[
-            {"type": "Accepted", "status": "False", "reason": "UnknownGpuClass", "message": "spec.resources.gpuType: X"}
-        ],
+        conditions=[cond("Accepted", "False", "UnknownGpuClass", "spec.resources.gpuType: X")],
     )
     text = cli_format.format_sweep(refused, NOW)
     assert "refused (UnknownGpuClass): spec.resources.gpuType: X" in text and "no trials yet" in text
     suspended = finetunejob(
         [trial(0, "Pending")],
         state="Suspended",
-        conditions=[{"type": "Suspended", "status": "True", "message": "spec.suspend is true: no new trials start"}],
+        conditions=[cond("Suspended", "True", "SuspendedBySpec", "spec.suspend is true: no new trials start")],
     )
     assert (
         "suspended: spec.suspend is true: no new trials start (kubectl adapterops resume)"
@@ -214,7 +212,13 @@ def revision(rev: str, weight: int, adapter: str, ready: int = 2) -> dict[str, A
 
 
 def cond(type_: str, status: str, reason: str, message: str = "") -> dict[str, Any]:
-    return {"type": type_, "status": status, "reason": reason, "message": message}
+    return {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
 
 
 def modeldeployment(**status: Any) -> dict[str, Any]:

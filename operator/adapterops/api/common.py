@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -115,6 +115,39 @@ class Condition(ApiModel):
     observed_generation: int | None = Field(
         default=None, description="The .metadata.generation this condition was computed from."
     )
+
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # metav1.Time on the wire: RFC 3339, UTC, whole seconds
+
+
+def parse_time(value: object) -> datetime | None:
+    """A metav1.Time string as a UTC datetime; None when absent or malformed."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.strptime(value, TIME_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def get_condition(conditions: list[Condition], type_: str) -> Condition | None:
+    return next((c for c in conditions if c.type == type_), None)
+
+
+def is_true(conditions: list[Condition], type_: str) -> bool:
+    found = get_condition(conditions, type_)
+    return found is not None and found.status == "True"
+
+
+def conditions_of(obj: dict[str, Any]) -> list[Condition]:
+    """The typed conditions of an object as the API returns it (a malformed entry is skipped)."""
+    out = []
+    for raw in (obj.get("status") or {}).get("conditions") or []:
+        try:
+            out.append(Condition.model_validate(raw))
+        except ValueError:
+            continue
+    return out
 
 
 Conditions = Annotated[

@@ -132,7 +132,7 @@ def cmd_toggle(api: Api, ns: str, args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"{resource} patched ({field_name}={str(hold).lower()})\n")
     if kind == MODELDEPLOYMENT and not hold:
         held = condition(obj, "Suspended")
-        if held.get("status") == "True" and held.get("reason") == "AnalysisInconclusive":
+        if held is not None and held.status == "True" and held.reason == "AnalysisInconclusive":
             out.write(
                 "note: the canary is holding because its analysis is inconclusive, not because it is paused: "
                 "restore the metrics' data source, or decide with `kubectl adapterops promote|abort`\n"

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from adapterops.api.common import Condition, conditions_of, get_condition, parse_time
+
 
 def fmt_value(value: Any) -> str:
     """A swept parameter's value as the user wrote it: 0.0005, adamw, 16."""
@@ -48,16 +50,6 @@ def fmt_usd(value: Any) -> str:
     if value is None or not isinstance(value, int | float):
         return "-"
     return f"${value:,.2f}"
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An RFC 3339 timestamp from the API (`...Z`), None when absent or malformed."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def fmt_age(value: Any, now: datetime) -> str:
@@ -103,12 +95,9 @@ def short_names(paths: Sequence[str]) -> dict[str, str]:
     return {p: (s if last.count(s) == 1 else p) for p, s in zip(paths, last, strict=True)}
 
 
-def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
-    """The object's condition of that type, {} when it has none."""
-    for c in (obj.get("status") or {}).get("conditions") or []:
-        if c.get("type") == type_:
-            return dict(c)
-    return {}
+def condition(obj: dict[str, Any], type_: str) -> Condition | None:
+    """The object's condition of that type, None when it has none."""
+    return get_condition(conditions_of(obj), type_)
 
 
 def numeric(row: dict[str, Any], key: str) -> float | None:
@@ -178,11 +167,11 @@ def format_sweep(obj: dict[str, Any], now: datetime | None = None) -> str:
         f"objective: {metric} ({goal})",
     ]
     accepted = condition(obj, "Accepted")
-    if accepted.get("status") == "False":
-        out.append(f"refused ({accepted.get('reason')}): {accepted.get('message')}")
+    if accepted is not None and accepted.status == "False":
+        out.append(f"refused ({accepted.reason}): {accepted.message}")
     suspended = condition(obj, "Suspended")
-    if suspended.get("status") == "True":
-        out.append(f"suspended: {suspended.get('message') or 'spec.suspend is true'} (kubectl adapterops resume)")
+    if suspended is not None and suspended.status == "True":
+        out.append(f"suspended: {suspended.message or 'spec.suspend is true'} (kubectl adapterops resume)")
     if not trials:
         out.append("no trials yet")
         return "\n".join(out) + "\n"
@@ -248,8 +237,8 @@ def format_canary(obj: dict[str, Any], now: datetime | None = None) -> str:
     summary = []
     for type_ in ("Ready", "Progressing", "Suspended", "RolledBack", "Degraded"):
         c = condition(obj, type_)
-        if c and (type_ in ("Ready", "Progressing") or c.get("status") == "True"):
-            summary.append(f"{type_}={c.get('status')}" + (f" ({c.get('reason')})" if c.get("reason") else ""))
+        if c is not None and (type_ in ("Ready", "Progressing") or c.status == "True"):
+            summary.append(f"{type_}={c.status}" + (f" ({c.reason})" if c.reason else ""))
     out = [f"ModelDeployment {meta.get('namespace')}/{meta.get('name')}: " + (", ".join(summary) or "no status yet")]
     if status.get("endpoint"):
         out.append(f"endpoint: {status['endpoint']}")
@@ -305,14 +294,20 @@ def format_canary(obj: dict[str, Any], now: datetime | None = None) -> str:
     shown: set[str] = set()
     for type_ in ("Suspended", "Progressing", "RolledBack", "Degraded"):
         c = condition(obj, type_)
-        message = str(c.get("message") or "")
-        if c.get("status") != "True" or not message or message in shown or (type_ == "Progressing" and not canary):
+        message = c.message if c is not None else ""
+        if (
+            c is None
+            or c.status != "True"
+            or not message
+            or message in shown
+            or (type_ == "Progressing" and not canary)
+        ):
             continue
         shown.add(message)
-        if c.get("reason") in ("AnalysisInconclusive", "Analysing") and metrics:
+        if c.reason in ("AnalysisInconclusive", "Analysing") and metrics:
             # These messages repeat the per-metric messages printed above: keep their head.
             message = message.split(": ", 1)[0] + " (per-metric messages above)"
-        out.append(wrap(f"{type_} ({c.get('reason')}): {message}", indent=""))
+        out.append(wrap(f"{type_} ({c.reason}): {message}", indent=""))
     history = status.get("history") or []
     if history:
         rows = [

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from adapterops.analysis.providers.judge import PairedJudge, parse_prompts
 from adapterops.analysis.run import analyse
-from adapterops.api.common import SecretKeyRef
+from adapterops.api.common import SecretKeyRef, is_true
 from adapterops.api.kinds import FINETUNEJOB, HTTPROUTE, MODELDEPLOYMENT
 from adapterops.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus, RevisionStatus
 from adapterops.deploy import builders, canary
@@ -36,7 +36,7 @@ from adapterops.deploy.observe import RevisionDeployment, deployment_item, pod_i
 from adapterops.deploy.status import RolloutState, history_entry, refused_status, revision_status, rolled_back
 from adapterops.runtime.acceptance import Refusal, announce
 from adapterops.runtime.client import KindNotServed
-from adapterops.runtime.conditions import is_true, set_condition
+from adapterops.runtime.conditions import set_condition
 from adapterops.runtime.context import Context, Result
 from adapterops.runtime.metrics import PROMOTIONS, ROLLBACKS, forget
 from adapterops.runtime.workqueue import Key

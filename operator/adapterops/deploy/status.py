@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Literal
 
 from adapterops.analysis.verdict import MetricVerdict
+from adapterops.api.common import get_condition, is_true
 from adapterops.api.modeldeployment import (
     AnalysisStatus,
     Cost,
@@ -23,7 +24,7 @@ from adapterops.config import Config
 from adapterops.deploy import builders
 from adapterops.runtime.acceptance import Refusal
 from adapterops.runtime.clock import now
-from adapterops.runtime.conditions import get_condition, is_true, set_condition
+from adapterops.runtime.conditions import set_condition
 from adapterops.runtime.events import EventType
 
 HISTORY_LIMIT = 10

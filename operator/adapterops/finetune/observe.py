@@ -12,10 +12,10 @@ from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import Pod
 from pydantic import ValidationError
 
+from adapterops.api.common import parse_time as parse
 from adapterops.api.finetunejob import Trial
 from adapterops.finetune.builders import CONTAINER, LABEL_JOB, LABEL_JOB_UID, LABEL_TRIAL
 from adapterops.finetune.plan import PlannedTrial
-from adapterops.runtime.clock import parse
 from adapterops.runtime.informer import Item
 from adapterops_train.spec import TERMINATION_MESSAGE_LIMIT, TrialResult
 

@@ -11,8 +11,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from adapterops.api.common import Condition
-from adapterops.runtime.conditions import get_condition
+from adapterops.api.common import Condition, get_condition
 from adapterops.runtime.events import EventRecorder
 
 M = TypeVar("M", bound=BaseModel)

@@ -1,10 +1,10 @@
-"""Time as the Kubernetes API writes it: UTC, whole seconds (metav1.Time, RFC 3339)."""
+"""The operator's clock: UTC, whole seconds, as the Kubernetes API writes time (metav1.Time)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+from adapterops.api.common import TIME_FORMAT
 
 
 def now() -> datetime:
@@ -12,13 +12,4 @@ def now() -> datetime:
 
 
 def now_iso() -> str:
-    return now().strftime(FORMAT)
-
-
-def parse(value: str | None) -> datetime | None:
-    return datetime.strptime(value, FORMAT).replace(tzinfo=UTC) if value else None
-
-
-def timestamp(value: str | None) -> float | None:
-    parsed = parse(value)
-    return parsed.timestamp() if parsed else None
+    return now().strftime(TIME_FORMAT)

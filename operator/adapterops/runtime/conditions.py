@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adapterops.api.common import Condition
+from adapterops.api.common import Condition, get_condition
 from adapterops.runtime.clock import now
 
 
@@ -26,12 +26,3 @@ def set_condition(
         observed_generation=generation,
     )
     return [c for c in conditions if c.type != type_] + [new]
-
-
-def get_condition(conditions: list[Condition], type_: str) -> Condition | None:
-    return next((c for c in conditions if c.type == type_), None)
-
-
-def is_true(conditions: list[Condition], type_: str) -> bool:
-    found = get_condition(conditions, type_)
-    return found is not None and found.status == "True"
