@@ -80,8 +80,9 @@ async def raw_create_rate(cluster: LocalCluster, namespace: str, count: int, gpu
     for job in jobs:
         job["metadata"].pop("ownerReferences")  # no owner object exists for the raw creates
         # Not the operator's: neither the Job nor its pods may be watched by it.
-        job["metadata"]["labels"].pop("adapterops.io/finetunejob")
-        job["spec"]["template"]["metadata"]["labels"].pop("adapterops.io/finetunejob")
+        for labels in (job["metadata"]["labels"], job["spec"]["template"]["metadata"]["labels"]):
+            labels.pop(trialjob.LABEL_JOB)
+            labels.pop(trialjob.LABEL_JOB_UID)
     limit = asyncio.Semaphore(trialjob_concurrency())
     async with client.ApiClient() as api:
         batch = client.BatchV1Api(api)
@@ -96,7 +97,7 @@ async def raw_create_rate(cluster: LocalCluster, namespace: str, count: int, gpu
 
 
 def trialjob_concurrency() -> int:
-    from adapterops.runtime.manager import CREATE_CONCURRENCY
+    from adapterops.finetune.reconciler import CREATE_CONCURRENCY
 
     return CREATE_CONCURRENCY
 

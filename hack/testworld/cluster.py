@@ -160,12 +160,18 @@ class OperatorProcess:
         self.log_path = LOGS / f"operator-{cluster.name}.log"
         self.health_port = free_port()
         self.metrics_port = free_port()
+        self.pod_name = f"{release}-local-{self.health_port}"
 
     def _pod_env(self) -> dict[str, str]:
         deploy = self.cluster.get("deployment", self.release, "-n", self.namespace)
         pod = deploy["spec"]["template"]["spec"]
         container = pod["containers"][0]
-        env = {e["name"]: e.get("value", "") for e in container.get("env", [])}
+        # The downward API, as a kubelet resolves it for this (local) pod.
+        fields = {"metadata.namespace": self.namespace, "metadata.name": self.pod_name}
+        env = {
+            e["name"]: fields[e["valueFrom"]["fieldRef"]["fieldPath"]] if "valueFrom" in e else e.get("value", "")
+            for e in container.get("env", [])
+        }
         # Materialise the ConfigMap volume the pod mounts at /etc/adapterops.
         volume = next(v for v in pod["volumes"] if v["name"] == "gpu-classes")
         data = self.cluster.get("configmap", volume["configMap"]["name"], "-n", self.namespace)["data"]

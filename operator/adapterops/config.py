@@ -82,6 +82,15 @@ class Config(BaseSettings):
         default=5.0, ge=0, description="Minor status changes of one object are written at most this often."
     )
     api_timeout_seconds: float = Field(default=30.0, gt=0, description="Timeout of every API call.")
+    leader_election: bool = Field(default=True, description="Run the workers only on the Lease holder.")
+    leader_election_namespace: str = Field(
+        default="adapterops-system", description="Namespace of the Lease (the chart sets the operator's own)."
+    )
+    leader_election_name: str = Field(default="adapterops", description="Name of the Lease.")
+    lease_seconds: float = Field(default=15.0, gt=0, description="How long a Lease holds without renewal.")
+    renew_deadline_seconds: float = Field(default=10.0, gt=0, description="The leader gives up after this.")
+    retry_seconds: float = Field(default=2.0, gt=0, description="How often the Lease is tried or renewed.")
+    pod_name: str = Field(default="", description="This replica's pod name (the Lease holder identity's prefix).")
 
     def gpu_class(self, name: str, field: str) -> GpuClass:
         """The GPU class `name` (from the spec field `field`), or a Refusal listing the known ones."""

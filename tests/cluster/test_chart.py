@@ -43,8 +43,13 @@ def test_rbac_has_no_wildcards(cluster: LocalCluster) -> None:
 def test_watch_namespaces_use_rolebindings(cluster: LocalCluster) -> None:
     docs = rendered(cluster, "--set", "watchNamespaces={team-a,team-b}")
     bindings = [(d["kind"], d["metadata"].get("namespace")) for d in docs if d["kind"].endswith("Binding")]
-    # Nothing is bound cluster-wide: the operator's rights hold in the watched namespaces only.
-    assert bindings == [("RoleBinding", "team-a"), ("RoleBinding", "team-b")]
+    # Nothing is bound cluster-wide: the operator's rights hold in the watched namespaces only (and the
+    # leader-election Lease in its own).
+    assert sorted(bindings) == [
+        ("RoleBinding", "adapterops-system"),
+        ("RoleBinding", "team-a"),
+        ("RoleBinding", "team-b"),
+    ]
     deploy = next(d for d in docs if d["kind"] == "Deployment")
     env = {e["name"]: e.get("value") for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["ADAPTEROPS_NAMESPACES"] == "team-a,team-b"
@@ -63,8 +68,26 @@ def test_operator_pod_is_non_root_read_only_and_probed(cluster: LocalCluster) ->
         "capabilities": {"drop": ["ALL"]},
     }
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["resources"]["requests"]
-    assert deploy["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_two_replicas_roll_without_a_gap_and_a_drain_keeps_one(cluster: LocalCluster) -> None:
+    docs = rendered(cluster)
+    deploy = next(d for d in docs if d["kind"] == "Deployment")
+    assert deploy["spec"]["replicas"] == 2
+    assert deploy["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    pdb = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": deploy["spec"]["selector"]}
+    lease_rules = next(d for d in docs if d["kind"] == "Role")["rules"]
+    assert lease_rules == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
+    ]
+    single = rendered(cluster, "--set", "replicas=1")
+    assert not [d for d in single if d["kind"] == "PodDisruptionBudget"]
 
 
 @pytest.mark.parametrize(
@@ -87,7 +110,8 @@ def test_installed_operator_pod_passes_restricted_pod_security(cluster: LocalClu
     ns = cluster.get("namespace", chart)
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     pods = cluster.get("pods", "-n", chart, "-l", "app.kubernetes.io/name=adapterops")["items"]
-    assert len(pods) == 1, "the ReplicaSet's pod was not admitted"
+    replicas = cluster.get("deployment", "adapterops", "-n", chart)["spec"]["replicas"]
+    assert len(pods) == replicas == 2, "the ReplicaSet's pods were not admitted"
 
 
 def test_a_privileged_pod_is_refused_in_the_operator_namespace(cluster: LocalCluster, chart: str) -> None:

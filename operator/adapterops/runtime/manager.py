@@ -13,7 +13,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -25,6 +27,7 @@ from adapterops.runtime.client import Client, status_code
 from adapterops.runtime.context import Context, Informers, Reconciler
 from adapterops.runtime.events import EventRecorder
 from adapterops.runtime.health import HealthServer, LoopHeartbeat
+from adapterops.runtime.leader import LeaderElection
 from adapterops.runtime.metrics import API_ERRORS, RECONCILE_ERRORS, RECONCILE_SECONDS
 from adapterops.runtime.status import StatusWriter
 from adapterops.runtime.workqueue import Key, WorkQueue
@@ -77,6 +80,19 @@ class Manager:
     def __init__(self, config: Config, client: Client, reconcilers: Sequence[type[Reconciler]]) -> None:
         self.config = config
         self.client = client
+        self.election = (
+            LeaderElection(
+                client,
+                config.leader_election_namespace,
+                identity=f"{config.pod_name or socket.gethostname()}_{uuid.uuid4().hex[:8]}",
+                name=config.leader_election_name,
+                lease_seconds=config.lease_seconds,
+                renew_deadline_seconds=config.renew_deadline_seconds,
+                retry_seconds=config.retry_seconds,
+            )
+            if config.leader_election
+            else None
+        )
         self.informers = Informers(client, config.namespaces)
         events = EventRecorder(client)
         self.controllers: list[Controller] = []
@@ -101,23 +117,36 @@ class Manager:
         return True, "ok"
 
     def ready(self) -> tuple[bool, str]:
+        """Ready once every informer has listed: the leader, and a standby able to take over at once."""
         pending = [name for name, i in self.informers.by_name.items() if not i.synced]
-        return (not pending, f"not listed yet: {', '.join(pending)}" if pending else "ok")
+        if pending:
+            return False, f"not listed yet: {', '.join(pending)}"
+        role = "standby" if self.election is not None and not self.election.leading.is_set() else "leader"
+        return True, role
 
     # ------------------------------------------------------------------ running
 
     async def run(self) -> None:
-        """Until cancelled: informers, then workers once every informer has listed."""
+        """Until cancelled or the lease is lost: informers on every replica, workers on the leader once
+        every informer has listed. Raises LeadershipLost when the lease could not be renewed."""
         self._tasks.append(asyncio.create_task(self.heartbeat.run()))
         for informer in self.informers.by_name.values():
             self._tasks.append(asyncio.create_task(informer.run()))
+        if self.election is not None:
+            self._tasks.append(asyncio.create_task(self.election.run()))
         try:
             await asyncio.gather(*(i.listed.wait() for i in self.informers.by_name.values()))
             log.info("informers listed: %s", ", ".join(self.informers.by_name))
+            if self.election is not None:
+                await self.election.leading.wait()
             for controller in self.controllers:
                 for _ in range(WORKERS_PER_KIND):
                     self._tasks.append(asyncio.create_task(controller.queue.run_worker(self._guarded(controller))))
-            await asyncio.gather(*self._tasks)
+            if self.election is None:
+                await asyncio.gather(*self._tasks)
+            else:
+                await self.election.lost.wait()
+                raise LeadershipLost(self.election.identity)
         finally:
             for task in self._tasks:
                 task.cancel()
@@ -159,6 +188,10 @@ class Manager:
         c.queue.add_after(key, delay)
 
 
+class LeadershipLost(Exception):
+    """The lease was not renewed in time: another replica may lead now, so this one must stop acting."""
+
+
 def serve(config: Config, reconcilers: Sequence[type[Reconciler]]) -> int:
     """Run the operator until SIGTERM or SIGINT: metrics and health servers, then the manager."""
     start_http_server(config.metrics_port, addr=config.bind_address)
@@ -176,6 +209,8 @@ def serve(config: Config, reconcilers: Sequence[type[Reconciler]]) -> int:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         finally:
+            if manager.election is not None:
+                await manager.election.release()
             health.stop()
             for controller in manager.controllers:
                 close = getattr(controller.reconciler, "close", None)
@@ -183,5 +218,9 @@ def serve(config: Config, reconcilers: Sequence[type[Reconciler]]) -> int:
                     await close()
             await client.close()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except LeadershipLost as exc:
+        log.error("%s stopped leading; exiting so that a fresh process stands as a candidate", exc)
+        return 1
     return 0

@@ -21,6 +21,7 @@ WATCH_ERRORS = Counter(
     "List or watch failures that restarted an informer, by kind, namespace and code.",
     ["kind", "namespace", "code"],
 )
+LEADER = Gauge("adapterops_leader", "1 on the replica that holds the leader Lease, 0 on standbys.", ["identity"])
 TRIALS = Gauge("adapterops_trials", "Trials of a FineTuneJob by state.", ["namespace", "finetunejob", "state"])
 BEST_SCORE = Gauge(
     "adapterops_champion_score",
