@@ -139,9 +139,11 @@ class ModelDeploymentReconciler:
         new = s.finish(self.ctx.config)
         await self._garbage_collect(body, spec, new)
         if await self.ctx.status.write(body, dump(new)):
+            # Events announce what this status records: a write refused (computed from a stale version)
+            # or deferred is decided again by the next reconcile, and announced then, once.
             await announce(self.ctx.events, body, old.conditions, new.conditions)
-        for reason, message, type_ in s.events:
-            await self.ctx.events.emit(body, reason, message, type_)
+            for reason, message, type_ in s.events:
+                await self.ctx.events.emit(body, reason, message, type_)
         record_metrics(namespace, name, spec, new)
         if new.canary is not None or not is_true(new.conditions, "Ready"):
             return POLL_SECONDS

@@ -440,6 +440,31 @@ async def test_a_refused_spec_keeps_the_stable_revision_serving(world: World) ->
 # ---------------------------------------------------------------------------------------------- API behaviour
 
 
+async def test_a_status_write_that_loses_a_resource_version_race_is_not_announced_twice(world: World) -> None:
+    world.create(md_spec())
+    world.sync()
+    world.annotate({"team": "search"})  # written after the informer's view: the reconcile's version is stale
+    lost = await world.reconcile(sync=False)
+    assert [c.error for c in lost.calls if c.subresource == "status"] == [409]
+    assert world.status() is None and lost.events == []
+    assert (KEY, 0.5) in world.queue.later  # looked at again soon, from the fresh object
+    won = await world.reconcile()
+    assert won.wrote_status and won.reasons() == ["Accepted", "RevisionCreated"]
+
+    # The same for a transition mid-rollout: the canary's start is announced by the write that records it.
+    stable = won.stable.revision
+    world.run_pods(stable)
+    await world.reconcile()
+    world.edit({"adapters": [{"name": "commerce", "uri": V2}]})
+    world.sync()
+    world.annotate({"team": "search", "owner": "ml-platform"})
+    lost = await world.reconcile(sync=False)
+    assert lost.events == [] and not lost.wrote_status
+    started = await world.reconcile()
+    assert started.reasons() == ["CanaryStarted"] and started.canary.revision != stable
+    assert [e.reason for e in world.events()] == ["Accepted", "RevisionCreated", "CanaryStarted"]
+
+
 async def test_a_failed_apply_writes_no_status_and_posts_no_event(world: World) -> None:
     await serving(world)
     world.edit({"adapters": [{"name": "commerce", "uri": V2}]})
