@@ -189,7 +189,7 @@ class ModelDeploymentReconciler:
     ) -> None:
         key, uid = (s.namespace, s.name), body["metadata"]["uid"]
         assert s.old.stable is not None
-        stable = s.old.stable.model_copy()
+        stable = s.old.stable.model_copy(update={"weight": 100})  # all traffic, unless a canary takes its share
         replicas = spec.runtime.replicas
         revisions = self._revisions(uid)
         if desired == stable.revision:

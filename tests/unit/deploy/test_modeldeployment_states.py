@@ -391,6 +391,18 @@ async def test_a_new_champion_mid_canary_supersedes_the_canary_and_starts_anothe
     assert world.deployments() == {stable: 2, second: 2}
 
 
+async def test_the_spec_going_back_to_the_stable_revision_supersedes_the_canary(world: World) -> None:
+    stable = await serving(world)
+    canary = await start_canary(world)
+    world.edit({"adapters": [{"name": "commerce", "uri": V1}]})
+    back = await world.reconcile()
+    assert back.status.canary is None and back.stable.revision == stable and back.stable.weight == 100
+    entry = back.status.history[0]
+    assert (entry.revision, entry.outcome) == (canary, "Superseded") and "stable revision again" in entry.reason
+    assert back.reasons() == ["CanarySuperseded"] and back.condition("RolledBack").status == "False"
+    assert world.deployments() == {stable: 2}
+
+
 async def test_an_operator_restart_mid_canary_carries_on_at_the_same_step(world: World) -> None:
     await serving(world)
     canary = await start_canary(world)
