@@ -16,6 +16,7 @@ from deploy_fixtures import (
     MD,
     NAME,
     NAMESPACE,
+    ROUTE,
     SERVICE,
     World,
     md_spec,
@@ -140,6 +141,17 @@ async def test_with_an_httproute_the_backend_weights_follow_the_canary(world: Wo
     assert world.backends() == [(new, 100)]
     assert settled.status.canary is None and world.deployments() == {live.canary.revision: 2}
     assert world.services() == sorted([NAME, new])
+
+
+async def test_the_route_is_written_only_when_the_split_changes(world: World) -> None:
+    world.route("agent")
+    await serving(world, md_spec(route="agent"))
+    assert len(world.client.calls_of("replace", ROUTE)) == 1  # the stable revision at 100%
+    for _ in range(3):
+        await world.reconcile()
+    # The API server fills in backendRefs' defaults (group, kind, weight): read back, the same split is
+    # not a change to write again.
+    assert len(world.client.calls_of("replace", ROUTE)) == 1
 
 
 async def test_steps_advance_only_when_every_metric_passes(world: World) -> None:
