@@ -205,7 +205,7 @@ class ModelDeploymentReconciler:
         if desired is None or desired == stable.revision:
             if old_canary is not None:
                 self._drop_judge(key)
-                why = "the spec serves the stable revision again"
+                why = waiting if desired is None else "the spec serves the stable revision again"
                 s.record(history_entry(old_canary.revision, old_canary.adapters, "Superseded", why))
                 s.event("CanarySuperseded", f"canary {old_canary.revision} removed: {why}")
             if desired is None:

@@ -403,6 +403,23 @@ async def test_a_new_champion_mid_canary_supersedes_the_canary_and_starts_anothe
     assert world.deployments() == {stable: 2, second: 2}
 
 
+async def test_a_canary_whose_finetunejob_runs_again_is_superseded_and_says_why(world: World) -> None:
+    world.finetunejob("nightly", "s3://adapters/nightly/t03")
+    spec = md_spec()
+    spec["adapters"] = [{"name": "commerce", "fineTuneJobRef": {"name": "nightly"}}]
+    stable = await serving(world, spec)
+    world.finetunejob("nightly", "s3://adapters/nightly/t07")
+    canary = (await world.reconcile()).canary.revision
+    world.finetunejob("nightly", None, state="Running")  # the sweep runs again: no champion until it ends
+    waiting = await world.reconcile()
+    assert waiting.status.canary is None and waiting.stable.revision == stable and waiting.stable.weight == 100
+    assert waiting.condition("Progressing").reason == "WaitingForAdapters"
+    entry = waiting.status.history[0]
+    assert (entry.revision, entry.outcome) == (canary, "Superseded")
+    assert "FineTuneJob 'nightly' has no champion yet" in entry.reason
+    assert waiting.reasons() == ["CanarySuperseded"] and "no champion yet" in waiting.events[0].message
+
+
 async def test_the_spec_going_back_to_the_stable_revision_supersedes_the_canary(world: World) -> None:
     stable = await serving(world)
     canary = await start_canary(world)
