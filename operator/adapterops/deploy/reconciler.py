@@ -144,6 +144,12 @@ class ModelDeploymentReconciler:
             await announce(self.ctx.events, body, old.conditions, new.conditions)
             for reason, message, type_ in s.events:
                 await self.ctx.events.emit(body, reason, message, type_)
+            # Counted the same way: `canary.promote` and `canary.rollback` post these, once recorded.
+            reasons = {reason for reason, _, _ in s.events}
+            if "Promoted" in reasons:
+                PROMOTIONS.labels(namespace, name).inc()
+            if "RolledBack" in reasons:
+                ROLLBACKS.labels(namespace, name).inc()
         record_metrics(namespace, name, spec, new)
         if new.canary is not None or not is_true(new.conditions, "Ready"):
             return POLL_SECONDS
@@ -266,12 +272,10 @@ class ModelDeploymentReconciler:
         if action == "abort":
             canary.rollback(s, desired, adapters, "aborted by the adapterops.io/abort annotation")
             self._drop_judge(key)
-            ROLLBACKS.labels(s.namespace, s.name).inc()
             return
         if action == "promote":
             canary.promote(s, desired, adapters, [], by="the adapterops.io/promote annotation")
             self._drop_judge(key)
-            PROMOTIONS.labels(s.namespace, s.name).inc()
             return
         if c.paused:
             s.suspend("Paused", f"spec.canary.paused: holding canary {desired} at step {analysis.step + 1} ({weight}%)")
@@ -290,10 +294,6 @@ class ModelDeploymentReconciler:
         outcome = canary.judge(s, spec, analysis, verdicts, adapters, weight)
         if outcome in ("promoted", "rolled-back", "step-failed"):
             self._drop_judge(key)
-        if outcome == "promoted":
-            PROMOTIONS.labels(s.namespace, s.name).inc()
-        elif outcome == "rolled-back":
-            ROLLBACKS.labels(s.namespace, s.name).inc()
 
     # ------------------------------------------------------------------ the paired judge
 

@@ -22,6 +22,7 @@ from deploy_fixtures import (
     md_spec,
 )
 from lightkube.core.exceptions import ApiError
+from prometheus_client import REGISTRY
 
 from adapterops.analysis.verdict import Verdict
 from adapterops.deploy.reconciler import POLL_SECONDS
@@ -50,6 +51,12 @@ async def start_canary(world: World, adapter: str = V2, ready: bool = True) -> s
         live = await world.reconcile()
         assert live.canary.weight > 0
     return canary
+
+
+def counted(metric: str) -> float:
+    """adapterops_{metric}_total of this ModelDeployment (the registry is process-wide: compare deltas)."""
+    labels = {"namespace": NAMESPACE, "modeldeployment": NAME}
+    return REGISTRY.get_sample_value(f"adapterops_{metric}_total", labels) or 0.0
 
 
 # ---------------------------------------------------------------------------------------------- serving
@@ -243,7 +250,9 @@ async def test_a_failed_step_rolls_back_at_the_failure_limit(world: World) -> No
     stable = await serving(world)
     canary = await start_canary(world)
     world.analysis.script(latency="Fail", errorRate="Pass")
+    rollbacks = counted("rollbacks")
     failed = await world.reconcile()
+    assert counted("rollbacks") == rollbacks + 1
     assert failed.stable.revision == stable and failed.stable.weight == 100
     assert failed.status.canary is None and failed.status.analysis is None
     assert (failed.condition("RolledBack").status, failed.condition("RolledBack").reason) == ("True", "AnalysisFailed")
@@ -504,6 +513,21 @@ async def test_a_status_write_that_loses_a_resource_version_race_is_not_announce
     started = await world.reconcile()
     assert started.reasons() == ["CanaryStarted"] and started.canary.revision != stable
     assert [e.reason for e in world.events()] == ["Accepted", "RevisionCreated", "CanaryStarted"]
+
+
+async def test_a_promotion_whose_status_write_loses_a_race_is_counted_once(world: World) -> None:
+    await serving(world)
+    canary = await start_canary(world)
+    world.analysis.script(latency="Pass", errorRate="Pass")
+    await world.reconcile()  # step 1 passed: the next look promotes
+    before = counted("promotions")
+    world.sync()
+    world.annotate({"team": "search"})
+    lost = await world.reconcile(sync=False)
+    assert not lost.wrote_status and lost.canary.revision == canary and counted("promotions") == before
+    won = await world.reconcile()
+    assert won.stable.revision == canary and len(world.events("Promoted")) == 1
+    assert counted("promotions") == before + 1
 
 
 async def test_a_failed_apply_writes_no_status_and_posts_no_event(world: World) -> None:
