@@ -276,7 +276,10 @@ def stable_service(owner: dict[str, Any]) -> dict[str, Any]:
 
 
 def route_backends(md: str, stable: str, canary: str | None, canary_weight: int) -> list[dict[str, Any]]:
-    refs = [{"kind": "Service", "name": revision_name(md, stable), "port": PORT, "weight": 100 - canary_weight}]
-    if canary:
-        refs.append({"kind": "Service", "name": revision_name(md, canary), "port": PORT, "weight": canary_weight})
-    return refs
+    """Every field spelled out, as the API server returns them (Gateway API defaults `group` to ""): the
+    route read back compares equal when the split is unchanged, and is not written again."""
+
+    def ref(revision: str, weight: int) -> dict[str, Any]:
+        return {"group": "", "kind": "Service", "name": revision_name(md, revision), "port": PORT, "weight": weight}
+
+    return [ref(stable, 100 - canary_weight)] + ([ref(canary, canary_weight)] if canary else [])

@@ -139,9 +139,17 @@ class ModelDeploymentReconciler:
         new = s.finish(self.ctx.config)
         await self._garbage_collect(body, spec, new)
         if await self.ctx.status.write(body, dump(new)):
+            # Events announce what this status records: a write refused (computed from a stale version)
+            # or deferred is decided again by the next reconcile, and announced then, once.
             await announce(self.ctx.events, body, old.conditions, new.conditions)
-        for reason, message, type_ in s.events:
-            await self.ctx.events.emit(body, reason, message, type_)
+            for reason, message, type_ in s.events:
+                await self.ctx.events.emit(body, reason, message, type_)
+            # Counted the same way: `canary.promote` and `canary.rollback` post these, once recorded.
+            reasons = {reason for reason, _, _ in s.events}
+            if "Promoted" in reasons:
+                PROMOTIONS.labels(namespace, name).inc()
+            if "RolledBack" in reasons:
+                ROLLBACKS.labels(namespace, name).inc()
         record_metrics(namespace, name, spec, new)
         if new.canary is not None or not is_true(new.conditions, "Ready"):
             return POLL_SECONDS
@@ -187,7 +195,7 @@ class ModelDeploymentReconciler:
     ) -> None:
         key, uid = (s.namespace, s.name), body["metadata"]["uid"]
         assert s.old.stable is not None
-        stable = s.old.stable.model_copy()
+        stable = s.old.stable.model_copy(update={"weight": 100})  # all traffic, unless a canary takes its share
         replicas = spec.runtime.replicas
         revisions = self._revisions(uid)
         if desired == stable.revision:
@@ -203,7 +211,7 @@ class ModelDeploymentReconciler:
         if desired is None or desired == stable.revision:
             if old_canary is not None:
                 self._drop_judge(key)
-                why = "the spec serves the stable revision again"
+                why = waiting if desired is None else "the spec serves the stable revision again"
                 s.record(history_entry(old_canary.revision, old_canary.adapters, "Superseded", why))
                 s.event("CanarySuperseded", f"canary {old_canary.revision} removed: {why}")
             if desired is None:
@@ -264,12 +272,10 @@ class ModelDeploymentReconciler:
         if action == "abort":
             canary.rollback(s, desired, adapters, "aborted by the adapterops.io/abort annotation")
             self._drop_judge(key)
-            ROLLBACKS.labels(s.namespace, s.name).inc()
             return
         if action == "promote":
             canary.promote(s, desired, adapters, [], by="the adapterops.io/promote annotation")
             self._drop_judge(key)
-            PROMOTIONS.labels(s.namespace, s.name).inc()
             return
         if c.paused:
             s.suspend("Paused", f"spec.canary.paused: holding canary {desired} at step {analysis.step + 1} ({weight}%)")
@@ -288,10 +294,6 @@ class ModelDeploymentReconciler:
         outcome = canary.judge(s, spec, analysis, verdicts, adapters, weight)
         if outcome in ("promoted", "rolled-back", "step-failed"):
             self._drop_judge(key)
-        if outcome == "promoted":
-            PROMOTIONS.labels(s.namespace, s.name).inc()
-        elif outcome == "rolled-back":
-            ROLLBACKS.labels(s.namespace, s.name).inc()
 
     # ------------------------------------------------------------------ the paired judge
 
