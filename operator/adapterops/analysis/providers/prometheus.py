@@ -5,9 +5,10 @@ may show to a tenant)."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Literal
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
 # PromQL per engine; {namespace}, {revision} and {window} are substituted. Pod labels reach Prometheus
 # through the usual `labelmap __meta_kubernetes_pod_label_(.+)` relabelling (adapterops.io/revision ->
@@ -33,36 +34,75 @@ def render(template: str, namespace: str, revision: str, window_seconds: float) 
     return template.replace("{namespace}", namespace).replace("{revision}", revision).replace("{window}", window)
 
 
+MAX_RESPONSE_BYTES = 1 << 20  # a vector of histogram buckets is a few KiB; more is not an answer to us
+
+
 class PrometheusError(Exception):
-    pass
+    """What failed, in words that never quote the response (the URL may not be Prometheus at all)."""
 
 
-async def prom_query(http: httpx.AsyncClient, url: str, query: str) -> list[dict[str, Any]]:
+class _Sample(BaseModel):
+    metric: dict[str, str]
+    value: tuple[float, str]
+
+
+class _Data(BaseModel):
+    resultType: Literal["vector"]
+    result: list[_Sample]
+
+
+class _Answer(BaseModel):
+    status: Literal["success", "error"]
+    data: _Data | None = None
+    errorType: str | None = None
+
+
+async def prom_query(http: httpx.AsyncClient, url: str, query: str) -> list[_Sample]:
+    """An instant query's vector; PrometheusError says what failed (HTTP status, shape), never the body."""
     try:
-        resp = await http.get(f"{url.rstrip('/')}/api/v1/query", params={"query": query}, timeout=10)
+        async with http.stream("GET", f"{url.rstrip('/')}/api/v1/query", params={"query": query}, timeout=10) as resp:
+            if resp.status_code != 200:
+                raise PrometheusError(f"Prometheus returned HTTP {resp.status_code}")
+            raw = b""
+            async for chunk in resp.aiter_bytes():
+                raw += chunk
+                if len(raw) > MAX_RESPONSE_BYTES:
+                    raise PrometheusError(f"Prometheus answered more than {MAX_RESPONSE_BYTES} bytes")
     except httpx.HTTPError as exc:
-        raise PrometheusError(f"Prometheus at {url} is unreachable: {type(exc).__name__}") from exc
-    if resp.status_code != 200:
-        raise PrometheusError(f"Prometheus at {url} answered {resp.status_code}: {resp.text[:200]}")
-    body = resp.json()
-    if body.get("status") != "success":
-        raise PrometheusError(f"Prometheus query failed: {body.get('error', body)}")
-    return list(body["data"]["result"])
+        raise PrometheusError(f"Prometheus is unreachable: {type(exc).__name__}") from exc
+    try:
+        answer = _Answer.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise PrometheusError(
+            f"Prometheus answered something other than an instant vector ({where}: {first['type']})"
+        ) from exc
+    if answer.status != "success" or answer.data is None:
+        raise PrometheusError(f"Prometheus query failed ({answer.errorType or 'no data'})")
+    return answer.data.result
 
 
 async def histogram(http: httpx.AsyncClient, url: str, query: str) -> list[tuple[float, float]] | None:
-    rows = await prom_query(http, url, query)
     buckets = []
-    for row in rows:
-        le = row["metric"].get("le")
-        value = float(row["value"][1])
-        if le is None or math.isnan(value):
+    for row in await prom_query(http, url, query):
+        le, value = row.metric.get("le"), _number(row.value[1])
+        bound = math.inf if le == "+Inf" else _number(le or "")
+        if bound is None or value is None:
             continue
-        buckets.append((math.inf if le == "+Inf" else float(le), value))
+        buckets.append((bound, value))
     return sorted(buckets) or None
 
 
 async def scalar(http: httpx.AsyncClient, url: str, query: str) -> float | None:
-    rows = await prom_query(http, url, query)
-    values = [float(r["value"][1]) for r in rows if not math.isnan(float(r["value"][1]))]
+    values = [v for row in await prom_query(http, url, query) if (v := _number(row.value[1])) is not None]
     return sum(values) if values else None
+
+
+def _number(text: str) -> float | None:
+    """A sample value; None for NaN or text that is not a number."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return None if math.isnan(value) else value
