@@ -7,7 +7,7 @@ from typing import Any
 from adapterops.api.finetunejob import FineTuneJobSpec
 from adapterops.finetune import observe as finetune
 from adapterops.finetune.plan import plan
-from adapterops_train.spec import JudgeSummary, TrialResult
+from adapterops_common.contract import JudgeSummary, TrialResult
 
 SPEC = FineTuneJobSpec.model_validate(
     {

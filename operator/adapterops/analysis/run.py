@@ -18,7 +18,7 @@ import httpx
 from adapterops.analysis import statistics as analysis
 from adapterops.analysis.statistics import MetricVerdict
 from adapterops.api.modeldeployment import JudgeAnalysis, ModelDeploymentSpec
-from adapterops_train.judge import JudgeClient, JudgeConfig, rubric_text
+from adapterops_common.judge import JudgeClient, JudgeConfig, rubric_text
 
 log = logging.getLogger(__name__)
 

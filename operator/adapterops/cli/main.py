@@ -869,7 +869,7 @@ def pvc_root(path: str | None) -> Iterator[None]:
 
 def read_trial_metrics(trials: Sequence[dict[str, Any]]) -> dict[str, TrialMetrics]:
     """Each trial's metrics.json through adapterops_train.uris (s3://, pvc:// under ADAPTEROPS_PVC_ROOT, paths)."""
-    from adapterops_train import uris
+    from adapterops_common import storage as uris
 
     out: dict[str, TrialMetrics] = {}
     with tempfile.TemporaryDirectory(prefix="adapterops-report-") as tmp:

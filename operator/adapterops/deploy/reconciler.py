@@ -418,7 +418,7 @@ class Rollout:
             if cm is None or key not in (cm.get("data") or {}):
                 raise LookupError(f"ConfigMap {namespace}/{name} has no key {key!r}")
             return str(cm["data"][key])
-        from adapterops_train import uris
+        from adapterops_common import storage as uris
 
         def read() -> str:
             with tempfile.TemporaryDirectory() as tmp:
