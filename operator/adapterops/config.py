@@ -8,7 +8,7 @@
 | ADAPTEROPS_TRAINER_IMAGE_HF | ghcr.io/adapterops/trainer-hf:0.1.0 | trial image for backend hf |
 | ADAPTEROPS_NIM_IMAGE | nvcr.io/nim/nvidia/llama-3.1-nemotron-nano-8b-v1:1.8 | default NIM image |
 | ADAPTEROPS_VLLM_IMAGE | vllm/vllm-openai:v0.11.0 | default vLLM image |
-| ADAPTEROPS_FETCHER_IMAGE | ghcr.io/adapterops/trainer-hf:0.1.0 | init container that fetches adapters |
+| ADAPTEROPS_FETCHER_IMAGE | ghcr.io/adapterops/adapter-fetcher:0.1.0 | init container that fetches adapters |
 | ADAPTEROPS_PROMETHEUS_URL | http://prometheus-operated.monitoring:9090 | Prometheus for canary latency |
 | ADAPTEROPS_POD_LABELS | {} | JSON object of labels added to every pod AdapterOps creates |
 | ADAPTEROPS_BIND_ADDRESS | 0.0.0.0 | address of the health and metrics servers |
@@ -81,7 +81,7 @@ class Config:
     trainer_image_hf: str = "ghcr.io/adapterops/trainer-hf:0.1.0"
     nim_image: str = "nvcr.io/nim/nvidia/llama-3.1-nemotron-nano-8b-v1:1.8"
     vllm_image: str = "vllm/vllm-openai:v0.11.0"
-    fetcher_image: str = "ghcr.io/adapterops/trainer-hf:0.1.0"
+    fetcher_image: str = "ghcr.io/adapterops/adapter-fetcher:0.1.0"
     prometheus_url: str = "http://prometheus-operated.monitoring:9090"
     pod_labels: dict[str, str] = field(default_factory=dict)
     bind_address: str = "0.0.0.0"
