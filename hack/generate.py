@@ -8,13 +8,13 @@ Targets (generators in hack/generators/):
     crds                 CRDs from the pydantic API models (operator/adapterops/api), into the chart
                          (charts/adapterops/files/crds) and the kustomize base (manifests/base/crds)
     base                 the kustomize base (manifests/base) rendered from the chart by the pinned helm
-    trial-result-schema  JSON Schema of the trial result (training-jobs/adapterops_train/data)
     commerce-dataset     the shipped commerce-agent dataset (training-jobs/datasets/commerce)
     argocd-cm            Argo CD's argocd-cm entries from the Lua checks and actions (manifests/argocd)
 
 `base` and `argocd-cm` run Go tools, built on first use by hack/build-tools.sh and
 hack/build-argocd-lua.sh. Exit status: 0 current (or written), 1 stale, 2 a generator could not run.
-Build-time only: nothing under operator/ imports this.
+Build-time only: nothing under operator/ imports this. Not here: the operator<->trainer contract's
+JSON Schema, a versioned snapshot with its own rule (python -m adapterops_common.contract --write-schema).
 """
 
 from __future__ import annotations
@@ -55,12 +55,6 @@ def _base(root: Path) -> Files:
     return base.files(root)
 
 
-def _trial_result_schema(root: Path) -> Files:
-    from generators import training
-
-    return training.trial_result_schema(root)
-
-
 def _commerce_dataset(root: Path) -> Files:
     from generators import training
 
@@ -76,7 +70,6 @@ def _argocd_cm(root: Path) -> Files:
 TARGETS: tuple[Target, ...] = (
     Target("crds", _crds, owns=("charts/adapterops/files/crds/*.yaml", "manifests/base/crds/*.yaml")),
     Target("base", _base),
-    Target("trial-result-schema", _trial_result_schema),
     Target("commerce-dataset", _commerce_dataset),
     Target("argocd-cm", _argocd_cm),
 )
@@ -121,7 +114,7 @@ def write(root: Path, found: Sequence[Change]) -> None:
 
 def _use_sources_of(root: Path) -> None:
     """Import the models from this checkout, whatever the virtualenv's editable install points at."""
-    for source in (root / "training-jobs", root / "operator"):
+    for source in (root / "training-jobs" / "common", root / "training-jobs", root / "operator"):
         if str(source) not in sys.path:
             sys.path.insert(0, str(source))
 

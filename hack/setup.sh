@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh machine, building only what is missing:
 #   - Debian packages: prometheus (and promtool), for the canary analysis and alert-rule tests;
-#   - the Python environment (.venv, from hack/requirements.lock, with uv; wheels come from uv's cache);
+#   - the Python environment (.venv, from hack/requirements.lock, with uv; wheels come from uv's cache), with the
+#     three distributions installed editable: adapterops-common, adapterops-train, adapterops;
 #   - the local control plane, kwok and helm (hack/build-tools.sh) and the local S3 server (hack/build-s3.sh),
 #     into ~/.cache/adapterops, keyed by their pinned versions.
 set -euo pipefail
@@ -23,12 +24,18 @@ if ! command -v uv >/dev/null; then
   export PATH="$HOME/.local/bin:$PATH"
 fi
 
-lock_stamp="$(cat hack/requirements.lock pyproject.toml | sha256sum | cut -c1-16)"
+# The three distributions, installed editable; their dependencies come from the lock only (--no-deps).
+packages=(training-jobs/common training-jobs operator)
+lock_stamp="$(cat hack/requirements.lock pyproject.toml "${packages[@]/%//pyproject.toml}" | sha256sum | cut -c1-16)"
 if [[ "$(cat .venv/.adapterops-lock 2>/dev/null)" != "$lock_stamp" ]]; then
   step "creating .venv from hack/requirements.lock"
   [[ -x .venv/bin/python ]] || uv venv -q --python 3.11 .venv
+  # sync removes what the lock does not list, including a previous layout's editable installs; the root
+  # was one distribution before the split, and its metadata there would shadow `adapterops`'s.
+  rm -rf adapterops.egg-info
   uv pip sync -q --python .venv/bin/python hack/requirements.lock
-  uv pip install -q --python .venv/bin/python --no-deps -e .
+  editables=(); for p in "${packages[@]}"; do editables+=(-e "$p"); done
+  uv pip install -q --python .venv/bin/python --no-deps "${editables[@]}"
   echo "$lock_stamp" >.venv/.adapterops-lock
 fi
 

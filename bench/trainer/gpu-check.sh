@@ -4,7 +4,7 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-check}; mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD/operator:$PWD/training-jobs:$PWD/hack PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+export PYTHONPATH=/tmp/site:$PWD/operator:$PWD/training-jobs:$PWD/training-jobs/common:$PWD/hack PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$OUT/env.log"
 python3 -c 'import torch, transformers, trl, peft, datasets, pyarrow; print("torch", torch.__version__, "cuda", torch.version.cuda, "transformers", transformers.__version__, "trl", trl.__version__, "peft", peft.__version__, "datasets", datasets.__version__, "pyarrow", pyarrow.__version__, "bf16", torch.cuda.is_bf16_supported())' 2>&1 | tee -a "$OUT/env.log"
 timeout 240 python3 -m pytest -q -p no:cacheprovider tests/train -k "not s3" 2>&1 | tee "$OUT/train-tests.log" | tail -25

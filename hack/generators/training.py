@@ -1,7 +1,7 @@
-"""What the training side ships generated: the trial result's JSON Schema and the commerce dataset.
+"""What the training side ships generated: the commerce dataset.
 
-Both generators stay where they are (the schema is `adapterops_train.cli.result_schema`, the dataset
-`training-jobs/datasets/commerce/generate.py`); these wrappers only put them behind the one driver.
+The generator stays where it is (`training-jobs/datasets/commerce/generate.py`); this wrapper only puts
+it behind the one driver.
 """
 
 from __future__ import annotations
@@ -11,17 +11,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from generators import Files, GenerateError, require_sources_in
+from generators import Files, GenerateError
 
-SCHEMA = "training-jobs/adapterops_train/data/trial-result.schema.json"
 COMMERCE = "training-jobs/datasets/commerce"
-
-
-def trial_result_schema(root: Path) -> Files:
-    from adapterops_train import cli
-
-    require_sources_in(root, cli)
-    return {SCHEMA: cli.result_schema()}
 
 
 def commerce_dataset(root: Path) -> Files:

@@ -36,7 +36,7 @@ VALUES = {
         "trainerHf": "adapterops/trainer-hf:local",
         "nim": "nvcr.io/nim/nvidia/llama-3.1-nemotron-nano-8b-v1:1.8",
         "vllm": "vllm/vllm-openai:v0.11.0",
-        "fetcher": "adapterops/trainer-hf:local",
+        "fetcher": "adapterops/adapter-fetcher:local",
     },
     "reconcileSeconds": 10,
 }

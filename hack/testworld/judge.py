@@ -1,6 +1,6 @@
 """Stand-in LLM judge: a small OpenAI-compatible chat-completions server that scores deterministically.
 
-It reads the <reference> and <answer> sections of the judge prompt that `adapterops_train.judge`
+It reads the <reference> and <answer> sections of the judge prompt that `adapterops_common.judge`
 builds and answers `{"score": 5 x token-F1(answer, reference) rounded half up, "reason": ...}`. Tests can make
 it misbehave (`mode`: score | garbage | error | bad-json) and require an API key, to check that the
 client reports trouble as unavailable/invalid instead of a score. Test double only: not product code.

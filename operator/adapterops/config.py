@@ -66,7 +66,7 @@ class Config(BaseSettings):
     )
     vllm_image: str = Field(default="vllm/vllm-openai:v0.11.0", description="Default vLLM image.")
     fetcher_image: str = Field(
-        default="ghcr.io/adapterops/trainer-hf:0.1.0", description="Init container that fetches adapters."
+        default="ghcr.io/adapterops/adapter-fetcher:0.1.0", description="Init container that fetches adapters."
     )
     prometheus_url: str = Field(
         default="http://prometheus-operated.monitoring:9090", description="Prometheus for canary metrics."

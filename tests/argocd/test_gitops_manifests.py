@@ -105,7 +105,7 @@ def test_local_overlay_matches_the_test_world(local: list[Doc], tmp_path: Path) 
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "adapterops/operator:local"
     assert env["ADAPTEROPS_TRAINER_IMAGE_HF"] == "adapterops/trainer-hf:local"
     assert env["ADAPTEROPS_TRAINER_IMAGE_NEMO"] == "adapterops/trainer-nemo:local"
-    assert env["ADAPTEROPS_FETCHER_IMAGE"] == "adapterops/trainer-hf:local"
+    assert env["ADAPTEROPS_FETCHER_IMAGE"] == "adapterops/adapter-fetcher:local"
     assert env["ADAPTEROPS_RECONCILE_SECONDS"] == "5"
     # The operator reads this env the way it runs: every pod it creates is left to the kubelet harness.
     [cm] = find(local, "ConfigMap", "adapterops-gpu-classes")

@@ -16,8 +16,8 @@ import pytest
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from adapterops_train import uris
-from adapterops_train.cli import SCHEMA_PATH
+from adapterops_common import storage
+from adapterops_common.contract import document_schema
 from testworld.s3 import LocalS3, free_port
 from testworld.trials import COMMERCE, trial_spec
 
@@ -47,12 +47,12 @@ def prompt_response_rows(start: int, stop: int) -> str:
 def test_trial_pod_with_s3(s3: LocalS3, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in s3.env().items():
         monkeypatch.setenv(key, value)
-    uris.put_tree(tiny_model, "s3://models/tiny-llama")
+    storage.put_tree(tiny_model, "s3://models/tiny-llama")
     (tmp_path / "train.jsonl").write_text(prompt_response_rows(0, 60))
     (tmp_path / "val.jsonl").write_text(prompt_response_rows(200, 220))
-    uris.put_file(tmp_path / "train.jsonl", "s3://datasets/commerce/train.jsonl")
-    uris.put_file(tmp_path / "val.jsonl", "s3://datasets/commerce/val.jsonl")
-    uris.put_file(COMMERCE / "challenge.jsonl", "s3://datasets/commerce/challenge.jsonl")
+    storage.put_file(tmp_path / "train.jsonl", "s3://datasets/commerce/train.jsonl")
+    storage.put_file(tmp_path / "val.jsonl", "s3://datasets/commerce/val.jsonl")
+    storage.put_file(COMMERCE / "challenge.jsonl", "s3://datasets/commerce/challenge.jsonl")
     spec: dict[str, Any] = trial_spec(
         "s3://models/tiny-llama",
         "s3://adapters/ml-team/commerce-sft/trial-7",
@@ -83,7 +83,7 @@ def test_trial_pod_with_s3(s3: LocalS3, tiny_model: Path, tmp_path: Path, monkey
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(log.read_text())
-    jsonschema.validate(result, json.loads(SCHEMA_PATH.read_text()))
+    jsonschema.validate(result, document_schema("TrialResult"))
     assert result["adapterUri"] == "s3://adapters/ml-team/commerce-sft/trial-7/adapter"
     # The judge was down: reported as such, with no score.
     assert result["judge"]["status"] == "unavailable" and "mean" not in result["judge"]
@@ -106,7 +106,7 @@ def test_trial_pod_with_s3(s3: LocalS3, tiny_model: Path, tmp_path: Path, monkey
         [
             sys.executable,
             "-m",
-            "adapterops_train",
+            "adapterops_common",
             "fetch",
             "--adapter",
             f"commerce={result['adapterUri']}",

@@ -15,11 +15,10 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from adapterops_common.contract import TrialSpec, document_schema
 from adapterops_train.backends.hf import HfBackend
-from adapterops_train.cli import SCHEMA_PATH
 from adapterops_train.hyper import expected_learning_rate
 from adapterops_train.runner import prepare_data
-from adapterops_train.spec import TrialSpec
 from testworld.judge import StandInJudge
 from testworld.trials import COMMERCE, metrics, run_trial, trial_spec
 
@@ -66,7 +65,7 @@ def sft(tiny_model: Path, judge: StandInJudge, tmp_path_factory: pytest.TempPath
 def test_succeeds_with_a_valid_result_document(sft: dict[str, Any]) -> None:
     assert sft["code"] == 0, sft["result"]
     result = sft["result"]
-    jsonschema.validate(result, json.loads(SCHEMA_PATH.read_text()))
+    jsonschema.validate(result, document_schema("TrialResult"))
     assert result["status"] == "succeeded" and result["backend"] == "hf" and result["steps"] == STEPS
     assert result["adapterUri"] == f"{sft['out']}/adapter" and result["metricsUri"] == f"{sft['out']}/metrics.json"
     assert result["judge"]["status"] == "ok" and result["judge"]["samples"] == result["judge"]["requested"] == 8

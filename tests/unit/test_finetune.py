@@ -20,7 +20,7 @@ from adapterops.finetune.observe import (
 )
 from adapterops.finetune.plan import plan, to_start
 from adapterops.finetune.status import champion, sweep_status
-from adapterops_train.spec import JudgeSummary, TrialResult
+from adapterops_common.contract import JudgeSummary, TrialResult
 
 SPEC = FineTuneJobSpec.model_validate(
     {

@@ -11,8 +11,8 @@ from typing import Any
 
 import jsonschema
 
-from adapterops_train.cli import SCHEMA_PATH
-from adapterops_train.spec import EXIT_PERMANENT
+from adapterops_common.contract import EXIT_PERMANENT, TRIAL_SPEC_VERSION, document_schema
+from testworld.trials import trial_spec
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD_ROW = {"messages": [{"role": "user", "content": "red mug"}, {"role": "assistant", "content": "red mug"}]}
@@ -30,7 +30,7 @@ def run_cli(tmp_path: Path, spec: dict[str, Any] | str) -> tuple[int, dict[str, 
         check=False,
     )
     doc = json.loads(log.read_text())
-    jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))
+    jsonschema.validate(doc, document_schema("TrialResult"))
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == doc  # the same document on stdout
     return proc.returncode, doc
 
@@ -39,17 +39,13 @@ def spec(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
     base = tmp_path / "base"
     base.mkdir(exist_ok=True)
     (base / "config.json").write_text("{}")
-    doc: dict[str, Any] = {
-        "name": "t-0",
-        "finetuneJob": "ml/j",
-        "method": "sft",
-        "backend": "hf",
-        "baseModel": {"name": "tiny", "uri": str(base)},
-        "dataset": {"train": str(tmp_path / "train.jsonl")},
-        "lora": {"rank": 8},
-        "training": {"maxSteps": 2},
-        "outputUri": str(tmp_path / "out"),
-    }
+    doc = trial_spec(
+        str(base),
+        str(tmp_path / "out"),
+        name="t-0",
+        dataset={"train": str(tmp_path / "train.jsonl")},
+        training={"maxSteps": 2, "scheduler": {"warmupSteps": 0}},
+    )
     return doc | overrides
 
 
@@ -81,3 +77,22 @@ def test_nemo_without_nemo_or_gpu_is_backend_unavailable(tmp_path: Path) -> None
 def test_unreadable_spec_exits_2(tmp_path: Path) -> None:
     code, doc = run_cli(tmp_path, '{"name": "t"}')
     assert (code, doc["reason"]) == (2, "SpecInvalid")
+
+
+def test_setting_unknown_to_this_trainer_fails_at_once_naming_it(tmp_path: Path) -> None:
+    # What a newer operator sends an older trainer image: refused (exit 2, the Job is not retried), never dropped.
+    doc = spec(tmp_path)
+    doc["lora"] = doc["lora"] | {"useDora": True}
+    code, result = run_cli(tmp_path, doc)
+    assert (code, result["reason"]) == (EXIT_PERMANENT, "SpecInvalid")
+    assert "lora.useDora: unknown field (value True)" in result["message"]
+    assert f"contract {TRIAL_SPEC_VERSION} accepts here: rank, alpha, dropout, targetModules" in result["message"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_spec_of_another_contract_version_is_refused(tmp_path: Path) -> None:
+    code, result = run_cli(tmp_path, spec(tmp_path, apiVersion="adapterops.io/trial-spec/v2"))
+    assert (code, result["reason"]) == (EXIT_PERMANENT, "SpecInvalid")
+    assert f"apiVersion: 'adapterops.io/trial-spec/v2' is not accepted: Input should be '{TRIAL_SPEC_VERSION}'" in (
+        result["message"]
+    )

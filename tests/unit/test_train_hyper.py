@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import pytest
 
-from adapterops.api.finetunejob import Scheduler, Training
+from adapterops_common.contract import Scheduler, Training
 from adapterops_train.hyper import (
     HyperparameterError,
     expected_learning_rate,
@@ -16,6 +17,24 @@ from adapterops_train.hyper import (
     nemo_widening,
     plan_steps,
 )
+
+
+def training(**fields: Any) -> Training:
+    """A complete Training (the contract leaves nothing to default); `fields` replace settings."""
+    settings: dict[str, Any] = {
+        "max_steps": None,
+        "epochs": None,
+        "learning_rate": 1e-4,
+        "optimizer": "adamw",
+        "weight_decay": 0.01,
+        "scheduler": Scheduler(type="cosine", warmup_steps=0, min_learning_rate=0.0),
+        "global_batch_size": 8,
+        "micro_batch_size": 1,
+        "seq_length": 2048,
+        "precision": "bf16",
+        "seed": 1234,
+    }
+    return Training(**(settings | fields))
 
 
 def test_nemo_names_map_to_llama_projections() -> None:
@@ -31,21 +50,21 @@ def test_nemo_names_map_to_llama_projections() -> None:
 
 
 def test_plan_from_epochs_and_batches() -> None:
-    training = Training(epochs=2, global_batch_size=8, micro_batch_size=2)
-    plan = plan_steps(training, train_rows=170)
+    plan = plan_steps(training(epochs=2, global_batch_size=8, micro_batch_size=2), train_rows=170)
     assert (plan.steps_per_epoch, plan.max_steps, plan.gradient_accumulation_steps) == (22, 44, 4)
-    assert plan_steps(Training(max_steps=5), 1000).max_steps == 5
+    assert plan_steps(training(max_steps=5), 1000).max_steps == 5
     assert (
-        plan_steps(Training(max_steps=5, global_batch_size=8, micro_batch_size=1), 10, 4).gradient_accumulation_steps
+        plan_steps(training(max_steps=5, global_batch_size=8, micro_batch_size=1), 10, 4).gradient_accumulation_steps
         == 2
     )
 
 
 def test_plan_rejects_what_cannot_run() -> None:
     with pytest.raises(HyperparameterError, match="not a multiple"):
-        plan_steps(Training(max_steps=5, global_batch_size=8, micro_batch_size=3), 10)
+        plan_steps(training(max_steps=5, global_batch_size=8, micro_batch_size=3), 10)
     with pytest.raises(HyperparameterError, match="warmupSteps 5 must be below"):
-        plan_steps(Training(max_steps=5, scheduler=Scheduler(warmup_steps=5)), 10)
+        warmup_too_long = Scheduler(type="cosine", warmup_steps=5, min_learning_rate=0.0)
+        plan_steps(training(max_steps=5, scheduler=warmup_too_long), 10)
 
 
 def test_expected_schedule_warms_up_then_anneals_to_the_minimum() -> None:

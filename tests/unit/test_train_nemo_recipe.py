@@ -7,26 +7,27 @@ from typing import Any
 
 import pytest
 
+from adapterops_common.contract import TRIAL_SPEC_VERSION, TrialSpec
 from adapterops_train.nemo_recipe import apply_assignments, recipe_settings
 from adapterops_train.runner import DPO_ON_NEMO_REASON, choose_backend
-from adapterops_train.spec import TrialSpec
 
 
 def spec(**overrides: Any) -> TrialSpec:
     doc: dict[str, Any] = {
+        "apiVersion": TRIAL_SPEC_VERSION,
         "name": "t-3",
         "finetuneJob": "ml/commerce",
         "method": "sft",
         "backend": "nemo",
         "baseModel": {"name": "nvidia/Llama-3.1-Nemotron-Nano-8B-v1", "uri": "s3://models/nemotron-nano-8b"},
-        "dataset": {"train": "s3://data/train.jsonl"},
+        "dataset": {"train": "s3://data/train.jsonl", "validationFraction": 0.3, "seed": 42, "format": "chat"},
         "lora": {"rank": 32, "alpha": 64, "dropout": 0.1, "targetModules": ["q_proj", "linear_fc2"]},
         "training": {
             "epochs": 2,
             "learningRate": 2e-4,
             "optimizer": "adam",
             "weightDecay": 0.05,
-            "scheduler": {"warmupSteps": 10, "minLearningRate": 0.0},
+            "scheduler": {"type": "cosine", "warmupSteps": 10, "minLearningRate": 0.0},
             "globalBatchSize": 16,
             "microBatchSize": 2,
             "seqLength": 4096,
@@ -34,7 +35,9 @@ def spec(**overrides: Any) -> TrialSpec:
             "seed": 7,
         },
         "outputUri": "s3://out/ml/commerce/t-3",
+        "parameters": {},
         "gpus": 2,
+        "nodes": 1,
     }
     doc.update(overrides)
     return TrialSpec.model_validate(doc)
@@ -102,8 +105,6 @@ def test_assignments_apply_to_a_config_tree() -> None:
 
 
 def test_dpo_on_nemo_routes_to_hf_with_the_reason() -> None:
-    assert choose_backend(spec(method="dpo", dataset={"train": "s3://d/p.jsonl", "format": "preference"})) == (
-        "hf",
-        DPO_ON_NEMO_REASON,
-    )
+    preference = {"train": "s3://d/p.jsonl", "validationFraction": 0.3, "seed": 1, "format": "preference"}
+    assert choose_backend(spec(method="dpo", dataset=preference)) == ("hf", DPO_ON_NEMO_REASON)
     assert choose_backend(spec()) == ("nemo", None)

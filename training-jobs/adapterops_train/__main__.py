@@ -1,4 +1,4 @@
-"""`python -m adapterops_train run|fetch|schema` (see adapterops_train.cli)."""
+"""`python -m adapterops_train run` (see adapterops_train.cli)."""
 
 import sys
 

@@ -7,10 +7,10 @@ batches, and which layers get adapters, so the `hf` and `nemo` backends train th
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from adapterops.api.common import HF_TARGET_MODULES, NEMO_TARGET_MODULES
-from adapterops.api.finetunejob import Training
+from adapterops_common.contract import HF_TARGET_MODULES, NEMO_TARGET_MODULES, Training
 
 # NeMo/Megatron fuses Llama's projections: one NeMo module covers several Hugging Face modules.
 NEMO_TO_HF: dict[str, tuple[str, ...]] = {
@@ -26,7 +26,7 @@ class HyperparameterError(ValueError):
     """A spec whose numbers cannot be trained as asked (e.g. a batch that does not divide)."""
 
 
-def hf_target_modules(modules: list[str]) -> list[str]:
+def hf_target_modules(modules: Sequence[str]) -> list[str]:
     """Hugging Face (PEFT / vLLM / NIM) names for the spec's targets, in Llama layer order."""
     wanted: set[str] = set()
     for name in modules:
@@ -39,14 +39,14 @@ def hf_target_modules(modules: list[str]) -> list[str]:
     return [m for m in HF_TARGET_MODULES if m in wanted]
 
 
-def nemo_target_modules(modules: list[str]) -> list[str]:
+def nemo_target_modules(modules: Sequence[str]) -> list[str]:
     """NeMo names for the spec's targets. NeMo adapts fused layers, so q_proj alone means all of
     linear_qkv: the widening is reported by `nemo_widening` so it is never silent."""
     wanted = {name if name in NEMO_TO_HF else HF_TO_NEMO[name] for name in modules}
     return [m for m in NEMO_TARGET_MODULES if m in wanted]
 
 
-def nemo_widening(modules: list[str]) -> list[str]:
+def nemo_widening(modules: Sequence[str]) -> list[str]:
     """HF modules NeMo adapts beyond the ones asked for (because their fused layer was selected)."""
     asked = set(hf_target_modules(modules))
     covered = set(hf_target_modules(nemo_target_modules(modules)))

@@ -22,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapterops_common.contract import TrialSpec
 from adapterops_train.hyper import StepPlan, nemo_target_modules, nemo_widening, plan_steps
-from adapterops_train.spec import TrialSpec
 
 RECIPE = "llama31_nemotron_nano_8b"
 # Same clip and Adam constants as the hf backend, so both backends train the same way.

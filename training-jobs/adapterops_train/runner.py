@@ -24,7 +24,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
-from adapterops_train import __version__, judge, uris
+from adapterops_common import __version__ as common_version
+from adapterops_common import judge, storage
+from adapterops_common.contract import BUILTIN_RUBRICS, JudgeSummary, TrialResult, TrialSpec
+from adapterops_train import __version__
 from adapterops_train.dataset import (
     ChallengeItem,
     DatasetError,
@@ -38,7 +41,6 @@ from adapterops_train.dataset import (
 )
 from adapterops_train.dataset import Fingerprint as DataFingerprint
 from adapterops_train.hyper import HyperparameterError, expected_learning_rate
-from adapterops_train.spec import JudgeSummary, TrialResult, TrialSpec
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +91,11 @@ def prepare_data(spec: TrialSpec, scratch: Path) -> SplitData:
     ds = spec.dataset
     check_method(spec.method, ds.format, ds.train)
     try:
-        train_path = uris.fetch_file(ds.train, scratch / "train")
+        train_path = storage.fetch_file(ds.train, scratch / "train")
         examples = load_examples(train_path, ds.format, source=ds.train)
         fingerprints = {"train": DataFingerprint(ds.train, sha256_file(train_path), len(examples))}
         if ds.validation:
-            val_path = uris.fetch_file(ds.validation, scratch / "validation")
+            val_path = storage.fetch_file(ds.validation, scratch / "validation")
             val = load_examples(val_path, ds.format, source=ds.validation)
             train = examples
             fingerprints["validation"] = DataFingerprint(ds.validation, sha256_file(val_path), len(val))
@@ -101,7 +103,7 @@ def prepare_data(spec: TrialSpec, scratch: Path) -> SplitData:
         else:
             train, val = split(examples, ds.validation_fraction, ds.seed, ds.train)
             how = {"mode": "heldOut", "fraction": ds.validation_fraction, "seed": ds.seed}
-    except uris.UriNotFound as exc:
+    except storage.UriNotFound as exc:
         raise TrialFailure("DatasetNotFound", str(exc)) from exc
     how |= {
         "trainRows": len(train),
@@ -116,8 +118,8 @@ def fetch_base_model(spec: TrialSpec, scratch: Path) -> Path:
     if not spec.base_model.uri:
         raise TrialFailure("BaseModelNotFound", "baseModel.uri is not set: nothing is downloaded from a hub")
     try:
-        base = uris.fetch_tree(spec.base_model.uri, scratch / "base-model")
-    except uris.UriNotFound as exc:
+        base = storage.fetch_tree(spec.base_model.uri, scratch / "base-model")
+    except storage.UriNotFound as exc:
         raise TrialFailure("BaseModelNotFound", str(exc)) from exc
     if not (base / "config.json").is_file():
         raise TrialFailure("BaseModelNotFound", f"{spec.base_model.uri}: no config.json (not a Hugging Face model)")
@@ -152,8 +154,8 @@ def evaluate(
     ev = spec.evaluation
     assert ev is not None
     try:
-        path = uris.fetch_file(ev.dataset, scratch / "challenge")
-    except uris.UriNotFound as exc:
+        path = storage.fetch_file(ev.dataset, scratch / "challenge")
+    except storage.UriNotFound as exc:
         raise TrialFailure("DatasetNotFound", str(exc)) from exc
     items = load_challenge_set(path, source=ev.dataset)[: ev.samples]
     answers = backend.generate(items, GENERATION_MAX_NEW_TOKENS)
@@ -182,13 +184,17 @@ def _item_rubric(spec: TrialSpec, item: ChallengeItem, fallback: str) -> str:
     """A builtin rubric follows each row's `task` (the shipped challenge set mixes both commerce tasks);
     a user-written rubric applies to every row."""
     assert spec.evaluation is not None
-    if spec.evaluation.rubric.builtin and item.task in judge.BUILTIN_RUBRICS:
+    if spec.evaluation.rubric.builtin and item.task in BUILTIN_RUBRICS:
         return judge.rubric_text(item.task)
     return fallback
 
 
 def versions() -> dict[str, str]:
-    out = {"adapterops_train": __version__, "python": platform.python_version()}
+    out = {
+        "adapterops_train": __version__,
+        "adapterops_common": common_version,
+        "python": platform.python_version(),
+    }
     for dist in ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "nemo_toolkit", "megatron-core"):
         try:
             out[dist] = metadata.version(dist)
@@ -262,8 +268,8 @@ def _run(
     eval_info: dict[str, Any] = {}
     if spec.evaluation is not None:
         judge_summary, samples, eval_info = timer.measure("evaluate", lambda: evaluate(spec, backend, scratch))
-    adapter_uri = uris.join(spec.output_uri, "adapter")
-    metrics_uri = uris.join(spec.output_uri, "metrics.json")
+    adapter_uri = storage.join(spec.output_uri, "adapter")
+    metrics_uri = storage.join(spec.output_uri, "metrics.json")
     metrics = {
         "version": METRICS_VERSION,
         "trial": spec.name,
@@ -294,7 +300,7 @@ def _run(
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     (out / "trial.json").write_text(spec.model_dump_json(by_alias=True, indent=2) + "\n", encoding="utf-8")
     try:
-        timer.measure("upload", lambda: uris.put_tree(out, spec.output_uri))
+        timer.measure("upload", lambda: storage.put_tree(out, spec.output_uri))
     except Exception as exc:
         raise TrialFailure("UploadFailed", f"writing {spec.output_uri}: {type(exc).__name__}: {exc}") from exc
     return TrialResult(

@@ -8,11 +8,6 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-# Ranks that both vLLM (`--max-lora-rank` choices) and NIM (any rank <= NIM_MAX_LORA_RANK) can serve.
-SERVABLE_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
-# LoRA target modules: NeMo/Megatron names and their Hugging Face (Llama) equivalents.
-NEMO_TARGET_MODULES = ("linear_qkv", "linear_proj", "linear_fc1", "linear_fc2")
-HF_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # Dotted spec paths a sweep may vary, with the kind of value each takes.
 SWEEPABLE_PARAMETERS: dict[str, str] = {
     "training.learningRate": "number",

@@ -8,9 +8,6 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field
 
 from adapterops.api.common import (
-    HF_TARGET_MODULES,
-    NEMO_TARGET_MODULES,
-    SERVABLE_LORA_RANKS,
     SWEEPABLE_PARAMETERS,
     URI_RULE,
     ApiModel,
@@ -24,6 +21,7 @@ from adapterops.api.common import (
     immutable,
 )
 from adapterops.api.kinds import API_VERSION
+from adapterops_common.contract import HF_TARGET_MODULES, NEMO_TARGET_MODULES, SERVABLE_LORA_RANKS
 
 
 class Dataset(ApiModel):

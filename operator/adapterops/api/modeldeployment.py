@@ -8,7 +8,6 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field
 
 from adapterops.api.common import (
-    SERVABLE_LORA_RANKS,
     URI_RULE,
     ApiModel,
     BaseModelRef,
@@ -20,6 +19,7 @@ from adapterops.api.common import (
 )
 from adapterops.api.finetunejob import Judge, Rubric
 from adapterops.api.kinds import API_VERSION
+from adapterops_common.contract import SERVABLE_LORA_RANKS
 
 
 class EnvVarSource(ApiModel):

@@ -43,7 +43,7 @@ def metrics_uri(trial: dict[str, Any]) -> str | None:
 
 @contextlib.contextmanager
 def pvc_root(path: str | None) -> Iterator[None]:
-    """Map pvc://claim/... to `path`/claim/... for adapterops_train.uris while reading."""
+    """Map pvc://claim/... to `path`/claim/... for adapterops_common.storage while reading."""
     if path is None:
         yield
         return
@@ -59,8 +59,8 @@ def pvc_root(path: str | None) -> Iterator[None]:
 
 
 def read_trial_metrics(trials: Sequence[dict[str, Any]]) -> dict[str, TrialMetrics]:
-    """Each trial's metrics.json through adapterops_train.uris (s3://, pvc:// under ADAPTEROPS_PVC_ROOT, paths)."""
-    from adapterops_train import uris
+    """Each trial's metrics.json through adapterops_common.storage (s3://, pvc:// under ADAPTEROPS_PVC_ROOT, paths)."""
+    from adapterops_common import storage as uris
 
     out: dict[str, TrialMetrics] = {}
     with tempfile.TemporaryDirectory(prefix="adapterops-report-") as tmp:

@@ -16,7 +16,7 @@ from typing import Any
 from adapterops.api.kinds import owner_reference
 from adapterops.api.modeldeployment import ModelDeploymentSpec
 from adapterops.config import Config
-from adapterops_train.spec import PVC_ROOT
+from adapterops_common.contract import PVC_ROOT
 
 LABEL_MD = "adapterops.io/modeldeployment"
 LABEL_MD_UID = "adapterops.io/modeldeployment-uid"  # children are matched by their owner's UID
@@ -183,7 +183,7 @@ def revision_deployment(
         "command": [
             "python",
             "-m",
-            "adapterops_train",
+            "adapterops_common",
             "fetch",
             "--root",
             ADAPTER_DIR,

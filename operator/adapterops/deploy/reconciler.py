@@ -337,7 +337,7 @@ class ModelDeploymentReconciler:
             if cm is None or item not in (cm.get("data") or {}):
                 raise LookupError(f"ConfigMap {namespace}/{name} has no key {item!r}")
             return str(cm["data"][item])
-        from adapterops_train import uris
+        from adapterops_common import storage as uris
 
         def read() -> str:
             with tempfile.TemporaryDirectory() as tmp:

@@ -10,11 +10,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import BaseModel
+
 from adapterops.api.finetunejob import FineTuneJobSpec
 from adapterops.api.kinds import owner_reference
 from adapterops.config import Config, GpuClass
 from adapterops.finetune.plan import PlannedTrial
-from adapterops_train.spec import EXIT_PERMANENT, JUDGE_API_KEY_PATH, PVC_ROOT, TRIAL_SPEC_PATH, TrialSpec
+from adapterops_common.contract import (
+    EXIT_PERMANENT,
+    JUDGE_API_KEY_PATH,
+    PVC_ROOT,
+    TRIAL_SPEC_PATH,
+    TRIAL_SPEC_VERSION,
+    TrialSpec,
+)
 
 LABEL_JOB = "adapterops.io/finetunejob"
 # The owner's UID: children are matched by it, so a job deleted and re-created under the same name never
@@ -38,24 +47,38 @@ def output_uri(spec: FineTuneJobSpec, owner: dict[str, Any], trial: str) -> str:
     return f"{spec.output.uri.rstrip('/')}/{meta['name']}-{meta['uid'][:8]}/{trial}"
 
 
+def _wire(model: BaseModel | None, **exclude: Any) -> dict[str, Any] | None:
+    """A CRD model as it goes on the wire (camelCase, unset optionals left out)."""
+    if model is None:
+        return None
+    return model.model_dump(by_alias=True, exclude_none=True, mode="json", exclude=exclude or None)
+
+
 def trial_spec(owner: dict[str, Any], trial: PlannedTrial, spec: FineTuneJobSpec) -> TrialSpec:
+    """The contract's TrialSpec for one trial: the CRD's settings (defaults applied) dumped and validated into
+    the contract, so a FineTuneJob field the contract lacks is an error here (and in the unit tests), never
+    a setting dropped on the way to the trainer."""
     meta = owner["metadata"]
     s = trial.spec
-    return TrialSpec(
-        name=trial.name,
-        finetune_job=f"{meta['namespace']}/{meta['name']}",
-        method=s.method,
-        # NeMo 2's LLM collection has no DPO; the hf backend runs it (see training-jobs/README.md).
-        backend="hf" if s.method == "dpo" else s.backend,
-        base_model=s.base_model,
-        dataset=s.dataset,
-        lora=s.lora,
-        training=s.training,
-        evaluation=s.evaluation,
-        output_uri=output_uri(spec, owner, trial.name),
-        parameters=trial.parameters,
-        gpus=s.resources.gpus_per_trial,
-        nodes=s.resources.nodes,
+    return TrialSpec.model_validate(
+        {
+            "apiVersion": TRIAL_SPEC_VERSION,
+            "name": trial.name,
+            "finetuneJob": f"{meta['namespace']}/{meta['name']}",
+            "method": s.method,
+            # NeMo 2's LLM collection has no DPO; the hf backend runs it (see training-jobs/README.md).
+            "backend": "hf" if s.method == "dpo" else s.backend,
+            "baseModel": _wire(s.base_model),
+            "dataset": _wire(s.dataset),
+            "lora": _wire(s.lora),
+            "training": _wire(s.training),
+            # The judge's API key reaches the pod as a mounted file (pod_template), not through the spec.
+            "evaluation": _wire(s.evaluation, judge={"api_key_secret_ref"}),
+            "outputUri": output_uri(spec, owner, trial.name),
+            "parameters": trial.parameters,
+            "gpus": s.resources.gpus_per_trial,
+            "nodes": s.resources.nodes,
+        }
     )
 
 

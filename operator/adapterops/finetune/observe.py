@@ -17,7 +17,7 @@ from adapterops.api.finetunejob import Trial
 from adapterops.finetune.builders import CONTAINER, LABEL_JOB, LABEL_JOB_UID, LABEL_TRIAL
 from adapterops.finetune.plan import PlannedTrial
 from adapterops.runtime.informer import Item
-from adapterops_train.spec import TERMINATION_MESSAGE_LIMIT, TrialResult
+from adapterops_common.contract import TERMINATION_MESSAGE_LIMIT, TrialResult, explain
 
 TERMINAL = ("Succeeded", "Failed")
 
@@ -167,13 +167,13 @@ def parse_result(message: str | None) -> tuple[TrialResult | None, str | None]:
     if not message:
         return None, "ResultMissing: the trial container left no result in its termination message"
     if len(message.encode()) > TERMINATION_MESSAGE_LIMIT:
-        return None, f"ResultTooLarge: the termination message is {len(message.encode())} bytes (limit 4096)"
+        size = len(message.encode())
+        return None, f"ResultTooLarge: the termination message is {size} bytes (limit {TERMINATION_MESSAGE_LIMIT})"
     try:
         return TrialResult.model_validate_json(message), None
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "document"
-        return None, f"ResultMalformed: {where}: {first['msg']}"
+        # e.g. a trainer image of another contract version: the message names the field and the version.
+        return None, f"ResultMalformed: {explain(exc, TrialResult)}"
 
 
 def _latest(pods: list[TrialPod], phase: str) -> TrialPod | None:

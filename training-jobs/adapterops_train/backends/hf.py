@@ -18,10 +18,10 @@ import torch
 from peft import LoraConfig, PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, TrainerCallback, set_seed
 
+from adapterops_common.contract import TrialSpec
 from adapterops_train.backends import TrainOutcome
 from adapterops_train.dataset import ChallengeItem, Example, SplitData
 from adapterops_train.hyper import StepPlan, hf_target_modules, plan_steps
-from adapterops_train.spec import TrialSpec
 
 log = logging.getLogger(__name__)
 

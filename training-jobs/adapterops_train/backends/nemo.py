@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from adapterops_common.contract import TrialSpec
 from adapterops_train.backends import TrainOutcome
 from adapterops_train.dataset import ChallengeItem, Example, SplitData
 from adapterops_train.nemo_recipe import NemoSettings, apply_assignments, recipe_settings
-from adapterops_train.spec import TrialSpec
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "nemo-metrics.jsonl"

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from adapterops.api.modeldeployment import JudgeAnalysis
-from adapterops_train.judge import JudgeClient, JudgeConfig, rubric_text
+from adapterops_common.judge import JudgeClient, JudgeConfig, rubric_text
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,8 @@ from typing import Any, Literal
 
 import httpx
 
-from adapterops_train.spec import JUDGE_API_KEY_PATH, JudgeSummary
+from adapterops_common.contract import BUILTIN_RUBRICS, JUDGE_API_KEY_PATH, JudgeSummary
 
-BUILTIN_RUBRICS = ("query-formulation", "hypothetical-product")
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 SCORE_MIN, SCORE_MAX = 0.0, 5.0
 
@@ -58,7 +57,7 @@ def rubric_text(builtin: str | None = None, text: str | None = None) -> str:
         return text.strip()
     if builtin not in BUILTIN_RUBRICS:
         raise ValueError(f"unknown builtin rubric {builtin!r}; known: {', '.join(BUILTIN_RUBRICS)}")
-    return resources.files("adapterops_train").joinpath(f"rubrics/{builtin}.md").read_text(encoding="utf-8").strip()
+    return resources.files("adapterops_common").joinpath(f"rubrics/{builtin}.md").read_text(encoding="utf-8").strip()
 
 
 def build_messages(rubric: str, prompt: str, answer: str, reference: str | None) -> list[dict[str, str]]:

@@ -1,5 +1,5 @@
 """Storage URIs against a real S3-compatible server (versitygw, started here), pvc:// and paths,
-and the serving pods' `fetch` command."""
+and the serving pods' adapter fetcher (`python -m adapterops_common fetch`)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from adapterops_train import uris
-from adapterops_train.cli import main as cli_main
+from adapterops_common import storage
+from adapterops_common.cli import main as cli_main
 from testworld.s3 import LocalS3
 
 
@@ -38,44 +38,44 @@ def test_tree_round_trip_through_s3(aws_env: None, tmp_path: Path) -> None:
     src = adapter_dir(tmp_path / "src")
     (src / "nested").mkdir()
     (src / "nested" / "x.txt").write_text("deep")
-    written = uris.put_tree(src, "s3://models/job/trial-1/adapter")
+    written = storage.put_tree(src, "s3://models/job/trial-1/adapter")
     assert "s3://models/job/trial-1/adapter/nested/x.txt" in written
-    got = uris.fetch_tree("s3://models/job/trial-1/adapter/", tmp_path / "dl")
+    got = storage.fetch_tree("s3://models/job/trial-1/adapter/", tmp_path / "dl")
     assert (got / "nested" / "x.txt").read_text() == "deep"
     assert (got / "adapter_model.safetensors").read_bytes() == b"\0" * 64
-    one = uris.fetch_file("s3://models/job/trial-1/adapter/adapter_config.json", tmp_path / "one")
+    one = storage.fetch_file("s3://models/job/trial-1/adapter/adapter_config.json", tmp_path / "one")
     assert json.loads(one.read_text())["r"] == 8
 
 
 def test_missing_objects_are_not_found(aws_env: None, tmp_path: Path) -> None:
-    with pytest.raises(uris.UriNotFound):
-        uris.fetch_file("s3://models/no/such.jsonl", tmp_path)
-    with pytest.raises(uris.UriNotFound):
-        uris.fetch_tree("s3://models/no/such/prefix", tmp_path)
-    with pytest.raises(uris.UriNotFound):
-        uris.fetch_tree("s3://no-such-bucket/x", tmp_path)
+    with pytest.raises(storage.UriNotFound):
+        storage.fetch_file("s3://models/no/such.jsonl", tmp_path)
+    with pytest.raises(storage.UriNotFound):
+        storage.fetch_tree("s3://models/no/such/prefix", tmp_path)
+    with pytest.raises(storage.UriNotFound):
+        storage.fetch_tree("s3://no-such-bucket/x", tmp_path)
 
 
 def test_pvc_and_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ADAPTEROPS_PVC_ROOT", str(tmp_path / "pvc"))
     assert (
-        uris.parse("pvc://datasets/commerce/train.jsonl").path
+        storage.parse("pvc://datasets/commerce/train.jsonl").path
         == tmp_path / "pvc" / "datasets" / "commerce" / "train.jsonl"
     )
-    assert uris.parse("/mnt/models/x").path == Path("/mnt/models/x")
-    uris.put_tree(adapter_dir(tmp_path / "a"), "pvc://out/j/t/adapter")
+    assert storage.parse("/mnt/models/x").path == Path("/mnt/models/x")
+    storage.put_tree(adapter_dir(tmp_path / "a"), "pvc://out/j/t/adapter")
     assert (tmp_path / "pvc" / "out" / "j" / "t" / "adapter" / "adapter_config.json").is_file()
-    assert uris.join("s3://b/p/", "/adapter/") == "s3://b/p/adapter"
+    assert storage.join("s3://b/p/", "/adapter/") == "s3://b/p/adapter"
     for bad in ("pvc://c/../../etc", "http://x/y", "relative/path", "s3:///key"):
-        with pytest.raises(uris.UriError):
-            uris.parse(bad)
+        with pytest.raises(storage.UriError):
+            storage.parse(bad)
 
 
 def test_fetch_installs_adapters_in_the_nim_layout(
     aws_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    uris.put_tree(adapter_dir(tmp_path / "v1", "v1"), "s3://models/j/t1/adapter")
-    uris.put_tree(adapter_dir(tmp_path / "v2", "v2"), "s3://models/j/t2/adapter")
+    storage.put_tree(adapter_dir(tmp_path / "v1", "v1"), "s3://models/j/t1/adapter")
+    storage.put_tree(adapter_dir(tmp_path / "v2", "v2"), "s3://models/j/t2/adapter")
     root = tmp_path / "peft-source"
     args = [
         "fetch",

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from adapterops_train.judge import (
+from adapterops_common.judge import (
     InvalidReply,
     JudgeConfig,
     JudgeItem,

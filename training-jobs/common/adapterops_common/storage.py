@@ -3,7 +3,8 @@
 `pvc://claim/path` is the path the operator mounts the claim at: `$ADAPTEROPS_PVC_ROOT/claim/path`
 (default /mnt/pvc). `s3://` goes through boto3, configured the standard AWS way: the endpoint from
 `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_S3`), credentials from the environment, profile or instance
-role. No torch here: the operator and the serving pods' init container import this module.
+role. Used by the trainer, the operator (judge prompts), the kubectl plugin (reports) and the serving
+pods' adapter fetcher; boto3 only.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from adapterops_train.spec import PVC_ROOT
+from adapterops_common.contract import PVC_ROOT
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
