@@ -60,7 +60,9 @@ def test_trainer_imports_no_operator_code() -> None:
 def test_operator_imports_no_trainer_code_and_no_torch() -> None:
     report = probe("adapterops", "adapterops", TRAINER_SIDE, extras=("cli",))
     assert report["violations"] == [] and report["failed"] == {} and report["absent"] == {}
-    assert {"adapterops.runtime.manager", "adapterops.analysis.run", "adapterops.cli.commands"} <= set(report["imported"])
+    assert {"adapterops.runtime.manager", "adapterops.analysis.run", "adapterops.cli.commands"} <= set(
+        report["imported"]
+    )
 
 
 @pytest.mark.parametrize(
