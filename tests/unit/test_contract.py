@@ -172,6 +172,25 @@ def test_long_failure_message_is_cut_never_the_numbers() -> None:
     assert doc["reason"] == "DatasetInvalid" and doc["steps"] == 3 and str(doc["message"]).endswith("...")
 
 
+def test_the_result_fits_whatever_the_uris_length_and_keeps_the_scores_and_the_adapter() -> None:
+    long_prefix = "s3://bucket/" + "deep/" * 410  # an output.uri near its 2048-character limit
+    result = TrialResult(
+        status="succeeded",
+        message="done: " + "é" * 500,  # escaped as \u00e9 in the compact JSON: 6 bytes each
+        backend="hf",
+        validation_loss=0.25,
+        train_loss=0.2,
+        judge=JudgeSummary(status="ok", mean=3.4, std=0.8, samples=40, requested=40),
+        adapter_uri=long_prefix + "job-1234abcd/trial-t00/adapter",
+        metrics_uri=long_prefix + "job-1234abcd/trial-t00/metrics.json",
+    )
+    text = result.to_termination_message()
+    assert len(text.encode()) <= TERMINATION_MESSAGE_LIMIT
+    doc = validate(text)
+    assert doc["adapterUri"] == result.adapter_uri and doc["validationLoss"] == 0.25
+    assert doc["judge"]["mean"] == 3.4 and "metricsUri" not in doc
+
+
 def test_wrong_documents_are_rejected() -> None:
     schema = document_schema("TrialResult")
     refused_by_both: list[dict[str, Any]] = [

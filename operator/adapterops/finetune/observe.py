@@ -4,6 +4,7 @@ same children always give the same row, whatever happened before)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -170,10 +171,26 @@ def parse_result(message: str | None) -> tuple[TrialResult | None, str | None]:
         size = len(message.encode())
         return None, f"ResultTooLarge: the termination message is {size} bytes (limit {TERMINATION_MESSAGE_LIMIT})"
     try:
-        return TrialResult.model_validate_json(message), None
+        result = TrialResult.model_validate_json(message)
     except ValidationError as exc:
         # e.g. a trainer image of another contract version: the message names the field and the version.
         return None, f"ResultMalformed: {explain(exc, TrialResult)}"
+    for name, value in _numbers(result):
+        if not math.isfinite(value):
+            # A diverged run reports NaN or infinity: not a score to rank, and JSON has no such number.
+            return None, f"InvalidResult: {name} is {value} (a diverged run?); a trial's numbers must be finite"
+    return result, None
+
+
+def _numbers(result: TrialResult) -> list[tuple[str, float]]:
+    found = [
+        ("validationLoss", result.validation_loss),
+        ("trainLoss", result.train_loss),
+        ("durationSeconds", result.duration_seconds),
+    ]
+    if result.judge is not None:
+        found += [("judge.mean", result.judge.mean), ("judge.std", result.judge.std)]
+    return [(name, value) for name, value in found if value is not None]
 
 
 def _latest(pods: list[TrialPod], phase: str) -> TrialPod | None:

@@ -200,14 +200,30 @@ class TrialResult(ContractModel):
     duration_seconds: float | None = None
 
     def to_termination_message(self) -> str:
-        """Compact JSON within the kubelet's limit; an over-long message is cut, never the numbers."""
+        """Compact JSON within the kubelet's limit, whatever the URIs' length: an over-long message is cut
+        first, then the fields the operator can do without are dropped (metricsUri sits next to the
+        adapter; the backend and train loss are informative); never the scores or the adapter's URI."""
         doc = self.model_dump(by_alias=True, exclude_none=True, mode="json")
-        text = _compact(doc)
-        if len(text.encode()) > TERMINATION_MESSAGE_LIMIT and doc.get("message"):
-            overflow = len(text.encode()) - TERMINATION_MESSAGE_LIMIT
-            doc["message"] = doc["message"][: max(0, len(doc["message"]) - overflow - 16)] + "..."
-            text = _compact(doc)
-        return text
+        if not _fits(doc) and doc.get("message"):
+            message, lo, hi = doc["message"], 0, len(doc["message"])
+            while lo < hi:  # the longest prefix that fits (escaping makes some characters several bytes)
+                mid = (lo + hi + 1) // 2
+                if _fits({**doc, "message": message[:mid] + "..."}):
+                    lo = mid
+                else:
+                    hi = mid - 1
+            doc["message"] = message[:lo] + "..."
+            if not lo:
+                del doc["message"]
+        for expendable in ("metricsUri", "backend", "trainLoss", "durationSeconds", "steps"):
+            if _fits(doc):
+                break
+            doc.pop(expendable, None)
+        return _compact(doc)
+
+
+def _fits(doc: dict[str, Any]) -> bool:
+    return len(_compact(doc).encode()) <= TERMINATION_MESSAGE_LIMIT
 
 
 def _compact(doc: dict[str, Any]) -> str:
