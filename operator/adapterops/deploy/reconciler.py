@@ -34,10 +34,12 @@ from adapterops.deploy.acceptance import accept, resolve_adapters
 from adapterops.deploy.metrics import record_metrics
 from adapterops.deploy.observe import RevisionDeployment, deployment_item, pod_item
 from adapterops.deploy.status import RolloutState, history_entry, refused_status, revision_status, rolled_back
+from adapterops.runtime import failures
 from adapterops.runtime.acceptance import Refusal, announce
 from adapterops.runtime.client import KindNotServed
 from adapterops.runtime.conditions import set_condition
 from adapterops.runtime.context import Context, Result
+from adapterops.runtime.failures import ChildError, Reported
 from adapterops.runtime.metrics import PROMOTIONS, ROLLBACKS, forget
 from adapterops.runtime.workqueue import Key
 
@@ -131,13 +133,21 @@ class ModelDeploymentReconciler:
         desired = builders.revision_of(spec, adapters, self.ctx.config) if adapters is not None else None
         s = RolloutState(name, namespace, old, generation)
         s.conditions = set_condition(s.conditions, "Accepted", True, "Accepted", "spec accepted", generation)
-        await self.ctx.client.apply(builders.stable_service(body))
-        if old.stable is None:
-            await self._first_revision(body, spec, s, desired, adapters, waiting)
-        else:
-            await self._stable_and_canary(body, spec, s, desired, adapters, waiting)
-        new = s.finish(self.ctx.config)
-        await self._garbage_collect(body, spec, new)
+        try:
+            await self._apply(builders.stable_service(body))
+            if old.stable is None:
+                await self._first_revision(body, spec, s, desired, adapters, waiting)
+            else:
+                await self._stable_and_canary(body, spec, s, desired, adapters, waiting)
+            new = s.finish(self.ctx.config)
+            await self._garbage_collect(body, spec, new)
+        except ChildError as exc:
+            # Nothing this reconcile decided is recorded: only the refusal, and it is retried with backoff.
+            failed = old.model_copy(update={"conditions": failures.record(s.conditions, exc, generation)})
+            if await self.ctx.status.write(body, dump(failed)):
+                await failures.announce(self.ctx.events, body, old.conditions, failed.conditions)
+            raise Reported(str(exc)) from exc
+        new.conditions = failures.record(new.conditions, None, generation)
         if await self.ctx.status.write(body, dump(new)):
             # Events announce what this status records: a write refused (computed from a stale version)
             # or deferred is decided again by the next reconcile, and announced then, once.
@@ -159,8 +169,12 @@ class ModelDeploymentReconciler:
         self, body: dict[str, Any], spec: ModelDeploymentSpec, revision: str, adapters: dict[str, str], replicas: int
     ) -> None:
         config = self.ctx.config
-        await self.ctx.client.apply(builders.revision_deployment(body, spec, adapters, revision, replicas, config))
-        await self.ctx.client.apply(builders.revision_service(body, revision))
+        await self._apply(builders.revision_deployment(body, spec, adapters, revision, replicas, config))
+        await self._apply(builders.revision_service(body, revision))
+
+    async def _apply(self, manifest: dict[str, Any]) -> None:
+        with failures.manifest_writing("apply", manifest):
+            await self.ctx.client.apply(manifest)
 
     async def _first_revision(
         self,
@@ -374,7 +388,8 @@ class ModelDeploymentReconciler:
         if all(r.get("backendRefs") == backends for r in rules):
             return
         route["spec"]["rules"] = [{**r, "backendRefs": backends} for r in rules]
-        await self.ctx.client.replace(route)
+        with failures.manifest_writing("update", route):
+            await self.ctx.client.replace(route)
 
     async def _get_route(self, s: RolloutState, name: str) -> dict[str, Any] | None:
         try:
@@ -410,8 +425,10 @@ class ModelDeploymentReconciler:
             name = builders.revision_name(meta["name"], rev)
             if name in routed:
                 continue
-            await self.ctx.client.delete(Deployment, meta["namespace"], name)
-            await self.ctx.client.delete(Service, meta["namespace"], name)
+            with failures.writing("delete", "Deployment", name):
+                await self.ctx.client.delete(Deployment, meta["namespace"], name)
+            with failures.writing("delete", "Service", name):
+                await self.ctx.client.delete(Service, meta["namespace"], name)
 
     async def _scale(
         self, s: RolloutState, revision: str, replicas: int, revisions: dict[str, RevisionDeployment]
@@ -419,7 +436,8 @@ class ModelDeploymentReconciler:
         current = revisions.get(revision)
         if current is not None and current.replicas != replicas:
             name = builders.revision_name(s.name, revision)
-            await self.ctx.client.patch_merge(Deployment, s.namespace, name, {"spec": {"replicas": replicas}})
+            with failures.writing("update", "Deployment", name):
+                await self.ctx.client.patch_merge(Deployment, s.namespace, name, {"spec": {"replicas": replicas}})
 
 
 def _status(body: dict[str, Any]) -> ModelDeploymentStatus:

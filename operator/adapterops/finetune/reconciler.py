@@ -23,9 +23,11 @@ from adapterops.finetune.acceptance import Accepted, accept
 from adapterops.finetune.observe import TERMINAL, TrialPod, engine_item, job_item, observe_trial, pod_item
 from adapterops.finetune.plan import PlannedTrial, to_start
 from adapterops.finetune.status import refused_status, sweep_status
+from adapterops.runtime import failures
 from adapterops.runtime.acceptance import Refusal, announce
 from adapterops.runtime.client import KindNotServed, resource_of
 from adapterops.runtime.context import Context, Result
+from adapterops.runtime.failures import ChildError, Reported
 from adapterops.runtime.informer import Informer
 from adapterops.runtime.metrics import BEST_SCORE, TRIALS, forget, set_gauge
 from adapterops.runtime.workqueue import Key
@@ -100,16 +102,24 @@ class FineTuneJobReconciler:
         created -= runs.keys()
         existing = set(runs) | created
         retry: Result = self.ctx.config.reconcile_seconds
+        failure: ChildError | None = None
         if not spec.suspend:
             busy = sum(1 for r in rows if r.name in existing and r.state not in TERMINAL)
             starting = to_start(accepted.trials, busy, existing, spec.sweep.parallelism)
-            if starting and not await self._start(body, accepted, starting, created, engine):
-                retry = NAME_TAKEN_RETRY_SECONDS
+            try:
+                if starting and not await self._start(body, accepted, starting, created, engine):
+                    retry = NAME_TAKEN_RETRY_SECONDS
+            except ChildError as exc:
+                failure = exc
         new = sweep_status(old, rows, spec, generation, f"sweep planned: {len(accepted.trials)} trials")
+        new.conditions = failures.record(new.conditions, failure, generation)
         if await self.ctx.status.write(body, dump(new)):
             await announce(self.ctx.events, body, old.conditions, new.conditions)
+            await failures.announce(self.ctx.events, body, old.conditions, new.conditions)
             await self._announce_trials(body, old, new)
         _record_metrics(namespace, meta["name"], new, spec.objective.metric)
+        if failure is not None:
+            raise Reported(str(failure))
         return retry
 
     def _accept(self, key: Key, body: dict[str, Any]) -> Accepted:
@@ -160,7 +170,9 @@ class FineTuneJobReconciler:
         meta = body["metadata"]
         key, uid = (meta["namespace"], meta["name"]), meta["uid"]
         if self.configmaps.get(key) != uid:
-            await self.ctx.client.create(builders.trials_configmap(body, accepted.trials, accepted.spec))
+            configmap = builders.trials_configmap(body, accepted.trials, accepted.spec)
+            with failures.manifest_writing("create", configmap):
+                await self.ctx.client.create(configmap)
             self.configmaps[key] = uid
         limit = asyncio.Semaphore(CREATE_CONCURRENCY)
         taken: list[str] = []
@@ -168,7 +180,9 @@ class FineTuneJobReconciler:
         async def create(trial: PlannedTrial) -> None:
             manifest = BUILDERS[engine](body, trial, accepted.spec, self.ctx.config)
             async with limit:
-                if await self.ctx.client.create(manifest) is None and not await self._ours(manifest, uid):
+                with failures.manifest_writing("create", manifest):
+                    found = await self.ctx.client.create(manifest)
+                if found is None and not await self._ours(manifest, uid):
                     taken.append(trial.name)
                     return
             created.add(trial.name)

@@ -26,6 +26,7 @@ from adapterops.config import Config
 from adapterops.runtime.client import Client, status_code
 from adapterops.runtime.context import Context, Informers, Reconciler
 from adapterops.runtime.events import EventRecorder
+from adapterops.runtime.failures import Reported
 from adapterops.runtime.health import HealthServer, LoopHeartbeat
 from adapterops.runtime.leader import LeaderElection
 from adapterops.runtime.metrics import API_ERRORS, RECONCILE_ERRORS, RECONCILE_SECONDS
@@ -169,6 +170,8 @@ class Manager:
                     c.queue.forget(key)
                 else:
                     c.queue.add_after(key, again)
+            except Reported as exc:
+                self._retry(c, key, f"reported in status: {exc}")
             except httpx2.HTTPStatusError as exc:  # lightkube's ApiError included
                 code = status_code(exc)
                 API_ERRORS.labels(c.kind, str(code)).inc()

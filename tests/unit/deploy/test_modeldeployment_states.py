@@ -26,6 +26,7 @@ from prometheus_client import REGISTRY
 
 from adapterops.analysis.verdict import Verdict
 from adapterops.deploy.reconciler import POLL_SECONDS
+from adapterops.runtime.failures import Reported
 
 V1, V2, V3 = (f"pvc://work/adapters/{v}" for v in ("v1", "v2", "v3"))
 ABORT, PROMOTE = "adapterops.io/abort", "adapterops.io/promote"
@@ -543,6 +544,27 @@ async def test_a_failed_apply_writes_no_status_and_posts_no_event(world: World) 
 
     retried = await world.reconcile()
     assert retried.canary.revision and retried.reasons() == ["CanaryStarted"]
+
+
+async def test_an_apply_the_api_server_refuses_shows_in_status_and_one_warning_then_clears(world: World) -> None:
+    await serving(world)
+    world.edit({"adapters": [{"name": "commerce", "uri": V2}]})
+    world.client.fail("apply", DEPLOYMENT, code=422, times=2)
+    for _ in range(2):  # the manager retries it with backoff; the same refusal is announced once
+        with pytest.raises(Reported):
+            await world.reconcile()
+    status = world.status()
+    assert status is not None and status.canary is None
+    failure = next(c for c in status.conditions if c.type == "ChildFailure")
+    assert failure.status == "True" and failure.reason == "ApplyFailed" and "Deployment" in failure.message
+    assert "HTTP 422" in failure.message
+    warnings = [e for e in world.events() if e.reason == "ApplyFailed"]
+    assert len(warnings) == 1 and warnings[0].type == "Warning"
+
+    retried = await world.reconcile()
+    assert retried.canary.revision and "CanaryStarted" in retried.reasons()
+    cleared = next(c for c in retried.status.conditions if c.type == "ChildFailure")
+    assert cleared.status == "False"
 
 
 async def test_an_event_the_api_refuses_does_not_fail_the_reconcile(world: World) -> None:
