@@ -22,6 +22,7 @@ ALERTS = [
     "AdapterOpsSweepStuck",
     "AdapterOpsCanaryRolledBack",
     "AdapterOpsCanaryHoldingOnMissingData",
+    "AdapterOpsCanaryStuck",
     "AdapterOpsOperatorDown",
     "AdapterOpsReconcileErrors",
 ]

@@ -184,7 +184,11 @@ class Analysis(ApiModel):
     max_inconclusive_steps: int = Field(
         default=0,
         ge=0,
-        description="Inconclusive steps tolerated before Degraded; 0 means hold forever (never promote).",
+        le=100,
+        description=(
+            "Intervals a step may run past its first without a verdict; one more makes the canary stuck (see "
+            "canary.progressDeadlineAbort). 0: no such limit (canary.progressDeadlineSeconds still applies)."
+        ),
     )
 
 
@@ -243,6 +247,19 @@ class Canary(ApiModel):
         default=True, description="Promote after the last step passes; false waits for a promote action."
     )
     paused: bool = Field(default=False, description="True holds the canary at its current step.")
+    progress_deadline_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description=(
+            "A canary that makes no progress (not Ready, or no verdict at its step) for this long is stuck: "
+            "rolled back, or held and reported, per progressDeadlineAbort. A paused canary is never stuck."
+        ),
+    )
+    progress_deadline_abort: bool = Field(
+        default=True,
+        description="A stuck canary is rolled back (true) or held at its weight, Degraded, with an alert (false).",
+    )
 
 
 class ModelDeploymentSpec(ApiModel):
@@ -292,6 +309,10 @@ class AnalysisStatus(ApiModel):
     step_started_at: datetime | None = Field(default=None, description="When this step's traffic was set.")
     failed_steps: int = Field(default=0, description="Steps that failed so far.")
     inconclusive_steps: int = Field(default=0, description="Steps that ended inconclusive so far.")
+    progressed_at: datetime | None = Field(
+        default=None, description="When the canary last made progress (started, passed or retried a step)."
+    )
+    stuck: bool = Field(default=False, description="Past its progress deadline and held (progressDeadlineAbort false).")
     metrics: list[MetricResult] = Field(default_factory=list, description="Per-metric result of this step.")
 
 

@@ -33,18 +33,29 @@ def begin(s: RolloutState, spec: ModelDeploymentSpec, revision: str, describe: s
         "CanaryStarted",
         f"canary revision {revision} ({describe}) against stable {s.stable.revision}; steps {spec.canary.steps}",
     )
-    return AnalysisStatus(step=0, started_at=now())
+    started = now()
+    return AnalysisStatus(step=0, started_at=started, progressed_at=started)
 
 
 def enter_step(s: RolloutState, spec: ModelDeploymentSpec, analysis: AnalysisStatus, weight: int) -> None:
     """The canary is ready at this step's weight: the step's clock starts (once)."""
     if analysis.step_started_at is None:
         assert s.canary is not None
-        analysis.step_started_at = now()
+        analysis.step_started_at = analysis.progressed_at = now()
         s.event(
             "CanaryStep",
             f"step {analysis.step + 1}/{len(spec.canary.steps)}: canary {s.canary.revision} at {weight}% of traffic",
         )
+
+
+def pause(s: RolloutState, spec: ModelDeploymentSpec, analysis: AnalysisStatus, weight: int) -> None:
+    """Hold at the current step; time paused counts neither toward the deadline nor the step's interval."""
+    assert s.canary is not None
+    analysis.progressed_at = analysis.step_started_at = None
+    s.suspend(
+        "Paused",
+        f"spec.canary.paused: holding canary {s.canary.revision} at step {analysis.step + 1} ({weight}%)",
+    )
 
 
 def action_of(annotations: dict[str, str], revision: str) -> Action | None:
@@ -88,7 +99,7 @@ def judge(
             f"step {step + 1} failed ({analysis.failed_steps}/{c.analysis.failure_limit}): {reason}",
             "Warning",
         )
-        analysis.step_started_at = analysis.started_at = now()
+        analysis.step_started_at = analysis.started_at = analysis.progressed_at = now()
         analysis.holding = False
         s.progress("StepFailed", reason)
         return "step-failed"
@@ -102,6 +113,7 @@ def judge(
                 + "; ".join(f"{v.name} {_fmt(v.canary_value)}" for v in verdicts),
             )
             analysis.step, analysis.step_started_at, analysis.holding = step + 1, None, False
+            analysis.progressed_at = now()
             s.progress("CanaryProgressing", f"step {step + 1} passed; moving to {c.steps[step + 1]}%")
             return "advanced"
         if c.auto_promote:
@@ -127,6 +139,42 @@ def judge(
     return "waiting"
 
 
+def check_progress(
+    s: RolloutState, spec: ModelDeploymentSpec, analysis: AnalysisStatus, adapters: dict[str, str]
+) -> Outcome | None:
+    """A stuck canary (no progress within progressDeadlineSeconds, or more inconclusive steps than
+    maxInconclusiveSteps) is rolled back, or held, Degraded and announced once, per progressDeadlineAbort."""
+    assert s.canary is not None
+    c = spec.canary
+    if analysis.progressed_at is None:  # resumed after a pause: the clocks start again now
+        analysis.progressed_at = now()
+    idle = seconds_since(analysis.progressed_at)
+    limit = c.analysis.max_inconclusive_steps
+    interval = parse_interval(c.interval)
+    at_step = seconds_since(analysis.step_started_at) if analysis.step_started_at else 0.0
+    if idle > c.progress_deadline_seconds:
+        why = f"no progress for {idle:.0f}s (canary.progressDeadlineSeconds is {c.progress_deadline_seconds})"
+    elif limit and at_step > (limit + 1) * interval:
+        why = (
+            f"step {analysis.step + 1} ran {at_step // interval:.0f} intervals of {c.interval} without a verdict "
+            f"(canary.analysis.maxInconclusiveSteps is {limit})"
+        )
+    else:
+        analysis.stuck = False
+        return None
+    revision = s.canary.revision
+    if c.progress_deadline_abort:
+        rollback(s, revision, adapters, f"stuck: {why}", cause="ProgressDeadlineExceeded")
+        return "rolled-back"
+    if not analysis.stuck:
+        s.event(
+            "CanaryStuck", f"canary {revision} is stuck, holding (progressDeadlineAbort is false): {why}", "Warning"
+        )
+    analysis.stuck = True
+    s.suspend("ProgressDeadlineExceeded", f"holding canary {revision}: {why}")
+    return "waiting"
+
+
 def promote(
     s: RolloutState, revision: str, adapters: dict[str, str], verdicts: list[MetricVerdict], by: str = ""
 ) -> None:
@@ -144,8 +192,11 @@ def promote(
     )
 
 
-def rollback(s: RolloutState, revision: str, adapters: dict[str, str], reason: str) -> None:
+def rollback(
+    s: RolloutState, revision: str, adapters: dict[str, str], reason: str, cause: str = "AnalysisFailed"
+) -> None:
     assert s.stable is not None
+    s.rollback_cause = cause
     entry = history_entry(revision, adapters, "RolledBack", reason)
     s.record(entry)
     s.canary, s.analysis = None, None

@@ -7,6 +7,7 @@ from adapterops.runtime.metrics import (
     ANALYSIS_THRESHOLD,
     ANALYSIS_VALUE,
     ANALYSIS_VERDICT,
+    CANARY_STUCK,
     CANARY_WEIGHT,
     MONTHLY_COST,
     PROMOTIONS,
@@ -47,6 +48,7 @@ def record_metrics(namespace: str, name: str, spec: ModelDeploymentSpec, status:
     ROLLBACKS.labels(namespace, name)
     PROMOTIONS.labels(namespace, name)
     set_gauge(KIND, CANARY_WEIGHT, status.canary_weight, namespace, name)
+    set_gauge(KIND, CANARY_STUCK, int(status.analysis is not None and status.analysis.stuck), namespace, name)
     cost = status.estimated_monthly_cost
     for role in ("stable", "canary"):
         role_cost = getattr(cost, role) if cost else None

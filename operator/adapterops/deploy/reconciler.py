@@ -276,24 +276,31 @@ class ModelDeploymentReconciler:
         s.canary = revision_status(spec, desired, adapters, replicas, ready, weight, self.ctx.config)
         s.stable.weight = 100 - weight
         s.analysis = analysis
+        action = canary.action_of(body["metadata"].get("annotations") or {}, desired)
+        if action == "abort":  # at any time, ready or not: getting rid of a canary is always safe
+            canary.rollback(s, desired, adapters, "aborted by the adapterops.io/abort annotation")
+            self._drop_judge(key)
+            return
+        if not c.paused:
+            if canary.check_progress(s, spec, analysis, adapters) == "rolled-back":
+                self._drop_judge(key)
+                return
+            if analysis.stuck:
+                return
         if not canary_ready:
             s.progress(
                 "CanaryNotReady", f"canary {desired}: {ready}/{replicas} replicas ready; no traffic until it is Ready"
             )
             return
         canary.enter_step(s, spec, analysis, weight)
-        action = canary.action_of(body["metadata"].get("annotations") or {}, desired)
-        if action == "abort":
-            canary.rollback(s, desired, adapters, "aborted by the adapterops.io/abort annotation")
-            self._drop_judge(key)
-            return
-        if action == "promote":
+        if action == "promote":  # only a Ready canary: promotion moves every request to it
             canary.promote(s, desired, adapters, [], by="the adapterops.io/promote annotation")
             self._drop_judge(key)
             return
         if c.paused:
-            s.suspend("Paused", f"spec.canary.paused: holding canary {desired} at step {analysis.step + 1} ({weight}%)")
+            canary.pause(s, spec, analysis, weight)
             return
+
         judge = await self._judge(key, uid, spec, s.stable, desired, adapters)
         verdicts = await analyse(
             self.http,

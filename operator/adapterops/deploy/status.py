@@ -114,6 +114,7 @@ class RolloutState:
         self.canary: RevisionStatus | None = None
         self.analysis: AnalysisStatus | None = None
         self.rolled_back: HistoryEntry | None = None
+        self.rollback_cause = "AnalysisFailed"  # the RolledBack condition's reason
         self.events: list[tuple[str, str, EventType]] = []
         self._progress: tuple[bool, str, str] | None = None
         self._suspend: tuple[str, str] | None = None
@@ -147,7 +148,7 @@ class RolloutState:
         previous = get_condition(self.conditions, "RolledBack")
         if self.rolled_back is not None:
             message = f"revision {self.rolled_back.revision} rolled back: {self.rolled_back.reason}"
-            self.conditions = set_condition(self.conditions, "RolledBack", True, "AnalysisFailed", message, g)
+            self.conditions = set_condition(self.conditions, "RolledBack", True, self.rollback_cause, message, g)
             self.conditions = set_condition(self.conditions, "Degraded", True, "RolledBack", message, g)
         else:
             if self.canary is not None:
@@ -157,15 +158,15 @@ class RolloutState:
             else:
                 rolled = (False, "NoRollback", "")
             self.conditions = set_condition(self.conditions, "RolledBack", *rolled, g)
-            degraded = stable is not None and not ready and is_true(self.old.conditions, "Ready")
-            self.conditions = set_condition(
-                self.conditions,
-                "Degraded",
-                degraded,
-                "StableNotReady" if degraded else "Healthy",
-                "the stable revision lost ready replicas" if degraded else "",
-                g,
-            )
+            lost_replicas = stable is not None and not ready and is_true(self.old.conditions, "Ready")
+            stuck = self.analysis is not None and self.analysis.stuck
+            if lost_replicas:
+                degraded = (True, "StableNotReady", "the stable revision lost ready replicas")
+            elif stuck:
+                degraded = (True, "ProgressDeadlineExceeded", self._suspend[1] if self._suspend else "canary stuck")
+            else:
+                degraded = (False, "Healthy", "")
+            self.conditions = set_condition(self.conditions, "Degraded", *degraded, g)
         return ModelDeploymentStatus(
             observed_generation=g,
             conditions=self.conditions,

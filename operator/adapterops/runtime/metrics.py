@@ -48,6 +48,11 @@ ANALYSIS_VERDICT = Gauge(
     "Verdict of a canary metric at the current step: 1 for the verdict in the label, 0 otherwise.",
     ["namespace", "modeldeployment", "metric", "verdict"],
 )
+CANARY_STUCK = Gauge(
+    "adapterops_canary_stuck",
+    "1 while a canary is held past its progress deadline (canary.progressDeadlineAbort false).",
+    ["namespace", "modeldeployment"],
+)
 ROLLBACKS = Counter("adapterops_rollbacks_total", "Canaries rolled back.", ["namespace", "modeldeployment"])
 PROMOTIONS = Counter("adapterops_promotions_total", "Canaries promoted.", ["namespace", "modeldeployment"])
 MONTHLY_COST = Gauge(

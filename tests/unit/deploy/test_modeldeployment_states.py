@@ -180,7 +180,7 @@ async def test_steps_advance_only_when_every_metric_passes(world: World) -> None
 
 
 async def test_missing_data_past_the_interval_holds_the_canary_and_never_promotes(world: World) -> None:
-    stable = await serving(world)
+    stable = await serving(world, md_spec(progressDeadlineSeconds=7 * 24 * 3600))
     canary = await start_canary(world)
     world.clock.advance(29)
     early = await world.reconcile()
@@ -324,17 +324,25 @@ async def test_the_abort_annotation_naming_the_canary_rolls_it_back(world: World
     assert world.deployments() == {stable: 2}
 
 
-async def test_an_annotation_on_a_canary_that_is_not_ready_is_acted_on_once_it_is(world: World) -> None:
-    # As docs/kubectl-plugin.md promises: the click is kept, and applied when the canary is Ready.
+async def test_an_abort_applies_at_once_even_to_a_canary_that_is_not_ready(world: World) -> None:
     stable = await serving(world)
     canary = await start_canary(world, ready=False)
     world.annotate({ABORT: canary})
-    waiting = await world.reconcile()
-    assert waiting.canary.revision == canary and waiting.condition("Progressing").reason == "CanaryNotReady"
-    world.run_pods(canary)
     aborted = await world.reconcile()
     assert aborted.status.canary is None and aborted.condition("RolledBack").status == "True"
     assert world.deployments() == {stable: 2}
+
+
+async def test_a_promote_annotation_on_a_canary_that_is_not_ready_waits_until_it_is(world: World) -> None:
+    # A promotion moves every request to the canary: it is kept, and applied once the canary is Ready.
+    await serving(world)
+    canary = await start_canary(world, ready=False)
+    world.annotate({PROMOTE: canary})
+    waiting = await world.reconcile()
+    assert waiting.canary.revision == canary and waiting.condition("Progressing").reason == "CanaryNotReady"
+    world.run_pods(canary)
+    promoted = await world.reconcile()
+    assert promoted.stable.revision == canary and promoted.status.canary is None
 
 
 async def test_the_promote_annotation_naming_the_canary_promotes_it(world: World) -> None:
@@ -565,6 +573,58 @@ async def test_an_apply_the_api_server_refuses_shows_in_status_and_one_warning_t
     assert retried.canary.revision and "CanaryStarted" in retried.reasons()
     cleared = next(c for c in retried.status.conditions if c.type == "ChildFailure")
     assert cleared.status == "False"
+
+
+async def test_a_canary_without_progress_past_its_deadline_is_rolled_back(world: World) -> None:
+    stable = await serving(world, md_spec(progressDeadlineSeconds=600))
+    canary = await start_canary(world)
+    world.clock.advance(599)
+    assert (await world.reconcile()).canary.revision == canary
+    world.clock.advance(2)
+    stuck = await world.reconcile()
+    assert stuck.status.canary is None and stuck.status.stable is not None and stuck.status.stable.revision == stable
+    rolled = stuck.condition("RolledBack")
+    assert rolled.status == "True" and rolled.reason == "ProgressDeadlineExceeded"
+    assert "no progress for 601s (canary.progressDeadlineSeconds is 600)" in rolled.message
+    assert stuck.reasons() == ["RolledBack"]
+
+
+async def test_a_canary_that_never_gets_ready_is_rolled_back_at_its_deadline(world: World) -> None:
+    await serving(world, md_spec(progressDeadlineSeconds=600))
+    await start_canary(world, ready=False)
+    world.clock.advance(601)
+    stuck = await world.reconcile()
+    assert stuck.status.canary is None and stuck.condition("RolledBack").reason == "ProgressDeadlineExceeded"
+
+
+async def test_a_stuck_canary_is_held_degraded_and_announced_once_when_abort_is_off(world: World) -> None:
+    await serving(world, md_spec(progressDeadlineSeconds=600, progressDeadlineAbort=False))
+    canary = await start_canary(world)
+    world.clock.advance(601)
+    held = await world.reconcile()
+    assert held.canary.revision == canary and held.analysis.stuck
+    assert (
+        held.condition("Degraded").status == "True" and held.condition("Degraded").reason == "ProgressDeadlineExceeded"
+    )
+    assert held.condition("Suspended").reason == "ProgressDeadlineExceeded"
+    assert [(e.reason, e.type) for e in held.events] == [("CanaryStuck", "Warning")]
+    world.clock.advance(3600)
+    again = await world.reconcile()
+    assert again.canary.revision == canary and again.events == []  # announced once, never promoted
+
+
+async def test_a_step_without_a_verdict_for_more_intervals_than_allowed_rolls_the_canary_back(world: World) -> None:
+    spec = md_spec(progressDeadlineSeconds=7 * 24 * 3600)  # the count decides, not the deadline
+    spec["canary"]["analysis"]["maxInconclusiveSteps"] = 1
+    await serving(world, spec)
+    await start_canary(world)
+    world.clock.advance(59)  # two 30s intervals: the first and one more without a verdict, allowed
+    assert (await world.reconcile()).canary.revision
+    world.clock.advance(2)
+    stuck = await world.reconcile()
+    assert stuck.status.canary is None
+    rolled = stuck.condition("RolledBack")
+    assert rolled.reason == "ProgressDeadlineExceeded" and "maxInconclusiveSteps is 1" in rolled.message
 
 
 async def test_an_event_the_api_refuses_does_not_fail_the_reconcile(world: World) -> None:
