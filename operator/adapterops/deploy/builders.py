@@ -275,6 +275,27 @@ def stable_service(owner: dict[str, Any]) -> dict[str, Any]:
     return _service(owner, md[:63], selector, _labels(owner))
 
 
+def judge_evidence_name(md: str) -> str:
+    return f"{md[:50]}-judge-evidence"
+
+
+def judge_evidence(owner: dict[str, Any], test: str, pairs: list[tuple[float | None, float | None]]) -> dict[str, Any]:
+    """The paired judge's scores so far, per canary test (`revision@start`): a restarted operator carries
+    the sequential test on from them instead of starting it over."""
+    meta = owner["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": judge_evidence_name(meta["name"]),
+            "namespace": meta["namespace"],
+            "labels": {**_labels(owner), LABEL_COMPONENT: "judge-evidence"},
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "data": {"test": test, "pairs.json": json.dumps(pairs, separators=(",", ":"))},
+    }
+
+
 def route_backends(md: str, stable: str, canary: str | None, canary_weight: int) -> list[dict[str, Any]]:
     """Every field spelled out, as the API server returns them (Gateway API defaults `group` to ""): the
     route read back compares equal when the split is unchanged, and is not written again."""

@@ -2,7 +2,7 @@
 
 Level-based: children are server-side applied from pure builders each time; the rollout's position
 (stable, canary, step, failures) lives in the object's status, so a restarted operator picks up where
-it was (the paired judge's scores excepted: they are in memory, and a restart starts the judge over).
+it was, the paired judge's scores included (recorded per canary test in a ConfigMap it owns).
 Rules the rollout keeps (the canary's own are in `canary.py`):
   - no traffic moves to a canary that is not Ready (its weight stays 0 until its replicas are ready);
   - the stable revision is never scaled down before promotion; an old revision is deleted only once
@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ from adapterops.deploy.status import RolloutState, history_entry, refused_status
 from adapterops.runtime import failures
 from adapterops.runtime.acceptance import Refusal, announce
 from adapterops.runtime.client import KindNotServed
+from adapterops.runtime.clock import now
 from adapterops.runtime.conditions import set_condition
 from adapterops.runtime.context import Context, Result
 from adapterops.runtime.failures import ChildError, Reported
@@ -46,6 +49,7 @@ from adapterops.runtime.workqueue import Key
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 2.0  # how often a canary (or a revision not yet ready) is looked at
+EVIDENCE_SAVE_SECONDS = 10.0
 SELECTOR = {builders.LABEL_MD_UID: None}
 
 
@@ -73,6 +77,8 @@ class ModelDeploymentReconciler:
         self.finetunejobs.subscribe(self._champion_changed)
         # The canary's paired judge, per ModelDeployment: (canary revision, judge); dropped with the canary.
         self.judges: dict[Key, tuple[str, PairedJudge]] = {}
+        # Pairs recorded in the evidence ConfigMap, and when, per ModelDeployment (dropped with the judge).
+        self.saved: dict[Key, tuple[int, datetime]] = {}
         self.http = httpx.AsyncClient()
 
     async def close(self) -> None:
@@ -301,7 +307,8 @@ class ModelDeploymentReconciler:
             canary.pause(s, spec, analysis, weight)
             return
 
-        judge = await self._judge(key, uid, spec, s.stable, desired, adapters)
+        test = f"{desired}@{analysis.started_at.isoformat() if analysis.started_at else ''}"
+        judge = await self._judge(key, uid, spec, s.stable, desired, adapters, test)
         verdicts = await analyse(
             self.http,
             spec,
@@ -315,6 +322,8 @@ class ModelDeploymentReconciler:
         outcome = canary.judge(s, spec, analysis, verdicts, adapters, weight)
         if outcome in ("promoted", "rolled-back", "step-failed"):
             self._drop_judge(key)
+        elif judge is not None:
+            await self._save_evidence(body, key, judge)
 
     # ------------------------------------------------------------------ the paired judge
 
@@ -326,19 +335,23 @@ class ModelDeploymentReconciler:
         stable: RevisionStatus,
         revision: str,
         adapters: dict[str, str],
+        test: str,
     ) -> PairedJudge | None:
+        """This canary test's judge; started over from the recorded evidence after an operator restart."""
         j = spec.canary.analysis.judge
         if j is None:
             return None
         current = self.judges.get(key)
-        if current is None or current[0] != revision:
+        if current is None or current[0] != test:
             self._drop_judge(key)
             try:
                 prompts = parse_prompts(await self._read_dataset(key[0], j.dataset))
                 api_key = await self._secret(key[0], j.judge.api_key_secret_ref) if j.judge.api_key_secret_ref else None
             except (LookupError, OSError, ValueError) as exc:  # the judge metric is inconclusive and says why
                 return PairedJudge([], j, None, 0, problem=f"cannot start paired judging: {exc}")
-            current = self.judges[key] = (revision, PairedJudge(prompts, j, api_key, j.samples))
+            pairs = await self._recorded_evidence(key, test)
+            current = self.judges[key] = (test, PairedJudge(prompts, j, api_key, j.samples, pairs=pairs))
+            self.saved[key] = (len(pairs), now())
         judge = current[1]
         stable_url, canary_url = self._ready_pod(uid, stable.revision), self._ready_pod(uid, revision)
         changed = sorted(n for n, u in adapters.items() if stable.adapters.get(n) != u) or sorted(adapters)
@@ -348,8 +361,32 @@ class ModelDeploymentReconciler:
 
     def _drop_judge(self, key: Key) -> None:
         found = self.judges.pop(key, None)
+        self.saved.pop(key, None)
         if found is not None:
             found[1].stop()
+
+    async def _recorded_evidence(self, key: Key, test: str) -> list[tuple[float | None, float | None]]:
+        """Pairs judged for this very test before a restart (a new canary or a retried step starts afresh)."""
+        namespace, name = key
+        cm = await self.ctx.client.get(ConfigMap, namespace, builders.judge_evidence_name(name))
+        data = (cm or {}).get("data") or {}
+        if data.get("test") != test:
+            return []
+        try:
+            return [(a, b) for a, b in json.loads(data.get("pairs.json") or "[]")]
+        except (ValueError, TypeError):
+            log.warning("%s/%s: unreadable judge evidence; judging from the start", namespace, name)
+            return []
+
+    async def _save_evidence(self, body: dict[str, Any], key: Key, judge: PairedJudge) -> None:
+        """Record new pairs, at most every EVIDENCE_SAVE_SECONDS (a restart loses at most that much)."""
+        saved, at = self.saved.get(key, (0, datetime.min.replace(tzinfo=UTC)))
+        pairs = list(judge.pairs)
+        if len(pairs) <= saved or (now() - at).total_seconds() < EVIDENCE_SAVE_SECONDS:
+            return
+        test = self.judges[key][0]
+        await self._apply(builders.judge_evidence(body, test, pairs))
+        self.saved[key] = (len(pairs), now())
 
     async def _read_dataset(self, namespace: str, uri: str) -> str:
         if uri.startswith("configmap://"):

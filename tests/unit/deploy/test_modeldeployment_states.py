@@ -4,6 +4,7 @@ refusals and races. The statistics are scripted: these tests drive the decisions
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -661,3 +662,43 @@ async def test_a_modeldeployment_that_is_gone_is_forgotten(world: World) -> None
     assert gone.result is None and gone.written_status is None and gone.calls == []
     assert KEY not in world.reconciler.judges and judge.stopped
     assert KEY not in world.reconciler.ctx.status._last_write
+
+
+def judged_spec(world: World) -> dict[str, Any]:
+    world.client.put(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "prompts", "namespace": NAMESPACE},
+            "data": {"prompts.jsonl": '{"prompt": "find red shoes"}\n'},
+        }
+    )
+    spec = md_spec(progressDeadlineSeconds=7 * 24 * 3600)
+    spec["canary"]["analysis"]["judge"] = {
+        "dataset": "configmap://prompts/prompts.jsonl",
+        "judge": {"endpoint": "http://judge.invalid/v1", "model": "judge"},
+    }
+    return spec
+
+
+async def test_judge_evidence_survives_an_operator_restart_and_only_for_the_same_test(world: World) -> None:
+    await serving(world, judged_spec(world))
+    await start_canary(world)
+    world.judges[-1].pairs.extend([(4.0, 4.5), (3.0, None), (5.0, 5.0)])
+    world.clock.advance(11)  # evidence is recorded at most every 10 s
+    await world.reconcile()
+    recorded = world.client.get_object(CONFIGMAP, f"{NAME}-judge-evidence")
+    assert recorded is not None and json.loads(recorded["data"]["pairs.json"]) == [[4.0, 4.5], [3.0, None], [5.0, 5.0]]
+    assert recorded["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
+
+    await world.restart()  # a new operator process: nothing in memory
+    await world.reconcile()
+    assert world.judges[-1].pairs == [(4.0, 4.5), (3.0, None), (5.0, 5.0)]  # the test carries on
+
+    # A failed step starts a fresh test: the recorded pairs are not its evidence.
+    world.analysis.script(latency="Fail")
+    world.edit({"canary": {"analysis": {"failureLimit": 2}}})
+    await world.reconcile()
+    world.analysis.script()
+    await world.reconcile()
+    assert world.judges[-1].pairs == []
