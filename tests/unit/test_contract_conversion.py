@@ -197,7 +197,7 @@ def test_a_finetunejob_using_every_field_converts_without_dropping_any(spec: Fin
     sent = builders.trial_spec(OWNER, planned, spec).model_dump(by_alias=True, exclude_none=True, mode="json")
     assert sent["apiVersion"] == TRIAL_SPEC_VERSION
     for name in CONVERTED:
-        api_value = getattr(planned.spec, name)  # the job's spec with this trial's sweep values applied
+        api_value = getattr(planned.spec_of(spec), name)  # the job's spec with this trial's sweep values applied
         if isinstance(api_value, BaseModel):
             exclude = {p[1]: {p[2]} for p in NOT_SENT if p[0] == name}
             expected = api_value.model_dump(by_alias=True, exclude_none=True, mode="json", exclude=exclude or None)

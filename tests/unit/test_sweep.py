@@ -37,9 +37,10 @@ def test_grid_plans_every_combination_with_stable_names() -> None:
     trials = plan("sweep", spec(**PAPER_GRID))
     assert len(trials) == 20
     assert [t.name for t in trials[:3]] == ["sweep-t00", "sweep-t01", "sweep-t02"]
-    combos = {(t.spec.training.learning_rate, t.spec.training.optimizer, t.spec.lora.rank) for t in trials}
+    specs = [t.spec_of(spec(**PAPER_GRID)) for t in trials]
+    combos = {(s.training.learning_rate, s.training.optimizer, s.lora.rank) for s in specs}
     assert len(combos) == 20
-    assert all(isinstance(t.spec.lora.rank, int) for t in trials)
+    assert all(isinstance(s.lora.rank, int) for s in specs)
 
 
 def test_same_spec_gives_the_same_plan() -> None:

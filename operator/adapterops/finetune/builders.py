@@ -59,7 +59,7 @@ def trial_spec(owner: dict[str, Any], trial: PlannedTrial, spec: FineTuneJobSpec
     the contract, so a FineTuneJob field the contract lacks is an error here (and in the unit tests), never
     a setting dropped on the way to the trainer."""
     meta = owner["metadata"]
-    s = trial.spec
+    s = trial.spec_of(spec)
     return TrialSpec.model_validate(
         {
             "apiVersion": TRIAL_SPEC_VERSION,

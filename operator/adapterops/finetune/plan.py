@@ -27,10 +27,16 @@ class PlanError(ValueError):
 
 @dataclass(frozen=True)
 class PlannedTrial:
+    """One trial of the plan. Its full spec is derived when its children are built (`spec_of`), not kept:
+    a resting sweep of 20 trials would otherwise hold 20 copies of the job's spec in the operator."""
+
     index: int
     name: str
     parameters: dict[str, Any]
-    spec: FineTuneJobSpec  # the job's spec with this trial's values applied
+
+    def spec_of(self, spec: FineTuneJobSpec) -> FineTuneJobSpec:
+        """The job's spec with this trial's values applied (validated when the plan was made)."""
+        return apply_parameters(spec, self.parameters)
 
 
 def trial_name(job_name: str, index: int) -> str:
@@ -132,10 +138,11 @@ def _check_training(spec: FineTuneJobSpec, parameters: dict[str, Any]) -> None:
 
 def plan(job_name: str, spec: FineTuneJobSpec) -> list[PlannedTrial]:
     """All trials of the sweep, in order; raises PlanError naming the field when it cannot be planned."""
-    return [
-        PlannedTrial(index=i, name=trial_name(job_name, i), parameters=params, spec=apply_parameters(spec, params))
-        for i, params in enumerate(combinations(spec))
-    ]
+    trials = []
+    for i, params in enumerate(combinations(spec)):
+        apply_parameters(spec, params)  # every trial's spec is valid, or the sweep is refused now
+        trials.append(PlannedTrial(index=i, name=trial_name(job_name, i), parameters=params))
+    return trials
 
 
 def to_start(trials: list[PlannedTrial], busy: int, existing: set[str], parallelism: int) -> list[PlannedTrial]:
