@@ -27,10 +27,11 @@ Result = float | None
 
 
 def object_item(kind: Kind, body: dict[str, Any]) -> Item[dict[str, Any]]:
-    """One of our own objects, whole, keyed by namespace and name (list items may lack kind and apiVersion)."""
-    meta = body["metadata"]
+    """One of our own objects, keyed by namespace and name: whole but for the field-manager bookkeeping (list
+    items may lack kind and apiVersion)."""
+    meta = {k: v for k, v in body["metadata"].items() if k != "managedFields"}  # often the largest part
     key = (meta["namespace"], meta["name"])
-    return Item(meta["uid"], key, key, {**body, "apiVersion": kind.api_version, "kind": kind.kind})
+    return Item(meta["uid"], key, key, {**body, "metadata": meta, "apiVersion": kind.api_version, "kind": kind.kind})
 
 
 @dataclass
