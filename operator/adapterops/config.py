@@ -77,7 +77,11 @@ class Config(BaseSettings):
     bind_address: str = Field(default="0.0.0.0", description="Address of the health and metrics servers.")
     health_port: int = Field(default=8080, description="/healthz (liveness) and /readyz.")
     metrics_port: int = Field(default=9090, description="Prometheus metrics (/metrics).")
-    reconcile_seconds: float = Field(default=30.0, gt=0, description="Periodic resync of every object.")
+    reconcile_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="Periodic look at every object besides the events (a safety net; refused objects: 30 s).",
+    )
     status_write_seconds: float = Field(
         default=5.0, ge=0, description="Minor status changes of one object are written at most this often."
     )

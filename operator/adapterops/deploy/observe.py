@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import Pod
+from lightkube.resources.core_v1 import Pod, Service
 
 from adapterops.deploy.builders import LABEL_MD, LABEL_MD_UID, LABEL_REVISION
 from adapterops.runtime.informer import Item
@@ -56,3 +56,12 @@ def pod_item(pod: Pod) -> Item[ServingPod] | None:
         ready=ready and meta.deletionTimestamp is None,
     )
     return Item(meta.uid, labels[LABEL_MD_UID], (meta.namespace, labels[LABEL_MD]), serving)
+
+
+def service_item(service: Service) -> Item[str] | None:
+    """A revision's or the stable Service: only that it exists matters (it is re-applied when it goes)."""
+    meta = service.metadata
+    labels = (meta.labels if meta else None) or {}
+    if meta is None or meta.uid is None or meta.name is None or meta.namespace is None or LABEL_MD_UID not in labels:
+        return None
+    return Item(meta.uid, labels[LABEL_MD_UID], (meta.namespace, labels[LABEL_MD]), meta.name)

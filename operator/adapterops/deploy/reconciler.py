@@ -12,34 +12,27 @@ Rules the rollout keeps (the canary's own are in `canary.py`):
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import json
 import logging
-import tempfile
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import ConfigMap, Pod, Secret, Service
+from lightkube.resources.core_v1 import Pod, Service
 from pydantic import ValidationError
 
-from adapterops.analysis.providers.judge import PairedJudge, parse_prompts
 from adapterops.analysis.run import analyse
-from adapterops.api.common import SecretKeyRef, is_true
 from adapterops.api.kinds import FINETUNEJOB, HTTPROUTE, MODELDEPLOYMENT
 from adapterops.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus, RevisionStatus
 from adapterops.deploy import builders, canary
 from adapterops.deploy.acceptance import accept, resolve_adapters
+from adapterops.deploy.judging import CanaryJudges
 from adapterops.deploy.metrics import record_metrics
-from adapterops.deploy.observe import RevisionDeployment, deployment_item, pod_item
+from adapterops.deploy.observe import RevisionDeployment, deployment_item, pod_item, service_item
 from adapterops.deploy.status import RolloutState, history_entry, refused_status, revision_status, rolled_back
 from adapterops.runtime import failures
-from adapterops.runtime.acceptance import Refusal, announce
+from adapterops.runtime.acceptance import REFUSED_RETRY_SECONDS, Refusal, announce
+from adapterops.runtime.applied import AppliedCache
 from adapterops.runtime.client import KindNotServed
-from adapterops.runtime.clock import now
 from adapterops.runtime.conditions import set_condition
 from adapterops.runtime.context import Context, Result
 from adapterops.runtime.failures import ChildError, Reported
@@ -72,18 +65,17 @@ class ModelDeploymentReconciler:
         self.finetunejobs = informers.of(FINETUNEJOB)
         self.revisions = informers.get("serving-deployments", Deployment, deployment_item, labels=SELECTOR)
         self.pods = informers.get("serving-pods", Pod, pod_item, labels=SELECTOR)
-        for informer in (self.deployments, self.revisions, self.pods):
+        self.services = informers.get("serving-services", Service, service_item, labels=SELECTOR)
+        for informer in (self.deployments, self.revisions, self.pods, self.services):
             informer.subscribe(ctx.queue.add)
         self.finetunejobs.subscribe(self._champion_changed)
-        # The canary's paired judge, per ModelDeployment: (canary revision, judge); dropped with the canary.
-        self.judges: dict[Key, tuple[str, PairedJudge]] = {}
-        # Pairs recorded in the evidence ConfigMap, and when, per ModelDeployment (dropped with the judge).
-        self.saved: dict[Key, tuple[int, datetime]] = {}
+        # The canary's paired judge, per ModelDeployment; dropped with the canary.
+        self.judges = CanaryJudges(ctx.client, self._apply)
+        self.applied = AppliedCache()
         self.http = httpx.AsyncClient()
 
     async def close(self) -> None:
-        for _, judge in self.judges.values():
-            judge.stop()
+        self.judges.close()
         await self.http.aclose()
 
     def _champion_changed(self, key: Key) -> None:
@@ -98,7 +90,8 @@ class ModelDeploymentReconciler:
                 self.ctx.queue.add(item.key)
 
     def forget(self, key: Key) -> None:
-        self._drop_judge(key)
+        self.judges.drop(key)
+        self.applied.forget(key)
         self.ctx.status.forget(key)
         forget("ModelDeployment", *key)
 
@@ -130,17 +123,18 @@ class ModelDeploymentReconciler:
         try:
             spec = accept(body.get("spec") or {}, self.ctx.config)
         except Refusal as refusal:
-            self._drop_judge(key)
+            self.judges.drop(key)
             new = refused_status(old, refusal, generation)
             if await self.ctx.status.write(body, dump(new)):
                 await announce(self.ctx.events, body, old.conditions, new.conditions)
-            return self.ctx.config.reconcile_seconds
+            return REFUSED_RETRY_SECONDS
         adapters, waiting = resolve_adapters(spec, lambda ftj: self._finetunejob_status(namespace, ftj))
         desired = builders.revision_of(spec, adapters, self.ctx.config) if adapters is not None else None
         s = RolloutState(name, namespace, old, generation)
         s.conditions = set_condition(s.conditions, "Accepted", True, "Accepted", "spec accepted", generation)
         try:
-            await self._apply(builders.stable_service(body))
+            stable_service = builders.stable_service(body)
+            await self._apply(stable_service, self._exists(meta["uid"], "Service", stable_service["metadata"]["name"]))
             if old.stable is None:
                 await self._first_revision(body, spec, s, desired, adapters, waiting)
             else:
@@ -167,7 +161,7 @@ class ModelDeploymentReconciler:
             if "RolledBack" in reasons:
                 ROLLBACKS.labels(namespace, name).inc()
         record_metrics(namespace, name, spec, new)
-        if new.canary is not None or not is_true(new.conditions, "Ready"):
+        if new.canary is not None:  # the analysis needs looks in time; anything else comes as an event
             return POLL_SECONDS
         return self.ctx.config.reconcile_seconds
 
@@ -175,12 +169,27 @@ class ModelDeploymentReconciler:
         self, body: dict[str, Any], spec: ModelDeploymentSpec, revision: str, adapters: dict[str, str], replicas: int
     ) -> None:
         config = self.ctx.config
-        await self._apply(builders.revision_deployment(body, spec, adapters, revision, replicas, config))
-        await self._apply(builders.revision_service(body, revision))
+        uid = body["metadata"]["uid"]
+        for manifest in (
+            builders.revision_deployment(body, spec, adapters, revision, replicas, config),
+            builders.revision_service(body, revision),
+        ):
+            await self._apply(manifest, self._exists(uid, manifest["kind"], manifest["metadata"]["name"]))
 
-    async def _apply(self, manifest: dict[str, Any]) -> None:
+    async def _apply(self, manifest: dict[str, Any], exists: bool = False) -> None:
+        """Server-side apply; skipped when this exact manifest was applied recently and the child still exists."""
+        meta = manifest["metadata"]
+        owner = (meta["namespace"], meta["ownerReferences"][0]["name"])
+        if exists and self.applied.unchanged(owner, manifest):
+            return
         with failures.manifest_writing("apply", manifest):
             await self.ctx.client.apply(manifest)
+        self.applied.remember(owner, manifest)
+
+    def _exists(self, uid: str, kind: str, name: str) -> bool:
+        if kind == "Deployment":
+            return any(d.name == name for d in self.revisions.data(uid))
+        return name in self.services.data(uid)
 
     async def _first_revision(
         self,
@@ -230,7 +239,7 @@ class ModelDeploymentReconciler:
         old_canary = s.old.canary
         if desired is None or desired == stable.revision:
             if old_canary is not None:
-                self._drop_judge(key)
+                self.judges.drop(key)
                 why = waiting if desired is None else "the spec serves the stable revision again"
                 s.record(history_entry(old_canary.revision, old_canary.adapters, "Superseded", why))
                 s.event("CanarySuperseded", f"canary {old_canary.revision} removed: {why}")
@@ -241,12 +250,12 @@ class ModelDeploymentReconciler:
         assert adapters is not None
         rollback = rolled_back(s.history, desired)
         if rollback is not None:
-            self._drop_judge(key)
+            self.judges.drop(key)
             s.rolled_back = rollback
             await self._route(body, spec, s, stable.revision, None, 0)
             return
         if old_canary is not None and old_canary.revision != desired:
-            self._drop_judge(key)
+            self.judges.drop(key)
             why = f"replaced by revision {desired}"
             s.record(history_entry(old_canary.revision, old_canary.adapters, "Superseded", why))
             s.event("CanarySuperseded", f"canary {old_canary.revision} superseded by {desired}")
@@ -285,11 +294,11 @@ class ModelDeploymentReconciler:
         action = canary.action_of(body["metadata"].get("annotations") or {}, desired)
         if action == "abort":  # at any time, ready or not: getting rid of a canary is always safe
             canary.rollback(s, desired, adapters, "aborted by the adapterops.io/abort annotation")
-            self._drop_judge(key)
+            self.judges.drop(key)
             return
         if not c.paused:
             if canary.check_progress(s, spec, analysis, adapters) == "rolled-back":
-                self._drop_judge(key)
+                self.judges.drop(key)
                 return
             if analysis.stuck:
                 return
@@ -301,14 +310,22 @@ class ModelDeploymentReconciler:
         canary.enter_step(s, spec, analysis, weight)
         if action == "promote":  # only a Ready canary: promotion moves every request to it
             canary.promote(s, desired, adapters, [], by="the adapterops.io/promote annotation")
-            self._drop_judge(key)
+            self.judges.drop(key)
             return
         if c.paused:
             canary.pause(s, spec, analysis, weight)
             return
 
         test = f"{desired}@{analysis.started_at.isoformat() if analysis.started_at else ''}"
-        judge = await self._judge(key, uid, spec, s.stable, desired, adapters, test)
+        changed = sorted(n for n, u in adapters.items() if s.stable.adapters.get(n) != u) or sorted(adapters)
+        judge = await self.judges.judge(
+            key,
+            spec,
+            test,
+            self._ready_pod(uid, s.stable.revision),
+            self._ready_pod(uid, desired),
+            changed[0] if changed else None,
+        )
         verdicts = await analyse(
             self.http,
             spec,
@@ -321,93 +338,9 @@ class ModelDeploymentReconciler:
         )
         outcome = canary.judge(s, spec, analysis, verdicts, adapters, weight)
         if outcome in ("promoted", "rolled-back", "step-failed"):
-            self._drop_judge(key)
+            self.judges.drop(key)
         elif judge is not None:
-            await self._save_evidence(body, key, judge)
-
-    # ------------------------------------------------------------------ the paired judge
-
-    async def _judge(
-        self,
-        key: Key,
-        uid: str,
-        spec: ModelDeploymentSpec,
-        stable: RevisionStatus,
-        revision: str,
-        adapters: dict[str, str],
-        test: str,
-    ) -> PairedJudge | None:
-        """This canary test's judge; started over from the recorded evidence after an operator restart."""
-        j = spec.canary.analysis.judge
-        if j is None:
-            return None
-        current = self.judges.get(key)
-        if current is None or current[0] != test:
-            self._drop_judge(key)
-            try:
-                prompts = parse_prompts(await self._read_dataset(key[0], j.dataset))
-                api_key = await self._secret(key[0], j.judge.api_key_secret_ref) if j.judge.api_key_secret_ref else None
-            except (LookupError, OSError, ValueError) as exc:  # the judge metric is inconclusive and says why
-                return PairedJudge([], j, None, 0, problem=f"cannot start paired judging: {exc}")
-            pairs = await self._recorded_evidence(key, test)
-            current = self.judges[key] = (test, PairedJudge(prompts, j, api_key, j.samples, pairs=pairs))
-            self.saved[key] = (len(pairs), now())
-        judge = current[1]
-        stable_url, canary_url = self._ready_pod(uid, stable.revision), self._ready_pod(uid, revision)
-        changed = sorted(n for n, u in adapters.items() if stable.adapters.get(n) != u) or sorted(adapters)
-        if stable_url and canary_url and changed:
-            judge.start(stable_url, canary_url, changed[0])
-        return judge
-
-    def _drop_judge(self, key: Key) -> None:
-        found = self.judges.pop(key, None)
-        self.saved.pop(key, None)
-        if found is not None:
-            found[1].stop()
-
-    async def _recorded_evidence(self, key: Key, test: str) -> list[tuple[float | None, float | None]]:
-        """Pairs judged for this very test before a restart (a new canary or a retried step starts afresh)."""
-        namespace, name = key
-        cm = await self.ctx.client.get(ConfigMap, namespace, builders.judge_evidence_name(name))
-        data = (cm or {}).get("data") or {}
-        if data.get("test") != test:
-            return []
-        try:
-            return [(a, b) for a, b in json.loads(data.get("pairs.json") or "[]")]
-        except (ValueError, TypeError):
-            log.warning("%s/%s: unreadable judge evidence; judging from the start", namespace, name)
-            return []
-
-    async def _save_evidence(self, body: dict[str, Any], key: Key, judge: PairedJudge) -> None:
-        """Record new pairs, at most every EVIDENCE_SAVE_SECONDS (a restart loses at most that much)."""
-        saved, at = self.saved.get(key, (0, datetime.min.replace(tzinfo=UTC)))
-        pairs = list(judge.pairs)
-        if len(pairs) <= saved or (now() - at).total_seconds() < EVIDENCE_SAVE_SECONDS:
-            return
-        test = self.judges[key][0]
-        await self._apply(builders.judge_evidence(body, test, pairs))
-        self.saved[key] = (len(pairs), now())
-
-    async def _read_dataset(self, namespace: str, uri: str) -> str:
-        if uri.startswith("configmap://"):
-            name, _, item = uri.removeprefix("configmap://").partition("/")
-            cm = await self.ctx.client.get(ConfigMap, namespace, name)
-            if cm is None or item not in (cm.get("data") or {}):
-                raise LookupError(f"ConfigMap {namespace}/{name} has no key {item!r}")
-            return str(cm["data"][item])
-        from adapterops_common import storage as uris
-
-        def read() -> str:
-            with tempfile.TemporaryDirectory() as tmp:
-                return uris.fetch_file(uri, Path(tmp)).read_text()
-
-        return await asyncio.to_thread(read)
-
-    async def _secret(self, namespace: str, ref: SecretKeyRef) -> str:
-        secret = await self.ctx.client.get(Secret, namespace, ref.name)
-        if secret is None or ref.key not in (secret.get("data") or {}):
-            raise LookupError(f"Secret {namespace}/{ref.name} has no key {ref.key!r}")
-        return base64.b64decode(secret["data"][ref.key]).decode().strip()
+            await self.judges.save(body, key, judge)
 
     # ------------------------------------------------------------------ traffic and cleanup
 

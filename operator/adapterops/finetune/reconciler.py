@@ -24,7 +24,7 @@ from adapterops.finetune.observe import TERMINAL, TrialPod, engine_item, job_ite
 from adapterops.finetune.plan import PlannedTrial, to_start
 from adapterops.finetune.status import refused_status, sweep_status
 from adapterops.runtime import failures
-from adapterops.runtime.acceptance import Refusal, announce
+from adapterops.runtime.acceptance import REFUSED_RETRY_SECONDS, Refusal, announce
 from adapterops.runtime.client import KindNotServed, resource_of
 from adapterops.runtime.context import Context, Result
 from adapterops.runtime.failures import ChildError, Reported
@@ -89,7 +89,7 @@ class FineTuneJobReconciler:
             new = refused_status(old, refusal, generation)
             if await self.ctx.status.write(body, dump(new)):
                 await announce(self.ctx.events, body, old.conditions, new.conditions)
-            return self.ctx.config.reconcile_seconds
+            return REFUSED_RETRY_SECONDS
         spec = accepted.spec
         runs = {r.name: r for r in self.trial_jobs.data(uid)}
         runs |= {r.name: r for engine_informer in self.engines.values() for r in engine_informer.data(uid)}

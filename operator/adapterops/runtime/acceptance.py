@@ -16,6 +16,9 @@ from adapterops.runtime.events import EventRecorder
 
 M = TypeVar("M", bound=BaseModel)
 
+# A refused object is looked at again this often (the missing piece, e.g. a Kueue queue, may appear).
+REFUSED_RETRY_SECONDS = 30.0
+
 
 class Refusal(Exception):
     def __init__(self, reason: str, message: str) -> None:

@@ -547,7 +547,7 @@ class World:
         patched = patch_clock(monkeypatch, self.clock)
         assert {"adapterops.deploy.canary", "adapterops.deploy.status", "adapterops.runtime.clock"} <= set(patched)
         monkeypatch.setattr("adapterops.deploy.reconciler.analyse", self.analysis)
-        monkeypatch.setattr("adapterops.deploy.reconciler.PairedJudge", self._new_judge)
+        monkeypatch.setattr("adapterops.deploy.judging.PairedJudge", self._new_judge)
         # Its HTTP client only serves the (fake) analysis and judge; a real one costs a TLS context each.
         monkeypatch.setattr("adapterops.deploy.reconciler.httpx", SimpleNamespace(AsyncClient=UnusedHttp))
         self.queue = RecordingQueue()
@@ -564,6 +564,10 @@ class World:
         ctx = Context(self.client, self.config, self.queue, status, EventRecorder(self.client), informers)
         self._seen: dict[str, dict[str, dict[str, Any]]] = {}  # informer name -> uid -> object last fed
         return ModelDeploymentReconciler(ctx)
+
+    def queue_subscribed_to_pods(self) -> bool:
+        """The serving pods' informer wakes this reconciler's queue (readiness needs no polling)."""
+        return self.queue.add in self.reconciler.pods.subscribers
 
     async def restart(self) -> None:
         """The operator process restarts: new reconciler, informers, queue and status writer; same API."""

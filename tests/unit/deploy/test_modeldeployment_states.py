@@ -27,6 +27,7 @@ from prometheus_client import REGISTRY
 
 from adapterops.analysis.verdict import Verdict
 from adapterops.deploy.reconciler import POLL_SECONDS
+from adapterops.runtime.acceptance import REFUSED_RETRY_SECONDS
 from adapterops.runtime.failures import Reported
 
 V1, V2, V3 = (f"pvc://work/adapters/{v}" for v in ("v1", "v2", "v3"))
@@ -75,7 +76,8 @@ async def test_the_first_revision_is_applied_and_ready_once_its_pods_are(world: 
     assert [(h.revision, h.outcome) for h in first.status.history] == [(revision, "Initial")]
     assert first.stable.adapters == {"commerce": V1} and first.stable.weight == 100
     assert first.reasons() == ["Accepted", "RevisionCreated"]
-    assert first.result == POLL_SECONDS  # not ready yet: looked at again soon
+    # Not ready yet: the pods' readiness comes as an informer event, no polling needed.
+    assert first.result == CONFIG.reconcile_seconds and world.queue_subscribed_to_pods()
 
     world.run_pods(revision, ready=1)
     half = await world.reconcile()
@@ -230,6 +232,19 @@ async def test_the_last_step_passing_promotes_the_canary_and_deletes_the_old_rev
     steady = await world.reconcile()
     assert steady.condition("Ready").status == "True" and steady.events == []
     assert steady.result == CONFIG.reconcile_seconds
+
+
+async def test_at_rest_unchanged_children_are_not_applied_again_and_a_deleted_one_comes_back(world: World) -> None:
+    revision = await serving(world)
+    resting = await world.reconcile()
+    assert [c for c in resting.calls if c.verb == "apply"] == []  # nothing changed: no request
+    world.client.remove(SERVICE, NAME)  # someone deletes the endpoint Service
+    restored = await world.reconcile()
+    assert {(c.kind, c.name) for c in restored.calls if c.verb == "apply"} == {(SERVICE, NAME)}
+    assert world.client.get_object(SERVICE, NAME) is not None
+    world.client.remove(DEPLOYMENT, f"{NAME}-{revision}")
+    again = await world.reconcile()
+    assert (DEPLOYMENT, f"{NAME}-{revision}") in {(c.kind, c.name) for c in again.calls if c.verb == "apply"}
 
 
 async def test_without_auto_promote_a_canary_that_passed_waits_for_the_promote_annotation(world: World) -> None:
@@ -487,7 +502,7 @@ async def test_a_refused_spec_keeps_the_stable_revision_serving(world: World) ->
     assert refused.status.observed_generation == world.body()["metadata"]["generation"]
     assert [(e.reason, e.type) for e in refused.events] == [("UnknownGpuClass", "Warning")]
     assert {(c.verb, c.kind) for c in refused.calls} == {("patch_merge", MD), ("create", EVENT)}
-    assert world.deployments() == {stable: 2} and refused.result == CONFIG.reconcile_seconds
+    assert world.deployments() == {stable: 2} and refused.result == REFUSED_RETRY_SECONDS
 
     again = await world.reconcile()
     assert again.events == [] and not again.wrote_status
