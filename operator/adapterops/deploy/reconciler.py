@@ -12,28 +12,27 @@ Rules the rollout keeps (the canary's own are in `canary.py`):
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import logging
-import tempfile
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 import httpx
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import ConfigMap, Pod, Secret, Service
+from lightkube.resources.core_v1 import Pod, Service
 from pydantic import ValidationError
 
 from adapterops.analysis.providers.judge import PairedJudge, parse_prompts
 from adapterops.analysis.run import analyse
-from adapterops.api.common import SecretKeyRef, is_true
+from adapterops.api.common import LocalObjectReference, SecretKeyRef, is_true
 from adapterops.api.kinds import FINETUNEJOB, HTTPROUTE, MODELDEPLOYMENT
 from adapterops.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus, RevisionStatus
 from adapterops.deploy import builders, canary
 from adapterops.deploy.acceptance import accept, resolve_adapters
+from adapterops.deploy.dataset import DatasetError, read_dataset, secret_value
 from adapterops.deploy.metrics import record_metrics
 from adapterops.deploy.observe import RevisionDeployment, deployment_item, pod_item
 from adapterops.deploy.status import RolloutState, history_entry, refused_status, revision_status, rolled_back
+from adapterops.runtime import clock
 from adapterops.runtime.acceptance import Refusal, announce
 from adapterops.runtime.client import KindNotServed
 from adapterops.runtime.conditions import set_condition
@@ -71,6 +70,9 @@ class ModelDeploymentReconciler:
         self.finetunejobs.subscribe(self._champion_changed)
         # The canary's paired judge, per ModelDeployment: (canary revision, judge); dropped with the canary.
         self.judges: dict[Key, tuple[str, PairedJudge]] = {}
+        # Why paired judging could not start, per ModelDeployment: (canary revision, problem, when); the
+        # dataset is read again after reconcile_seconds, and a Warning Event posted when the problem changes.
+        self.judge_failures: dict[Key, tuple[str, str, datetime]] = {}
         self.http = httpx.AsyncClient()
 
     async def close(self) -> None:
@@ -91,6 +93,7 @@ class ModelDeploymentReconciler:
 
     def forget(self, key: Key) -> None:
         self._drop_judge(key)
+        self.judge_failures.pop(key, None)
         self.ctx.status.forget(key)
         forget("ModelDeployment", *key)
 
@@ -280,7 +283,7 @@ class ModelDeploymentReconciler:
         if c.paused:
             s.suspend("Paused", f"spec.canary.paused: holding canary {desired} at step {analysis.step + 1} ({weight}%)")
             return
-        judge = await self._judge(key, uid, spec, s.stable, desired, adapters)
+        judge = await self._judge(body, spec, s.stable, desired, adapters)
         verdicts = await analyse(
             self.http,
             spec,
@@ -299,8 +302,7 @@ class ModelDeploymentReconciler:
 
     async def _judge(
         self,
-        key: Key,
-        uid: str,
+        body: dict[str, Any],
         spec: ModelDeploymentSpec,
         stable: RevisionStatus,
         revision: str,
@@ -309,14 +311,29 @@ class ModelDeploymentReconciler:
         j = spec.canary.analysis.judge
         if j is None:
             return None
+        meta = body["metadata"]
+        key, uid = (meta["namespace"], meta["name"]), meta["uid"]
         current = self.judges.get(key)
         if current is None or current[0] != revision:
             self._drop_judge(key)
+            failed = self.judge_failures.get(key)
+            if failed is not None and failed[0] != revision:
+                failed = None
+            if failed is not None and (clock.now() - failed[2]).total_seconds() < self.ctx.config.reconcile_seconds:
+                return PairedJudge([], j, None, 0, problem=failed[1])
             try:
-                prompts = parse_prompts(await self._read_dataset(key[0], j.dataset))
-                api_key = await self._secret(key[0], j.judge.api_key_secret_ref) if j.judge.api_key_secret_ref else None
-            except (LookupError, OSError, ValueError) as exc:  # the judge metric is inconclusive and says why
-                return PairedJudge([], j, None, 0, problem=f"cannot start paired judging: {exc}")
+                text = await self._read_dataset(key[0], j.dataset, spec.storage_secret_ref)
+                prompts = parse_prompts(text)
+                del text  # up to judge_dataset_max_bytes: not kept beside the parsed prompts
+                ref = j.judge.api_key_secret_ref
+                api_key = await self._secret(key[0], ref) if ref else None
+            except (DatasetError, ValueError) as exc:  # the judge metric is inconclusive and says why
+                problem = f"cannot start paired judging: {exc}"
+                if failed is None or failed[1] != problem:
+                    await self.ctx.events.emit(body, "PairedJudgingNotStarted", problem, "Warning")
+                self.judge_failures[key] = (revision, problem, clock.now())
+                return PairedJudge([], j, None, 0, problem=problem)
+            self.judge_failures.pop(key, None)
             current = self.judges[key] = (revision, PairedJudge(prompts, j, api_key, j.samples))
         judge = current[1]
         stable_url, canary_url = self._ready_pod(uid, stable.revision), self._ready_pod(uid, revision)
@@ -330,26 +347,13 @@ class ModelDeploymentReconciler:
         if found is not None:
             found[1].stop()
 
-    async def _read_dataset(self, namespace: str, uri: str) -> str:
-        if uri.startswith("configmap://"):
-            name, _, item = uri.removeprefix("configmap://").partition("/")
-            cm = await self.ctx.client.get(ConfigMap, namespace, name)
-            if cm is None or item not in (cm.get("data") or {}):
-                raise LookupError(f"ConfigMap {namespace}/{name} has no key {item!r}")
-            return str(cm["data"][item])
-        from adapterops_common import storage as uris
-
-        def read() -> str:
-            with tempfile.TemporaryDirectory() as tmp:
-                return uris.fetch_file(uri, Path(tmp)).read_text()
-
-        return await asyncio.to_thread(read)
+    async def _read_dataset(self, namespace: str, uri: str, storage_secret: LocalObjectReference | None) -> str:
+        """The prompts' text: a ConfigMap's key, or an s3:// object read with the ModelDeployment's own
+        credentials, capped (deploy.dataset); DatasetError says what is wrong."""
+        return await read_dataset(self.ctx.client, self.ctx.config, namespace, uri, storage_secret)
 
     async def _secret(self, namespace: str, ref: SecretKeyRef) -> str:
-        secret = await self.ctx.client.get(Secret, namespace, ref.name)
-        if secret is None or ref.key not in (secret.get("data") or {}):
-            raise LookupError(f"Secret {namespace}/{ref.name} has no key {ref.key!r}")
-        return base64.b64decode(secret["data"][ref.key]).decode().strip()
+        return await secret_value(self.ctx.client, namespace, ref, "spec.canary.analysis.judge.judge.apiKeySecretRef")
 
     # ------------------------------------------------------------------ traffic and cleanup
 
