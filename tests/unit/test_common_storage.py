@@ -188,3 +188,5 @@ def test_explicit_credentials_are_used_never_the_process_environment(
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")  # a dead endpoint in the environment
     right = storage.s3_client_with(own_credentials(s3))
     assert storage.read_bounded(right, "s3://models/prompts/q.jsonl", 1024) == b"{}\n"
+    # Path-style: the bucket name never becomes part of the host the request goes to.
+    assert right.meta.config.s3 == {"addressing_style": "path"}

@@ -3,9 +3,10 @@ ModelDeployment's namespace, or `s3://bucket/key` with the ModelDeployment's own
 
 An s3:// read never uses the operator's identity: the keys come from the Secret named by
 spec.storageSecretRef (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, optional AWS_SESSION_TOKEN, AWS_REGION or
-AWS_DEFAULT_REGION, AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, ADAPTEROPS_S3_ADDRESSING_STYLE: what the
-adapter fetcher gets), an endpoint in it must be one the cluster admin allowed, and the object is streamed
-with a size cap (ADAPTEROPS_JUDGE_DATASET_MAX_BYTES), so a large object cannot exhaust the operator's memory.
+AWS_DEFAULT_REGION, AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL: what the adapter fetcher gets), an endpoint in
+it must be one the cluster admin allowed (and is addressed path-style, so the host stays that one), and
+the object is streamed with a size cap (ADAPTEROPS_JUDGE_DATASET_MAX_BYTES), so a large object cannot
+exhaust the operator's memory.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from adapterops_common import storage
 
 FIELD = "spec.canary.analysis.judge.dataset"
 SECRET_FIELD = "spec.storageSecretRef"
-ADDRESSING_STYLES = ("auto", "path", "virtual")
 
 
 class DatasetError(Exception):
@@ -86,19 +86,12 @@ async def s3_credentials(
         problem = config.s3_endpoint_problem(endpoint)
         if problem is not None:
             raise DatasetError(f"{SECRET_FIELD}: Secret {namespace}/{ref.name} key {endpoint_key}: {problem}")
-    style = values.get("ADAPTEROPS_S3_ADDRESSING_STYLE") or None
-    if style is not None and style not in ADDRESSING_STYLES:
-        raise DatasetError(
-            f"{SECRET_FIELD}: Secret {namespace}/{ref.name} key ADAPTEROPS_S3_ADDRESSING_STYLE: {style!r}; "
-            f"use one of {', '.join(ADDRESSING_STYLES)}"
-        )
     return storage.S3Credentials(
         access_key_id=values["AWS_ACCESS_KEY_ID"],
         secret_access_key=values["AWS_SECRET_ACCESS_KEY"],
         session_token=values.get("AWS_SESSION_TOKEN") or None,
         region=values.get("AWS_REGION") or values.get("AWS_DEFAULT_REGION") or None,
         endpoint_url=endpoint,
-        addressing_style=style,
     )
 
 

@@ -108,16 +108,17 @@ class S3Credentials:
     session_token: str | None = field(default=None, repr=False)
     region: str | None = None
     endpoint_url: str | None = None  # None: AWS S3 itself
-    addressing_style: str | None = None
 
 
 def s3_client_with(creds: S3Credentials, connect_timeout: float = 5.0, read_timeout: float = 30.0) -> S3Client:
     """A client with exactly `creds`: explicit keys (so no environment, profile, instance role or web
-    identity of this process is consulted) and the given endpoint (configured ones are ignored)."""
+    identity of this process is consulted) and the given endpoint (configured ones are ignored). A custom
+    endpoint is addressed path-style: the host stays the endpoint's (virtual-hosted style would put the
+    bucket name in front of it)."""
     import boto3
     from botocore.config import Config
 
-    style = creds.addressing_style or ("path" if creds.endpoint_url else "auto")
+    style = "path" if creds.endpoint_url else "auto"
     session = boto3.session.Session(
         aws_access_key_id=creds.access_key_id,
         aws_secret_access_key=creds.secret_access_key,
