@@ -7,6 +7,7 @@ the only place they are documented (docs and the chart's values.yaml point here)
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,7 +17,10 @@ from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from adapterops.api.common import Toleration
+from adapterops.egress import ANY, Allowlist, check, parse_allowlist
 from adapterops.runtime.acceptance import Refusal
+
+log = logging.getLogger(__name__)
 
 
 class GpuClass(BaseModel):
@@ -71,6 +75,33 @@ class Config(BaseSettings):
     prometheus_url: str = Field(
         default="http://prometheus-operated.monitoring:9090", description="Prometheus for canary metrics."
     )
+    # What a tenant may make AdapterOps call (adapterops.egress): URL prefixes, comma-separated, compared
+    # parsed (scheme, host, port, then whole path segments); `*` allows any http(s) URL.
+    allowed_prometheus_urls: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description=(
+            "URL prefixes spec.canary.analysis.latency.prometheusUrl may name (the operator queries it); "
+            "prometheus_url itself is always allowed. Empty: no override."
+        ),
+    )
+    allowed_judge_endpoints: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description=(
+            "URL prefixes a judge endpoint may name (FineTuneJob spec.evaluation.judge.endpoint: trial pods call "
+            "it; ModelDeployment spec.canary.analysis.judge.judge.endpoint: the operator calls it). "
+            "Empty: no judge may be used."
+        ),
+    )
+    allowed_s3_endpoints: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description=(
+            "S3 endpoints (AWS_ENDPOINT_URL[_S3] in a ModelDeployment's storageSecretRef) the operator may read "
+            "s3:// judge datasets from. Without an endpoint in the Secret, AWS S3 itself is used."
+        ),
+    )
+    judge_dataset_max_bytes: int = Field(
+        default=16 << 20, ge=1, description="Largest s3:// judge dataset the operator reads (it holds it in memory)."
+    )
     pod_labels: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, description="JSON object of labels added to every pod AdapterOps creates."
     )
@@ -104,12 +135,56 @@ class Config(BaseSettings):
             raise Refusal("UnknownGpuClass", f"{field}: unknown GPU class {name!r}; this cluster has: {known}")
         return found
 
+    def check_prometheus_url(self, url: str, field: str) -> None:
+        """A Refusal unless the operator may query `url` (the spec field `field`) for canary metrics."""
+        if url == self.prometheus_url:
+            return
+        allowed = Allowlist(self.allowed_prometheus_urls)
+        problem = check(url, allowed)
+        if problem is not None:
+            known = ", ".join([self.prometheus_url, *allowed.entries]) if not allowed.allows_any else "any"
+            raise Refusal(
+                "PrometheusUrlNotAllowed",
+                f"{field}: {url!r} {problem}; this cluster allows Prometheus under: {known} "
+                "(set by the cluster admin: ADAPTEROPS_ALLOWED_PROMETHEUS_URLS); omit the field to use the "
+                "cluster's Prometheus",
+            )
+
+    def check_judge_endpoint(self, url: str, field: str) -> None:
+        """A Refusal unless a judge at `url` (the spec field `field`) may be called."""
+        allowed = Allowlist(self.allowed_judge_endpoints)
+        problem = check(url, allowed)
+        if problem is not None:
+            raise Refusal(
+                "JudgeEndpointNotAllowed",
+                f"{field}: {url!r} {problem}; this cluster allows judge endpoints under: {allowed.describe()} "
+                "(set by the cluster admin: ADAPTEROPS_ALLOWED_JUDGE_ENDPOINTS)",
+            )
+
+    def s3_endpoint_problem(self, url: str) -> str | None:
+        """None when the operator may read from the S3 endpoint `url`; otherwise why not, with what is allowed."""
+        allowed = Allowlist(self.allowed_s3_endpoints)
+        problem = check(url, allowed)
+        if problem is None:
+            return None
+        return (
+            f"{url!r} {problem}; this cluster allows S3 endpoints under: {allowed.describe()} "
+            "(set by the cluster admin: ADAPTEROPS_ALLOWED_S3_ENDPOINTS; without an endpoint, AWS S3 is used)"
+        )
+
     @field_validator("namespaces", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(n.strip() for n in value.split(",") if n.strip())
         return value
+
+    @field_validator("allowed_prometheus_urls", "allowed_judge_endpoints", "allowed_s3_endpoints", mode="before")
+    @classmethod
+    def _url_prefixes(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = tuple(n.strip() for n in value.split(",") if n.strip())
+        return parse_allowlist(tuple(value)) if isinstance(value, tuple | list) else value
 
     @field_validator("pod_labels", mode="before")
     @classmethod
@@ -125,6 +200,17 @@ class Config(BaseSettings):
     def _load_gpu_classes(self) -> Config:
         if not self.gpu_classes:
             object.__setattr__(self, "gpu_classes", load_gpu_classes(self.gpu_classes_file))
+        return self
+
+    @model_validator(mode="after")
+    def _warn_allow_any(self) -> Config:
+        for name in ("allowed_prometheus_urls", "allowed_judge_endpoints", "allowed_s3_endpoints"):
+            if ANY in getattr(self, name):
+                log.warning(
+                    "ADAPTEROPS_%s allows any URL: tenants can make AdapterOps call any address it can reach "
+                    "(fine on a single-tenant cluster only)",
+                    name.upper(),
+                )
         return self
 
     @classmethod

@@ -15,6 +15,7 @@ import pytest
 from testworld.cluster import TOOLS, LocalCluster, OperatorProcess
 from testworld.judge import StandInJudge
 from testworld.kubelet import Kubelet
+from testworld.listener import Listener
 from testworld.prometheus import Prometheus
 
 CLUSTER = os.environ.get("ADAPTEROPS_TEST_CLUSTER", "adapterops-test")
@@ -62,8 +63,27 @@ def prometheus(cluster: LocalCluster) -> Iterator[Prometheus]:
 
 
 @pytest.fixture(scope="session")
-def chart(cluster: LocalCluster, prometheus: Prometheus) -> str:
-    cluster.install_chart(namespace=OPERATOR_NAMESPACE, values={**CHART_VALUES, "prometheusUrl": prometheus.url})
+def tenant_endpoint() -> Iterator[Listener]:
+    """An address tenants may reach through the operator only under /allowed (tests/cluster/test_egress.py)."""
+    with Listener() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def chart(cluster: LocalCluster, prometheus: Prometheus, judge: StandInJudge, tenant_endpoint: Listener) -> str:
+    # What the admin lets tenants point AdapterOps at: the test world's judges (the stand-in, and a port
+    # nothing listens on for "judge down"), NVIDIA's hosted API (the examples), and /allowed of the listener.
+    egress = {
+        "allowedPrometheusUrls": [f"{tenant_endpoint.url}/allowed"],
+        "allowedJudgeEndpoints": [
+            judge.url,
+            "http://127.0.0.1:9/v1",
+            "https://integrate.api.nvidia.com/v1",
+            f"{tenant_endpoint.url}/allowed",
+        ],
+    }
+    values = {**CHART_VALUES, "prometheusUrl": prometheus.url, "egress": egress}
+    cluster.install_chart(namespace=OPERATOR_NAMESPACE, values=values)
     return OPERATOR_NAMESPACE
 
 

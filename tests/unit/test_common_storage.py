@@ -3,15 +3,17 @@ and the serving pods' adapter fetcher (`python -m adapterops_common fetch`)."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
 from adapterops_common import storage
 from adapterops_common.cli import main as cli_main
-from testworld.s3 import LocalS3
+from testworld.s3 import ACCESS_KEY, REGION, SECRET_KEY, LocalS3
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +109,84 @@ def test_fetch_refuses_what_is_not_an_adapter(
     assert "missing adapter_config.json, adapter_model.safetensors" in capsys.readouterr().err
     assert cli_main(["fetch", "--uri", "s3://models/none", "--dest", str(tmp_path / "e")]) == 1
     assert cli_main(["fetch", "--adapter", "../x=s3://models/a", "--root", str(tmp_path)]) == 2
+
+
+# --------------------------------------------------------------------------- the operator's bounded read
+
+
+def own_credentials(s3: LocalS3, secret: str = SECRET_KEY) -> storage.S3Credentials:
+    return storage.S3Credentials(ACCESS_KEY, secret, region=REGION, endpoint_url=s3.endpoint)
+
+
+def test_a_bounded_read_returns_an_object_up_to_the_limit_and_refuses_a_larger_one(s3: LocalS3) -> None:
+    data = b'{"prompt": "red shoes"}\n' * 100
+    s3.client().put_object(Bucket="models", Key="prompts/p.jsonl", Body=data)
+    client = storage.s3_client_with(own_credentials(s3))
+    assert storage.read_bounded(client, "s3://models/prompts/p.jsonl", len(data)) == data
+    with pytest.raises(
+        storage.TooLarge, match=f"s3://models/prompts/p.jsonl: dataset larger than {len(data) - 1} bytes"
+    ):
+        storage.read_bounded(client, "s3://models/prompts/p.jsonl", len(data) - 1)
+    with pytest.raises(storage.UriNotFound):
+        storage.read_bounded(client, "s3://models/prompts/missing.jsonl", len(data))
+    with pytest.raises(storage.UriError, match="not an s3:// URI"):
+        storage.read_bounded(client, "/etc/hostname", len(data))
+
+
+class _Counted(io.RawIOBase):
+    """An 8 MiB object body that counts what was read from it."""
+
+    def __init__(self, size: int = 8 << 20) -> None:
+        self.size = size
+        self.served = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self.size - self.served)
+        buffer[:n] = b"x" * n
+        self.served += n
+        return n
+
+
+class _UnannouncedLength:
+    """An S3 client whose object's Content-Length lies (10 bytes): the cap must hold while streaming."""
+
+    def __init__(self) -> None:
+        from botocore.response import StreamingBody
+
+        self.raw = _Counted()
+        self.body = StreamingBody(self.raw, None)
+
+    def get_object(self, Bucket: str, Key: str) -> dict[str, Any]:
+        return {"Body": self.body, "ContentLength": 10}
+
+
+def test_a_bounded_read_stops_streaming_once_past_the_limit() -> None:
+    fake = _UnannouncedLength()
+    with pytest.raises(storage.TooLarge, match="dataset larger than 1048576 bytes"):
+        storage.read_bounded(cast(Any, fake), "s3://b/huge.jsonl", 1 << 20, chunk_bytes=1 << 16)
+    assert fake.raw.served <= (1 << 20) + (1 << 16)  # one chunk past the limit at most
+    assert fake.raw.closed
+
+
+def test_explicit_credentials_are_used_never_the_process_environment(
+    s3: LocalS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator's own environment (its identity) could read the object; the tenant's keys decide."""
+    s3.client().put_object(Bucket="models", Key="prompts/q.jsonl", Body=b"{}\n")
+    for key, value in s3.env().items():
+        monkeypatch.setenv(key, value)  # the environment alone would succeed
+    wrong = storage.s3_client_with(own_credentials(s3, secret="not-the-secret"))
+    with pytest.raises(storage.UriError, match=r"S3 refused the read \(\w+\)$") as caught:
+        storage.read_bounded(wrong, "s3://models/prompts/q.jsonl", 1024)
+    assert "calculated" not in str(caught.value)  # S3's own words ("The request signature we calculated") are not
+    # No endpoint given: AWS S3 itself, not the environment's AWS_ENDPOINT_URL.
+    aws = storage.s3_client_with(storage.S3Credentials(ACCESS_KEY, SECRET_KEY))
+    assert aws.meta.endpoint_url.startswith("https://s3.") and s3.endpoint not in aws.meta.endpoint_url
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")  # a dead endpoint in the environment
+    right = storage.s3_client_with(own_credentials(s3))
+    assert storage.read_bounded(right, "s3://models/prompts/q.jsonl", 1024) == b"{}\n"
+    # Path-style: the bucket name never becomes part of the host the request goes to.
+    assert right.meta.config.s3 == {"addressing_style": "path"}

@@ -60,3 +60,58 @@ def test_pod_labels_must_be_a_json_object(tmp_path: Path) -> None:
         Config.from_env(
             {"ADAPTEROPS_GPU_CLASSES_FILE": str(write_classes(tmp_path, {})), "ADAPTEROPS_POD_LABELS": "a=b"}
         )
+
+
+def test_egress_defaults_allow_nothing_a_tenant_names(tmp_path: Path) -> None:
+    """Outside the chart (no settings), the operator calls no tenant-named URL: fail closed."""
+    config = Config.from_env({"ADAPTEROPS_GPU_CLASSES_FILE": str(write_classes(tmp_path, {}))})
+    assert config.allowed_prometheus_urls == () and config.allowed_judge_endpoints == ()
+    assert config.allowed_s3_endpoints == () and config.judge_dataset_max_bytes == 16 << 20
+
+
+def test_egress_settings_parse_to_canonical_prefixes(tmp_path: Path) -> None:
+    config = Config.from_env(
+        {
+            "ADAPTEROPS_GPU_CLASSES_FILE": str(write_classes(tmp_path, {})),
+            "ADAPTEROPS_ALLOWED_PROMETHEUS_URLS": "http://Thanos.monitoring:9090/, http://prom.team-a:9090",
+            "ADAPTEROPS_ALLOWED_JUDGE_ENDPOINTS": "https://judge.internal:443/v1",
+            "ADAPTEROPS_ALLOWED_S3_ENDPOINTS": "",
+            "ADAPTEROPS_JUDGE_DATASET_MAX_BYTES": "1024",
+        }
+    )
+    assert config.allowed_prometheus_urls == ("http://thanos.monitoring:9090", "http://prom.team-a:9090")
+    assert config.allowed_judge_endpoints == ("https://judge.internal/v1",)
+    assert config.allowed_s3_endpoints == () and config.judge_dataset_max_bytes == 1024
+
+
+def test_a_bad_allowlist_entry_names_the_variable_and_the_entry(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"ADAPTEROPS_ALLOWED_JUDGE_ENDPOINTS entry 'https://a@judge' has userinfo"):
+        Config.from_env(
+            {
+                "ADAPTEROPS_GPU_CLASSES_FILE": str(write_classes(tmp_path, {})),
+                "ADAPTEROPS_ALLOWED_JUDGE_ENDPOINTS": "https://judge.internal/v1,https://a@judge",
+            }
+        )
+
+
+def test_allowing_any_url_warns_at_startup(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    Config.from_env(
+        {"ADAPTEROPS_GPU_CLASSES_FILE": str(write_classes(tmp_path, {})), "ADAPTEROPS_ALLOWED_JUDGE_ENDPOINTS": "*"}
+    )
+    assert "ADAPTEROPS_ALLOWED_JUDGE_ENDPOINTS allows any URL" in caplog.text
+
+
+def test_the_charts_egress_defaults_parse_and_allow_only_nvidias_hosted_judge(tmp_path: Path) -> None:
+    egress = yaml.safe_load(CHART_VALUES.read_text())["egress"]
+    config = Config.from_env(
+        {
+            "ADAPTEROPS_GPU_CLASSES_FILE": str(write_classes(tmp_path, {})),
+            "ADAPTEROPS_ALLOWED_PROMETHEUS_URLS": ",".join(egress["allowedPrometheusUrls"]),
+            "ADAPTEROPS_ALLOWED_JUDGE_ENDPOINTS": ",".join(egress["allowedJudgeEndpoints"]),
+            "ADAPTEROPS_ALLOWED_S3_ENDPOINTS": ",".join(egress["allowedS3Endpoints"]),
+            "ADAPTEROPS_JUDGE_DATASET_MAX_BYTES": str(egress["judgeDatasetMaxBytes"]),
+        }
+    )
+    assert config.allowed_judge_endpoints == ("https://integrate.api.nvidia.com/v1",)
+    assert config.allowed_prometheus_urls == () and config.allowed_s3_endpoints == ()
+    assert config.judge_dataset_max_bytes == 16 << 20

@@ -45,6 +45,19 @@ async def test_an_empty_vector_is_no_data() -> None:
             "something other than an instant vector",
         ),
         (200, json.dumps({"status": "error", "errorType": "bad_data", "error": SECRET}).encode(), "(bad_data)"),
+        # Prometheus' own errorType values are said; any other text in that field is the answer's.
+        (200, json.dumps({"status": "error", "errorType": SECRET, "error": "x"}).encode(), "query failed (error)"),
+        # A label name is the answer's text too: the error's location does not repeat it.
+        (
+            200,
+            json.dumps(
+                {
+                    "status": "success",
+                    "data": {"resultType": "vector", "result": [{"metric": {SECRET: 1}, "value": [1, "2"]}]},
+                }
+            ).encode(),
+            "(data.result.0.metric.*: string_type)",
+        ),
         (200, b"[" * (MAX_RESPONSE_BYTES + 10), "more than"),
     ],
 )

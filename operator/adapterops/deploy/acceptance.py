@@ -1,5 +1,6 @@
 """Whether the operator can serve a ModelDeployment's spec (checks that need its knowledge: GPU
-classes), and which adapter each served name resolves to (a fineTuneJobRef follows its champion)."""
+classes, the URLs the cluster admin lets tenants point it at), and which adapter each served name
+resolves to (a fineTuneJobRef follows its champion)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,12 @@ def accept(spec_doc: dict[str, Any], config: Config) -> ModelDeploymentSpec:
             f"spec.runtime.tensorParallelSize: {tp} GPUs per replica, but {spec.runtime.gpu_type} nodes have "
             f"{gpu.gpus_per_node}; use at most {gpu.gpus_per_node}",
         )
+    # The operator itself calls these, from its own network position: only where the admin allowed.
+    analysis = spec.canary.analysis
+    if analysis.latency is not None and analysis.latency.prometheus_url:
+        config.check_prometheus_url(analysis.latency.prometheus_url, "spec.canary.analysis.latency.prometheusUrl")
+    if analysis.judge is not None:
+        config.check_judge_endpoint(analysis.judge.judge.endpoint, "spec.canary.analysis.judge.judge.endpoint")
     return spec
 
 

@@ -9,24 +9,23 @@ keep its guarantee).
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import json
 import logging
-import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from lightkube.resources.core_v1 import ConfigMap, Secret
+from lightkube.resources.core_v1 import ConfigMap
 
 from adapterops.analysis.providers.judge import PairedJudge, parse_prompts
-from adapterops.api.common import SecretKeyRef
 from adapterops.api.modeldeployment import ModelDeploymentSpec
+from adapterops.config import Config
 from adapterops.deploy import builders
+from adapterops.deploy.dataset import DatasetError, read_dataset, secret_value
+from adapterops.runtime.acceptance import REFUSED_RETRY_SECONDS
 from adapterops.runtime.client import Client
 from adapterops.runtime.clock import now
+from adapterops.runtime.events import EventRecorder
 from adapterops.runtime.workqueue import Key
 
 log = logging.getLogger(__name__)
@@ -36,11 +35,19 @@ Pair = tuple[float | None, float | None]
 
 
 class CanaryJudges:
-    def __init__(self, client: Client, apply: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
-        self.client = client
-        self.apply = apply
+    def __init__(
+        self,
+        client: Client,
+        config: Config,
+        events: EventRecorder,
+        apply: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> None:
+        self.client, self.config, self.events, self.apply = client, config, events, apply
         self.by_key: dict[Key, tuple[str, PairedJudge]] = {}  # (test, judge)
         self.saved: dict[Key, tuple[int, datetime]] = {}  # pairs recorded, and when
+        # Why judging could not start, per ModelDeployment: (test, problem, when). The dataset is read again
+        # after REFUSED_RETRY_SECONDS, and a Warning Event posted when the problem changes.
+        self.failures: dict[Key, tuple[str, str, datetime]] = {}
 
     def __contains__(self, key: Key) -> bool:
         return key in self.by_key
@@ -48,6 +55,11 @@ class CanaryJudges:
     def close(self) -> None:
         for _, judge in self.by_key.values():
             judge.stop()
+
+    def forget(self, key: Key) -> None:
+        """The ModelDeployment is gone: nothing of it stays."""
+        self.drop(key)
+        self.failures.pop(key, None)
 
     def drop(self, key: Key) -> None:
         found = self.by_key.pop(key, None)
@@ -57,7 +69,7 @@ class CanaryJudges:
 
     async def judge(
         self,
-        key: Key,
+        body: dict[str, Any],
         spec: ModelDeploymentSpec,
         test: str,
         stable_url: str | None,
@@ -68,17 +80,30 @@ class CanaryJudges:
         j = spec.canary.analysis.judge
         if j is None:
             return None
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
         current = self.by_key.get(key)
         if current is None or current[0] != test:
             self.drop(key)
-            namespace = key[0]
+            failed = self.failures.get(key)
+            if failed is not None and failed[0] != test:
+                failed = None
+            if failed is not None and (now() - failed[2]).total_seconds() < REFUSED_RETRY_SECONDS:
+                return PairedJudge([], j, None, 0, problem=failed[1])
             try:
-                prompts = parse_prompts(await self._read_dataset(namespace, j.dataset))
-                api_key = (
-                    await self._secret(namespace, j.judge.api_key_secret_ref) if j.judge.api_key_secret_ref else None
-                )
-            except (LookupError, OSError, ValueError) as exc:  # the judge metric is inconclusive and says why
-                return PairedJudge([], j, None, 0, problem=f"cannot start paired judging: {exc}")
+                text = await read_dataset(self.client, self.config, key[0], j.dataset, spec.storage_secret_ref)
+                prompts = parse_prompts(text)
+                del text  # up to judge_dataset_max_bytes: not kept beside the parsed prompts
+                ref = j.judge.api_key_secret_ref
+                where = "spec.canary.analysis.judge.judge.apiKeySecretRef"
+                api_key = await secret_value(self.client, key[0], ref, where) if ref else None
+            except (DatasetError, ValueError) as exc:  # the judge metric is inconclusive and says why
+                problem = f"cannot start paired judging: {exc}"
+                if failed is None or failed[1] != problem:
+                    await self.events.emit(body, "PairedJudgingNotStarted", problem, "Warning")
+                self.failures[key] = (test, problem, now())
+                return PairedJudge([], j, None, 0, problem=problem)
+            self.failures.pop(key, None)
             pairs = await self._recorded(key, test)
             current = self.by_key[key] = (test, PairedJudge(prompts, j, api_key, j.samples, pairs=pairs))
             self.saved[key] = (len(pairs), now())
@@ -108,24 +133,3 @@ class CanaryJudges:
         except (ValueError, TypeError):
             log.warning("%s/%s: unreadable judge evidence; judging from the start", namespace, name)
             return []
-
-    async def _read_dataset(self, namespace: str, uri: str) -> str:
-        if uri.startswith("configmap://"):
-            name, _, item = uri.removeprefix("configmap://").partition("/")
-            cm = await self.client.get(ConfigMap, namespace, name)
-            if cm is None or item not in (cm.get("data") or {}):
-                raise LookupError(f"ConfigMap {namespace}/{name} has no key {item!r}")
-            return str(cm["data"][item])
-        from adapterops_common import storage as uris
-
-        def read() -> str:
-            with tempfile.TemporaryDirectory() as tmp:
-                return uris.fetch_file(uri, Path(tmp)).read_text()
-
-        return await asyncio.to_thread(read)
-
-    async def _secret(self, namespace: str, ref: SecretKeyRef) -> str:
-        secret = await self.client.get(Secret, namespace, ref.name)
-        if secret is None or ref.key not in (secret.get("data") or {}):
-            raise LookupError(f"Secret {namespace}/{ref.name} has no key {ref.key!r}")
-        return base64.b64decode(secret["data"][ref.key]).decode().strip()

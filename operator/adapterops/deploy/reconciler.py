@@ -70,7 +70,7 @@ class ModelDeploymentReconciler:
             informer.subscribe(ctx.queue.add)
         self.finetunejobs.subscribe(self._champion_changed)
         # The canary's paired judge, per ModelDeployment; dropped with the canary.
-        self.judges = CanaryJudges(ctx.client, self._apply)
+        self.judges = CanaryJudges(ctx.client, ctx.config, ctx.events, self._apply)
         self.applied = AppliedCache()
         self.http = httpx.AsyncClient()
 
@@ -90,7 +90,7 @@ class ModelDeploymentReconciler:
                 self.ctx.queue.add(item.key)
 
     def forget(self, key: Key) -> None:
-        self.judges.drop(key)
+        self.judges.forget(key)
         self.applied.forget(key)
         self.ctx.status.forget(key)
         forget("ModelDeployment", *key)
@@ -319,7 +319,7 @@ class ModelDeploymentReconciler:
         test = f"{desired}@{analysis.started_at.isoformat() if analysis.started_at else ''}"
         changed = sorted(n for n, u in adapters.items() if s.stable.adapters.get(n) != u) or sorted(adapters)
         judge = await self.judges.judge(
-            key,
+            body,
             spec,
             test,
             self._ready_pod(uid, s.stable.revision),

@@ -1,6 +1,7 @@
-"""Whether the operator can run a FineTuneJob's spec: checks that need its knowledge (GPU classes) or a
-computation (the sweep plan). Checks that need the cluster (Kueue, a distributed engine) are the
-reconciler's; everything one object can be checked for is CEL in the CRD."""
+"""Whether the operator can run a FineTuneJob's spec: checks that need its knowledge (GPU classes, the
+judge endpoints the cluster admin allows) or a computation (the sweep plan). Checks that need the
+cluster (Kueue, a distributed engine) are the reconciler's; everything one object can be checked for
+is CEL in the CRD."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ def accept(name: str, spec_doc: dict[str, Any], config: Config) -> Accepted:
             f"{spec.resources.gpu_type} nodes have {gpu.gpus_per_node}; use at most {gpu.gpus_per_node} "
             "(or more nodes)",
         )
+    if spec.evaluation is not None:  # trial pods call it with the tenant's key: only where the admin allowed
+        config.check_judge_endpoint(spec.evaluation.judge.endpoint, "spec.evaluation.judge.endpoint")
     try:
         trials = plan(name, spec)
     except PlanError as exc:

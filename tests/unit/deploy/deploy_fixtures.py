@@ -75,6 +75,7 @@ CONFIG = Config(
         )
     },
     status_write_seconds=0,  # every change is written at once: each reconcile's decision is visible
+    allowed_judge_endpoints=("http://judge.invalid/v1",),  # the judge the specs below name
 )
 
 ObjectKey = tuple[str, str, str]  # (apiVersion/kind, namespace, name)
@@ -538,12 +539,12 @@ class Reconciled:
 class World:
     """One namespace of a cluster with the ModelDeployment reconciler in it (see the module's docstring)."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, config: Config = CONFIG) -> None:
         self.client = FakeClient()
         self.clock = FakeClock()
         self.analysis = FakeAnalysis()
         self.judges: list[FakePairedJudge] = []
-        self.config = CONFIG
+        self.config = config
         patched = patch_clock(monkeypatch, self.clock)
         assert {"adapterops.deploy.canary", "adapterops.deploy.status", "adapterops.runtime.clock"} <= set(patched)
         monkeypatch.setattr("adapterops.deploy.reconciler.analyse", self.analysis)

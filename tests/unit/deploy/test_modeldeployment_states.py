@@ -26,7 +26,6 @@ from lightkube.core.exceptions import ApiError
 from prometheus_client import REGISTRY
 
 from adapterops.analysis.verdict import Verdict
-from adapterops.deploy.reconciler import POLL_SECONDS
 from adapterops.runtime.acceptance import REFUSED_RETRY_SECONDS
 from adapterops.runtime.failures import Reported
 

@@ -3,8 +3,9 @@
 `pvc://claim/path` is the path the operator mounts the claim at: `$ADAPTEROPS_PVC_ROOT/claim/path`
 (default /mnt/pvc). `s3://` goes through boto3, configured the standard AWS way: the endpoint from
 `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_S3`), credentials from the environment, profile or instance
-role. Used by the trainer, the operator (judge prompts), the kubectl plugin (reports) and the serving
-pods' adapter fetcher; boto3 only.
+role. Used by the trainer, the kubectl plugin (reports) and the serving pods' adapter fetcher; boto3
+only. The operator reads judge prompts with `read_bounded` through `s3_client_with`: the credentials
+and endpoint it is given (a tenant's), never its own environment's, and never more than a limit.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,14 @@ class UriError(Exception):
 
 class UriNotFound(UriError):
     """The URI is well formed but nothing is stored there."""
+
+
+class TooLarge(UriError):
+    """The object is larger than the reader's limit (nothing beyond the limit was read)."""
+
+    def __init__(self, uri: str, limit: int) -> None:
+        super().__init__(f"{uri}: dataset larger than {limit} bytes")
+        self.limit = limit
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,80 @@ def s3_client() -> S3Client:
     style = os.environ.get("ADAPTEROPS_S3_ADDRESSING_STYLE", "path" if custom else "auto")
     config = Config(s3={"addressing_style": style}, retries={"max_attempts": 5, "mode": "standard"})
     return boto3.client("s3", config=config)
+
+
+@dataclass(frozen=True)
+class S3Credentials:
+    """Explicit S3 access: what a tenant's Secret says (AWS_* keys), used instead of this process's own."""
+
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    region: str | None = None
+    endpoint_url: str | None = None  # None: AWS S3 itself
+
+
+def s3_client_with(creds: S3Credentials, connect_timeout: float = 5.0, read_timeout: float = 30.0) -> S3Client:
+    """A client with exactly `creds`: explicit keys (so no environment, profile, instance role or web
+    identity of this process is consulted) and the given endpoint (configured ones are ignored). A custom
+    endpoint is addressed path-style: the host stays the endpoint's (virtual-hosted style would put the
+    bucket name in front of it)."""
+    import boto3
+    from botocore.config import Config
+
+    style = "path" if creds.endpoint_url else "auto"
+    session = boto3.session.Session(
+        aws_access_key_id=creds.access_key_id,
+        aws_secret_access_key=creds.secret_access_key,
+        aws_session_token=creds.session_token,
+        region_name=creds.region or "us-east-1",
+    )
+    config = Config(
+        s3={"addressing_style": style},
+        retries={"max_attempts": 2, "mode": "standard"},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        ignore_configured_endpoint_urls=True,
+    )
+    return session.client("s3", endpoint_url=creds.endpoint_url, config=config)
+
+
+def read_bounded(client: S3Client, uri: str, max_bytes: int, chunk_bytes: int = 1 << 16) -> bytes:
+    """The s3:// object at `uri`, streamed; TooLarge as soon as it is known to exceed `max_bytes` (from its
+    Content-Length, or while reading), so no more than `max_bytes` (+ one chunk) is ever held.
+
+    Errors are UriError naming the URI and S3's error code only (never the text of an answer)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    loc = parse(uri)
+    if loc.bucket is None:
+        raise UriError(f"{uri}: not an s3:// URI")
+    try:
+        answer = client.get_object(Bucket=loc.bucket, Key=loc.key)
+    except ClientError as exc:
+        if _is_missing(exc):
+            raise UriNotFound(f"{uri}: no such object") from exc
+        code = str(exc.response.get("Error", {}).get("Code", "")) or "unknown"
+        raise UriError(f"{uri}: S3 refused the read ({code})") from exc
+    except BotoCoreError as exc:
+        raise UriError(f"{uri}: {type(exc).__name__}") from exc
+    body = answer["Body"]
+    try:
+        length = answer.get("ContentLength")
+        if length is not None and length > max_bytes:
+            raise TooLarge(uri, max_bytes)
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in body.iter_chunks(chunk_bytes):
+            size += len(chunk)
+            if size > max_bytes:  # a missing or lying Content-Length
+                raise TooLarge(uri, max_bytes)
+            chunks.append(chunk)
+    except BotoCoreError as exc:
+        raise UriError(f"{uri}: {type(exc).__name__} while reading") from exc
+    finally:
+        body.close()
+    return b"".join(chunks)
 
 
 def _is_missing(exc: Exception) -> bool:

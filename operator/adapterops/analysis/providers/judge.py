@@ -1,5 +1,9 @@
 """The paired judge provider: the same prompts to a stable and a canary pod, both answers scored by
-the LLM judge, in the background."""
+the LLM judge, in the background.
+
+The operator calls the judge from its own network position and `problem` reaches the tenant's status:
+it says what failed (HTTP status, error type) and never quotes what the judge or a pod answered (the
+full story goes to the operator's log)."""
 
 from __future__ import annotations
 
@@ -7,13 +11,14 @@ import asyncio
 import json
 import logging
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from adapterops.api.modeldeployment import JudgeAnalysis
-from adapterops_common.judge import JudgeClient, JudgeConfig, rubric_text
+from adapterops_common.judge import JudgeClient, JudgeConfig, Verdict, rubric_text
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +38,13 @@ class PairedJudge:
     problem: str | None = None
     task: asyncio.Task[None] | None = None
 
+    def __post_init__(self) -> None:
+        # Keep only the prompts this canary will judge, in judging order (a fixed shuffle): the dataset
+        # may be large, and it is held for the whole canary.
+        order = list(range(len(self.prompts)))
+        random.Random(0).shuffle(order)
+        self.prompts = [self.prompts[i] for i in order[: self.samples]]
+
     def start(self, stable_url: str, canary_url: str, model: str) -> None:
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._run(stable_url, canary_url, model))
@@ -44,12 +56,9 @@ class PairedJudge:
     async def _run(self, stable_url: str, canary_url: str, model: str) -> None:
         config = JudgeConfig(endpoint=self.judge.judge.endpoint, model=self.judge.judge.model, api_key=self.api_key)
         rubric = rubric_text(self.judge.rubric.builtin, self.judge.rubric.text)
-        order = list(range(len(self.prompts)))
-        random.Random(0).shuffle(order)
         try:
             async with JudgeClient(config, rubric) as judge, httpx.AsyncClient(timeout=60) as http:
-                for i in order[len(self.pairs) : self.samples]:
-                    row = self.prompts[i]
+                for row in self.prompts[len(self.pairs) :]:
                     stable_answer, canary_answer = await asyncio.gather(
                         _ask(http, stable_url, model, row), _ask(http, canary_url, model, row)
                     )
@@ -61,13 +70,26 @@ class PairedJudge:
                         verdict = await judge.score(row["prompt"], answer, row.get("reference"))
                         scores.append(verdict.score if verdict.status == "ok" else None)
                         if verdict.status != "ok":
-                            self.problem = f"judge {verdict.status}: {verdict.message or verdict.reason}"
+                            log.info("judge %s: %s", verdict.status, verdict.message)
+                            self.problem = describe(verdict)
                     self.pairs.append((scores[0], scores[1]))
                     if scores[0] is not None and scores[1] is not None:
                         self.problem = None
         except Exception as exc:  # the judge or a pod went away: the analysis says so and holds
-            self.problem = f"paired judging stopped: {type(exc).__name__}: {exc}"
-            log.warning(self.problem)
+            self.problem = f"paired judging stopped: {type(exc).__name__}"
+            log.warning("paired judging stopped: %s: %s", type(exc).__name__, exc)
+
+
+# What may be said of a failed judgement: an HTTP status, or the name of a transport error.
+_SAYABLE = re.compile(r"(HTTP \d{3}|[A-Z][A-Za-z]*(?:Error|Timeout|Exception))\b")
+
+
+def describe(verdict: Verdict) -> str:
+    """Why a judgement failed, without the judge's words (JudgeClient's messages quote its answers)."""
+    if verdict.status == "invalid":
+        return "judge invalid: it answered without a valid score"
+    said = _SAYABLE.match(verdict.message or "")
+    return f"judge unavailable: {said.group(1) if said else 'no answer'} (after {verdict.attempts} attempts)"
 
 
 async def _ask(http: httpx.AsyncClient, base: str, model: str, row: dict[str, Any]) -> str | None:

@@ -41,6 +41,12 @@ class PrometheusError(Exception):
     """What failed, in words that never quote the response (the URL may not be Prometheus at all)."""
 
 
+# Prometheus' own errorType values (web/api/v1): anything else is the answer's text, not said.
+ERROR_TYPES = frozenset(
+    {"timeout", "canceled", "execution", "bad_data", "internal", "unavailable", "not_found", "not_acceptable"}
+)
+
+
 class _Sample(BaseModel):
     metric: dict[str, str]
     value: tuple[float, str]
@@ -74,13 +80,18 @@ async def prom_query(http: httpx.AsyncClient, url: str, query: str) -> list[_Sam
         answer = _Answer.model_validate_json(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
+        # Only our own field names and list positions: a label name in the location is the body's text.
+        where = ".".join(str(p) if isinstance(p, int) or p in _FIELDS else "*" for p in first["loc"]) or "body"
         raise PrometheusError(
             f"Prometheus answered something other than an instant vector ({where}: {first['type']})"
         ) from exc
     if answer.status != "success" or answer.data is None:
-        raise PrometheusError(f"Prometheus query failed ({answer.errorType or 'no data'})")
+        said = answer.errorType if answer.errorType in ERROR_TYPES else "error" if answer.errorType else "no data"
+        raise PrometheusError(f"Prometheus query failed ({said})")
     return answer.data.result
+
+
+_FIELDS = frozenset({name for model in (_Answer, _Data, _Sample) for name in model.model_fields} | {"body"})
 
 
 async def histogram(http: httpx.AsyncClient, url: str, query: str) -> list[tuple[float, float]] | None:
