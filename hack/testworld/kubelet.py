@@ -10,6 +10,11 @@ are written back into the pod status. Deleting a pod terminates it as a kubelet 
 SIGTERM, SIGKILL when the grace period ends.
 
 Images without a command (serving engines) are mapped to local commands by `images`.
+
+What it does not enforce, since the processes run on this machine as its user: a pod's securityContext
+(runAsUser/runAsGroup/fsGroup, seccomp, dropped capabilities, readOnlyRootFilesystem: a process can still
+write outside its mounts) and emptyDir sizeLimit or medium. The API server's PodSecurity admission judges
+those settings before a pod reaches it (tests/cluster/test_pod_security.py).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -38,6 +39,33 @@ class GpuClass(BaseModel):
 
 class ConfigError(ValueError):
     """The operator's own configuration is unusable."""
+
+
+class ContainerUser(BaseModel):
+    """Who the containers of one image role run as. The restricted Pod Security profile needs a non-root
+    user; an image whose own USER is root (vLLM's, the NeMo container) runs as the UID set here."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+    run_as_user: int = Field(ge=1, description="UID (0, root, is refused by the restricted profile).")
+    run_as_group: int = Field(ge=1, description="GID; also the pod's fsGroup (mounted volumes writable).")
+    read_only_root_filesystem: bool = Field(description="Only the pod's emptyDirs and volumes are writable.")
+
+
+# The roles of the images AdapterOps runs (the chart's `images` keys) and who each runs as by default;
+# docs/pod-security.md says why. A FineTuneJob's or ModelDeployment's own image keeps its role's user.
+CONTAINER_USERS: dict[str, ContainerUser] = {
+    # The NeMo container's USER is root; NeMo runs as any UID (as under Slurm/enroot) with HOME=/tmp.
+    # Its writes outside /tmp are not inventoried: the root filesystem stays writable.
+    "trainerNemo": ContainerUser(run_as_user=1000, run_as_group=1000, read_only_root_filesystem=False),
+    "trainerHf": ContainerUser(run_as_user=65532, run_as_group=65532, read_only_root_filesystem=True),
+    # NVIDIA's nim-llm chart runs NIM as 1000:1000 with a writable root filesystem.
+    "nim": ContainerUser(run_as_user=1000, run_as_group=1000, read_only_root_filesystem=False),
+    # vLLM's image runs as root; any UID works with HOME on an emptyDir (caches, compile artefacts).
+    "vllm": ContainerUser(run_as_user=1000, run_as_group=1000, read_only_root_filesystem=False),
+    "fetcher": ContainerUser(run_as_user=65532, run_as_group=65532, read_only_root_filesystem=True),
+}
+QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 
 
 def load_gpu_classes(path: Path) -> dict[str, GpuClass]:
@@ -105,6 +133,18 @@ class Config(BaseSettings):
     pod_labels: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, description="JSON object of labels added to every pod AdapterOps creates."
     )
+    container_users: Annotated[dict[str, ContainerUser], NoDecode] = Field(
+        default_factory=lambda: dict(CONTAINER_USERS),
+        description="JSON object: image role (" + ", ".join(CONTAINER_USERS) + ") -> {runAsUser, runAsGroup, "
+        "readOnlyRootFilesystem}; roles and fields left out keep their defaults (CONTAINER_USERS).",
+    )
+    trial_scratch_size: str = Field(
+        default="100Gi", description="sizeLimit of a trial's /tmp (s3:// downloads, checkpoints, NeMo's import)."
+    )
+    engine_cache_size: str = Field(
+        default="200Gi", description="sizeLimit of a serving engine's cache (NIM downloads and builds models there)."
+    )
+    adapters_size: str = Field(default="10Gi", description="sizeLimit of a serving pod's fetched adapters.")
     bind_address: str = Field(default="0.0.0.0", description="Address of the health and metrics servers.")
     health_port: int = Field(default=8080, description="/healthz (liveness) and /readyz.")
     metrics_port: int = Field(default=9090, description="Prometheus metrics (/metrics).")
@@ -194,6 +234,41 @@ class Config(BaseSettings):
                 value = json.loads(value or "{}")
             except json.JSONDecodeError as exc:
                 raise ValueError(f"must be a JSON object of label -> value, got {value!r}") from exc
+        return value
+
+    @field_validator("container_users", mode="before")
+    @classmethod
+    def _users(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value or "{}")
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"must be a JSON object of image role -> user, got {value!r}") from exc
+        if not isinstance(value, dict):
+            raise ValueError(f"must be a JSON object of image role -> user, got {value!r}")
+        users = dict(CONTAINER_USERS)
+        for role, given in value.items():
+            if role not in CONTAINER_USERS:
+                raise ValueError(f"unknown image role {role!r}; the roles are: {', '.join(CONTAINER_USERS)}")
+            if isinstance(given, ContainerUser):
+                users[role] = given
+                continue
+            if not isinstance(given, dict):
+                raise ValueError(f"{role}: must be an object of runAsUser, runAsGroup, readOnlyRootFilesystem")
+            try:  # a role's fields left out keep their defaults
+                users[role] = ContainerUser.model_validate({**users[role].model_dump(by_alias=True), **given})
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                where = ".".join(str(p) for p in (role, *err["loc"]))
+                why = "; 0 is root, which the restricted Pod Security profile refuses" if err.get("input") == 0 else ""
+                raise ValueError(f"{where}: {err['msg']} (got {err.get('input')!r}{why})") from exc
+        return users
+
+    @field_validator("trial_scratch_size", "engine_cache_size", "adapters_size")
+    @classmethod
+    def _quantity(cls, value: str) -> str:
+        if not QUANTITY.match(value):
+            raise ValueError(f"must be a Kubernetes quantity such as 100Gi or 500Mi, got {value!r}")
         return value
 
     @model_validator(mode="after")

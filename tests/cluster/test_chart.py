@@ -99,6 +99,8 @@ def test_two_replicas_roll_without_a_gap_and_a_drain_keeps_one(cluster: LocalClu
         ("prometheusUrl=prometheus:9090", "/prometheusUrl"),
         ("metrics.port=70000", "/metrics/port"),
         ("unknownKey=1", "unknownKey"),
+        ("containerUsers.nim.runAsUser=0", "/containerUsers/nim/runAsUser"),
+        ("podVolumes.trialScratch=100GB", "/podVolumes/trialScratch"),
     ],
 )
 def test_values_schema_refuses_bad_values(cluster: LocalCluster, setting: str, message: str) -> None:

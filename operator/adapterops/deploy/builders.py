@@ -16,6 +16,13 @@ from typing import Any
 from adapterops.api.kinds import owner_reference
 from adapterops.api.modeldeployment import ModelDeploymentSpec
 from adapterops.config import Config
+from adapterops.podsecurity import (
+    SMALL_SCRATCH,
+    container_security_context,
+    empty_dir,
+    pod_security_context,
+    shared_memory,
+)
 from adapterops_common.contract import PVC_ROOT
 
 LABEL_MD = "adapterops.io/modeldeployment"
@@ -33,6 +40,14 @@ LIVE_PATH = {"nim": "/v1/health/live", "vllm": "/health"}
 # finish them) within the grace period: no client sees a refused connection.
 ENDPOINT_DRAIN_SECONDS = 10
 TERMINATION_GRACE_SECONDS = 120
+MEMORY_REQUEST_GIB_PER_GPU = 32
+# Where each engine keeps its cache (an emptyDir): NIM's NIM_CACHE_PATH (weights, built engines); for
+# vLLM, whose image runs as root with HOME=/root, a HOME of its own (HF, vLLM, Triton and compile caches
+# all live under it) so that it runs as the non-root user of config.CONTAINER_USERS["vllm"].
+NIM_CACHE = "/opt/nim/.cache"
+VLLM_HOME = "/home/vllm"
+# The fetch init container's resources: copying adapters (at most a few GiB) needs little.
+FETCH_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
 
 
 def image_of(spec: ModelDeploymentSpec, config: Config) -> str:
@@ -105,11 +120,15 @@ def _engine_container(spec: ModelDeploymentSpec, adapters: dict[str, str], confi
             {"name": "NIM_TENSOR_PARALLEL_SIZE", "value": str(r.tensor_parallel_size)},
             {"name": "NIM_SERVED_MODEL_NAME", "value": spec.base_model.name},
             {"name": "NIM_SERVER_PORT", "value": str(PORT)},
+            {"name": "NIM_CACHE_PATH", "value": NIM_CACHE},
+            # As NVIDIA's nim-llm chart sets it: structured generation's cache out of the image's HOME.
+            {"name": "OUTLINES_CACHE_DIR", "value": "/tmp/outlines"},
         ]
         if r.api_key_secret_ref:
             ref = r.api_key_secret_ref
             env.append({"name": "NGC_API_KEY", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
     else:
+        env.append({"name": "HOME", "value": VLLM_HOME})
         model = _local_path(spec.base_model.uri) if spec.base_model.uri else spec.base_model.name
         args += ["--model", model, "--served-model-name", spec.base_model.name, "--port", str(PORT)]
         args += ["--tensor-parallel-size", str(r.tensor_parallel_size), "--enable-lora"]
@@ -127,7 +146,7 @@ def _engine_container(spec: ModelDeploymentSpec, adapters: dict[str, str], confi
             "requests": {
                 gpu_class.resource_name: gpus,
                 "cpu": str(4 * r.tensor_parallel_size),
-                "memory": f"{32 * r.tensor_parallel_size}Gi",
+                "memory": f"{MEMORY_REQUEST_GIB_PER_GPU * r.tensor_parallel_size}Gi",
             },
             "limits": {gpu_class.resource_name: gpus, "memory": f"{64 * r.tensor_parallel_size}Gi"},
         },
@@ -146,9 +165,10 @@ def _engine_container(spec: ModelDeploymentSpec, adapters: dict[str, str], confi
         "volumeMounts": [
             {"name": "adapters", "mountPath": ADAPTER_DIR, "readOnly": True},
             {"name": "dshm", "mountPath": "/dev/shm"},
-            {"name": "cache", "mountPath": "/opt/nim/.cache" if r.engine == "nim" else "/root/.cache"},
+            {"name": "cache", "mountPath": NIM_CACHE if r.engine == "nim" else VLLM_HOME},
+            {"name": "tmp", "mountPath": "/tmp"},
         ],
-        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        "securityContext": container_security_context(config.container_users[r.engine]),
     }
     if args or r.args:
         container["args"] = args + list(r.args)
@@ -190,9 +210,13 @@ def revision_deployment(
             *[a for name, uri in sorted(adapters.items()) for a in ("--adapter", f"{name}={uri}")],
         ],
         "env": [{"name": "ADAPTEROPS_PVC_ROOT", "value": PVC_ROOT}, {"name": "HOME", "value": "/tmp"}],
-        "volumeMounts": [{"name": "adapters", "mountPath": ADAPTER_DIR}, *pvc_mounts],
-        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}},
-        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [
+            {"name": "adapters", "mountPath": ADAPTER_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+            *pvc_mounts,
+        ],
+        "resources": FETCH_RESOURCES,
+        "securityContext": container_security_context(config.container_users["fetcher"]),
     }
     engine = _engine_container(spec, adapters, config)
     engine["lifecycle"] = {"preStop": {"sleep": {"seconds": ENDPOINT_DRAIN_SECONDS}}}
@@ -201,9 +225,10 @@ def revision_deployment(
     if spec.storage_secret_ref:
         fetch["envFrom"] = [{"secretRef": {"name": spec.storage_secret_ref.name}}]
     volumes: list[dict[str, Any]] = [
-        {"name": "adapters", "emptyDir": {}},
-        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}},
-        {"name": "cache", "emptyDir": {}},
+        empty_dir("adapters", config.adapters_size),
+        shared_memory(MEMORY_REQUEST_GIB_PER_GPU * r.tensor_parallel_size),
+        empty_dir("cache", config.engine_cache_size),
+        empty_dir("tmp", SMALL_SCRATCH),
         *[{"name": f"pvc-{c}", "persistentVolumeClaim": {"claimName": c, "readOnly": True}} for c in claims],
     ]
     pod_spec: dict[str, Any] = {
@@ -212,7 +237,9 @@ def revision_deployment(
         "volumes": volumes,
         "nodeSelector": dict(gpu_class.node_selector),
         "tolerations": [t.model_dump(by_alias=True, exclude_none=True) for t in gpu_class.tolerations],
-        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": pod_security_context(config.container_users[r.engine].run_as_group),
+        # No serving container calls the Kubernetes API.
+        "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
     }

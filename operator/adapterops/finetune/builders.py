@@ -16,6 +16,7 @@ from adapterops.api.finetunejob import FineTuneJobSpec
 from adapterops.api.kinds import owner_reference
 from adapterops.config import Config, GpuClass
 from adapterops.finetune.plan import PlannedTrial
+from adapterops.podsecurity import container_security_context, empty_dir, pod_security_context, shared_memory
 from adapterops_common.contract import (
     EXIT_PERMANENT,
     JUDGE_API_KEY_PATH,
@@ -118,15 +119,25 @@ def _pvc_claims(spec: FineTuneJobSpec) -> tuple[set[str], set[str]]:
     return read - write, write
 
 
+# CPU and memory scale with the GPUs a trial holds (data loading, tokenisation, checkpoints).
+MEMORY_REQUEST_GIB_PER_GPU = 64
+
+
 def _resources(gpus: int, gpu_class: GpuClass) -> dict[str, Any]:
-    # CPU and memory scale with the GPUs a trial holds (data loading, tokenisation, checkpoints).
-    requests = {gpu_class.resource_name: str(gpus), "cpu": str(8 * gpus), "memory": f"{64 * gpus}Gi"}
+    memory = f"{MEMORY_REQUEST_GIB_PER_GPU * gpus}Gi"
+    requests = {gpu_class.resource_name: str(gpus), "cpu": str(8 * gpus), "memory": memory}
     return {"requests": requests, "limits": {gpu_class.resource_name: str(gpus), "memory": f"{96 * gpus}Gi"}}
+
+
+def trainer_role(spec: FineTuneJobSpec) -> str:
+    """The image role (config.CONTAINER_USERS) of the trial container: its backend's, image override or not."""
+    return "trainerHf" if spec.backend == "hf" or spec.method == "dpo" else "trainerNemo"
 
 
 def pod_template(owner: dict[str, Any], trial: PlannedTrial, spec: FineTuneJobSpec, config: Config) -> dict[str, Any]:
     meta = owner["metadata"]
     gpu_class = config.gpu_classes[spec.resources.gpu_type]
+    user = config.container_users[trainer_role(spec)]
     read_claims, write_claims = _pvc_claims(spec)
     volumes: list[dict[str, Any]] = [
         {
@@ -136,8 +147,9 @@ def pod_template(owner: dict[str, Any], trial: PlannedTrial, spec: FineTuneJobSp
                 "items": [{"key": f"{trial.name}.json", "path": "trial.json"}],
             },
         },
-        {"name": "dshm", "emptyDir": {"medium": "Memory"}},
-        {"name": "tmp", "emptyDir": {}},
+        shared_memory(MEMORY_REQUEST_GIB_PER_GPU * spec.resources.gpus_per_trial),
+        # HOME and the trial's scratch: the one writable path when the root filesystem is read-only.
+        empty_dir("tmp", config.trial_scratch_size),
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "trial-spec", "mountPath": TRIAL_SPEC_PATH.rsplit("/", 1)[0], "readOnly": True},
@@ -189,7 +201,7 @@ def pod_template(owner: dict[str, Any], trial: PlannedTrial, spec: FineTuneJobSp
         "volumeMounts": mounts,
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "File",
-        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        "securityContext": container_security_context(user),
     }
     if spec.storage_secret_ref:
         container["envFrom"] = [{"secretRef": {"name": spec.storage_secret_ref.name}}]
@@ -202,7 +214,10 @@ def pod_template(owner: dict[str, Any], trial: PlannedTrial, spec: FineTuneJobSp
         "volumes": volumes,
         "nodeSelector": dict(gpu_class.node_selector),
         "tolerations": tolerations,
-        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": pod_security_context(user.run_as_group),
+        # A trial never calls the Kubernetes API. Workload identity (spec.serviceAccountName) still works:
+        # EKS and Azure webhooks project their own cloud-audience token, GKE answers from its metadata server.
+        "automountServiceAccountToken": False,
         "enableServiceLinks": False,
     }
     if spec.resources.priority_class_name:
