@@ -145,6 +145,13 @@ class Config(BaseSettings):
         default="200Gi", description="sizeLimit of a serving engine's cache (NIM downloads and builds models there)."
     )
     adapters_size: str = Field(default="10Gi", description="sizeLimit of a serving pod's fetched adapters.")
+    default_queues: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description=(
+            "JSON object namespace -> Kueue LocalQueue: the queue of a FineTuneJob in that namespace that names "
+            "none (the chart's tenantPolicy.defaultQueues; its admission policy consults the same map)."
+        ),
+    )
     bind_address: str = Field(default="0.0.0.0", description="Address of the health and metrics servers.")
     health_port: int = Field(default=8080, description="/healthz (liveness) and /readyz.")
     metrics_port: int = Field(default=9090, description="Prometheus metrics (/metrics).")
@@ -234,6 +241,16 @@ class Config(BaseSettings):
                 value = json.loads(value or "{}")
             except json.JSONDecodeError as exc:
                 raise ValueError(f"must be a JSON object of label -> value, got {value!r}") from exc
+        return value
+
+    @field_validator("default_queues", mode="before")
+    @classmethod
+    def _queues(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value or "{}")
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"must be a JSON object of namespace -> queue name, got {value!r}") from exc
         return value
 
     @field_validator("container_users", mode="before")

@@ -181,7 +181,7 @@ def test_the_team_sweep_fits_the_production_kueue_queue(production: list[Doc], t
     ftj = FineTuneJob.model_validate(ftj_doc)
     owner = {**ftj_doc, "metadata": {**ftj_doc["metadata"], "uid": "00000000-0000-0000-0000-000000000000"}}
     trials = plan(ftj_doc["metadata"]["name"], ftj.spec)
-    job = trial_job(owner, trials[0], trials[0].spec, config)
+    job = trial_job(owner, trials[0], ftj.spec, config)
     assert job["spec"]["suspend"] is True  # Kueue unsuspends it
     queue = job["metadata"]["labels"][KUEUE_QUEUE_LABEL]
     [local_queue] = [q for q in find(production, "LocalQueue", queue) if q["metadata"]["namespace"] == "ml-team"]

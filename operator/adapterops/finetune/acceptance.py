@@ -20,9 +20,9 @@ class Accepted:
     trials: list[PlannedTrial]
 
 
-def accept(name: str, spec_doc: dict[str, Any], config: Config) -> Accepted:
-    """The spec and its plan, or a Refusal naming the field."""
-    spec = parse_spec(FineTuneJobSpec, spec_doc)
+def accept(name: str, spec_doc: dict[str, Any], config: Config, namespace: str = "") -> Accepted:
+    """The spec (with its namespace's default queue applied) and its plan, or a Refusal naming the field."""
+    spec = with_default_queue(parse_spec(FineTuneJobSpec, spec_doc), namespace, config)
     gpu = config.gpu_class(spec.resources.gpu_type, "spec.resources.gpuType")
     if spec.resources.gpus_per_trial > gpu.gpus_per_node:
         raise Refusal(
@@ -38,3 +38,12 @@ def accept(name: str, spec_doc: dict[str, Any], config: Config) -> Accepted:
     except PlanError as exc:
         raise Refusal("InvalidSweep", str(exc)) from exc
     return Accepted(spec, trials)
+
+
+def with_default_queue(spec: FineTuneJobSpec, namespace: str, config: Config) -> FineTuneJobSpec:
+    """A spec that names no queue gets its namespace's default (ADAPTEROPS_DEFAULT_QUEUES): the trials are
+    admitted by that queue's quota, as the chart's admission policy assumes when it lets the spec omit it."""
+    default = config.default_queues.get(namespace)
+    if spec.resources.queue_name or not default:
+        return spec
+    return spec.model_copy(update={"resources": spec.resources.model_copy(update={"queue_name": default})})

@@ -128,7 +128,7 @@ class FineTuneJobReconciler:
         cached = self.plans.get(key)
         if cached is not None and cached[:2] == (meta["uid"], meta.get("generation")):
             return cached[2]
-        accepted = accept(meta["name"], body.get("spec") or {}, self.ctx.config)
+        accepted = accept(meta["name"], body.get("spec") or {}, self.ctx.config, meta["namespace"])
         self.plans[key] = (meta["uid"], meta.get("generation"), accepted)
         return accepted
 
