@@ -110,7 +110,9 @@ def openapi_schema(kind: Kind) -> dict[str, Any]:
     props = schema["properties"]
     props["apiVersion"] = {"type": "string", "description": kind.api_version}
     props["kind"] = {"type": "string", "description": "Kind of the object."}
-    props["metadata"] = {"type": "object"}
+    # Only name is declared (a CRD may restrict nothing else of metadata): the root rule on it points its
+    # error at metadata.name (fieldPath), which must be a path of the schema.
+    props["metadata"] = {"type": "object", "properties": {"name": {"type": "string"}}}
     props["status"].pop("default", None)
     schema["required"] = ["spec"]
     return schema

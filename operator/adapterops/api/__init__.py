@@ -8,5 +8,6 @@ CEL rules live next to the fields they guard (`cel(...)`); they hold every invar
 checked on one object. What needs the cluster (GPU classes, queues, referenced jobs) is checked by
 the operator and reported in the `Accepted` condition.
 
-Modules: `kinds` (the table of kinds), `common` (shared pieces), one module per kind.
+Modules: `kinds` (the table of kinds), `names` (Kubernetes name formats and the name types every
+reference field uses), `common` (shared pieces), one module per kind.
 """

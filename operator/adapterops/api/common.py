@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from adapterops.api.names import SecretKey, SecretName, TaintKey, Uri
+
 # Dotted spec paths a sweep may vary, with the kind of value each takes.
 SWEEPABLE_PARAMETERS: dict[str, str] = {
     "training.learningRate": "number",
@@ -50,21 +52,30 @@ class ApiModel(BaseModel):
 # --------------------------------------------------------------------------- shared pieces
 
 
+def storage_uri(field: str) -> Uri:
+    """A URI the pods read from: s3://, pvc://claim/path or a path mounted into the pod."""
+    return Uri(("s3://", "pvc://", "/"), f"{field} must start with s3://, pvc:// or / (a path mounted into the pod)")
+
+
 class SecretKeyRef(ApiModel):
     """A key of a Secret in the object's namespace."""
 
-    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
-    key: str = Field(min_length=1, max_length=253, description="Key inside the Secret's data.")
+    name: SecretName = Field(description="Name of the Secret.")
+    key: SecretKey = Field(description="Key inside the Secret's data.")
 
 
-class LocalObjectReference(ApiModel):
-    name: str = Field(min_length=1, max_length=253, description="Name of the object in the same namespace.")
+class SecretReference(ApiModel):
+    name: SecretName = Field(description="Name of the Secret, in the object's namespace.")
+
+
+# The name this reference had when it took any object's name (code written against it references Secrets).
+LocalObjectReference = SecretReference
 
 
 class Toleration(ApiModel):
     """A Kubernetes toleration, added to the pods' GPU-class tolerations."""
 
-    key: str | None = Field(default=None, max_length=316, description="Taint key the toleration applies to.")
+    key: TaintKey | None = Field(default=None, description="Taint key the toleration applies to (a label key).")
     operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal (default Equal).")
     value: str | None = Field(default=None, max_length=63, description="Taint value, with operator Equal.")
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
@@ -83,18 +94,11 @@ class BaseModelRef(ApiModel):
         max_length=253,
         description="Model name as the serving engine knows it, e.g. nvidia/Llama-3.1-Nemotron-Nano-8B-v1.",
     )
-    uri: str | None = Field(
+    uri: Annotated[str, storage_uri("baseModel.uri")] | None = Field(
         default=None,
-        max_length=2048,
         description=(
             "Where the base checkpoint is read from: s3://bucket/prefix, pvc://claim/path or an absolute "
             "path mounted into the pod. Nothing is downloaded from a model hub at run time."
-        ),
-        json_schema_extra=cel(
-            (
-                "self.startsWith('s3://') || self.startsWith('pvc://') || self.startsWith('/')",
-                "baseModel.uri must start with s3://, pvc:// or / (a mounted path)",
-            )
         ),
     )
 
@@ -153,8 +157,3 @@ Conditions = Annotated[
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     ),
 ]
-
-URI_RULE = (
-    "self.startsWith('s3://') || self.startsWith('pvc://') || self.startsWith('/')",
-    "must start with s3://, pvc:// or / (a path mounted into the pod)",
-)

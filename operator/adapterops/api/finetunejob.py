@@ -9,34 +9,31 @@ from pydantic import ConfigDict, Field
 
 from adapterops.api.common import (
     SWEEPABLE_PARAMETERS,
-    URI_RULE,
     ApiModel,
     BaseModelRef,
     Conditions,
-    LocalObjectReference,
     SecretKeyRef,
+    SecretReference,
     Toleration,
     cel,
     cel_list,
     immutable,
+    storage_uri,
 )
 from adapterops.api.kinds import API_VERSION
+from adapterops.api.names import OBJECT_NAME_RULE, PriorityClassName, QueueName, ServiceAccountName, Uri
 from adapterops_common.contract import HF_TARGET_MODULES, NEMO_TARGET_MODULES, SERVABLE_LORA_RANKS
 
 
 class Dataset(ApiModel):
     """Training data: JSON Lines, one example per line."""
 
-    train: str = Field(
-        max_length=2048,
+    train: Annotated[str, storage_uri("dataset.train")] = Field(
         description="URI of the training set (s3://, pvc://claim/path or a mounted path).",
-        json_schema_extra=cel((URI_RULE[0], "dataset.train " + URI_RULE[1])),
     )
-    validation: str | None = Field(
+    validation: Annotated[str, storage_uri("dataset.validation")] | None = Field(
         default=None,
-        max_length=2048,
         description="URI of a validation set; without it, validationFraction of train is held out.",
-        json_schema_extra=cel((URI_RULE[0], "dataset.validation " + URI_RULE[1])),
     )
     validation_fraction: float = Field(
         default=0.3,
@@ -290,16 +287,17 @@ class Rubric(ApiModel):
 class Evaluation(ApiModel):
     """LLM-as-judge evaluation of each trial's adapter on a challenge set."""
 
-    dataset: str = Field(
-        max_length=2048,
+    dataset: Annotated[str, storage_uri("evaluation.dataset")] = Field(
         description="URI of the challenge set (JSON Lines with prompt and optional reference).",
-        json_schema_extra=cel((URI_RULE[0], "evaluation.dataset " + URI_RULE[1])),
     )
     samples: int = Field(default=50, ge=1, le=10000, description="Challenge prompts judged per trial.")
     rubric: Rubric = Field(
         default_factory=lambda: Rubric(builtin="query-formulation"), description="Scoring rubric (0-5)."
     )
     judge: Judge = Field(description="The judge endpoint.")
+
+
+MAX_NODES = 64  # per trial; trial names leave room for a node index of this many digits
 
 
 class GpuResources(ApiModel):
@@ -313,27 +311,20 @@ class GpuResources(ApiModel):
     )
     gpus_per_trial: int = Field(default=1, ge=1, le=8, description="GPUs per node for each trial, 1..8.")
     nodes: int = Field(
-        default=1, ge=1, le=64, description="Nodes per trial; > 1 runs on JobSet or Kubeflow PyTorchJob."
+        default=1, ge=1, le=MAX_NODES, description="Nodes per trial; > 1 runs on JobSet or Kubeflow PyTorchJob."
     )
-    queue_name: str | None = Field(
-        default=None, max_length=63, description="Kueue LocalQueue; trials are admitted by its quota."
+    queue_name: QueueName | None = Field(
+        default=None, description="Kueue LocalQueue; trials are admitted by its quota."
     )
-    priority_class_name: str | None = Field(default=None, max_length=253, description="PriorityClass of trials.")
+    priority_class_name: PriorityClassName | None = Field(default=None, description="PriorityClass of trials.")
     tolerations: list[Toleration] = Field(
         default_factory=list, max_length=32, description="Extra tolerations on top of the GPU class's."
     )
 
 
 class Output(ApiModel):
-    uri: str = Field(
-        max_length=2048,
+    uri: Annotated[str, Uri(("s3://", "pvc://"), "output.uri must start with s3:// or pvc://")] = Field(
         description="Where adapters are written, one folder per trial: s3://bucket/prefix or pvc://claim/path.",
-        json_schema_extra=cel(
-            (
-                "self.startsWith('s3://') || self.startsWith('pvc://')",
-                "output.uri must start with s3:// or pvc://",
-            )
-        ),
     )
 
 
@@ -401,15 +392,15 @@ class FineTuneJobSpec(ApiModel):
         description="Trial image; default from the operator's config per backend.",
     )
     output: Output = Field(description="Where adapters go.", json_schema_extra=immutable("spec.output"))
-    storage_secret_ref: LocalObjectReference | None = Field(
+    storage_secret_ref: SecretReference | None = Field(
         default=None,
         description=(
             "Secret whose keys become the trial's environment, e.g. AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY "
             "and AWS_ENDPOINT_URL for s3:// URIs."
         ),
     )
-    service_account_name: str | None = Field(
-        default=None, max_length=253, description="ServiceAccount of trial pods (e.g. workload identity for storage)."
+    service_account_name: ServiceAccountName | None = Field(
+        default=None, description="ServiceAccount of trial pods (e.g. workload identity for storage)."
     )
     backoff_limit: int = Field(default=2, ge=0, le=10, description="Retries of a failed trial.")
     trial_deadline_seconds: int = Field(
@@ -480,6 +471,9 @@ class FineTuneJobStatus(ApiModel):
 
 
 class FineTuneJob(ApiModel):
+    # CEL at the root: the only place a rule sees metadata.name (see names.OBJECT_NAME_RULE).
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [OBJECT_NAME_RULE]})
+
     api_version: Literal["adapterops.io/v1alpha1"] = API_VERSION
     kind: Literal["FineTuneJob"] = "FineTuneJob"
     metadata: dict[str, Any] = Field(default_factory=dict)

@@ -8,17 +8,18 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field
 
 from adapterops.api.common import (
-    URI_RULE,
     ApiModel,
     BaseModelRef,
     Conditions,
-    LocalObjectReference,
     SecretKeyRef,
+    SecretReference,
     cel,
     cel_list,
+    storage_uri,
 )
 from adapterops.api.finetunejob import Judge, Rubric
 from adapterops.api.kinds import API_VERSION
+from adapterops.api.names import OBJECT_NAME_RULE, AdapterName, EnvVarName, FineTuneJobName, HttpRouteName, Uri
 from adapterops_common.contract import SERVABLE_LORA_RANKS
 
 
@@ -38,7 +39,7 @@ class EnvVar(ApiModel):
         )
     )
 
-    name: str = Field(min_length=1, max_length=256, description="Variable name.")
+    name: EnvVarName = Field(description="Variable name.")
     value: str | None = Field(default=None, max_length=32768, description="Literal value (not for secrets).")
     value_from: EnvVarSource | None = Field(default=None, description="Value from a Secret key.")
 
@@ -69,7 +70,7 @@ class Runtime(ApiModel):
             )
         ),
     )
-    image_pull_secrets: list[LocalObjectReference] = Field(
+    image_pull_secrets: list[SecretReference] = Field(
         default_factory=list, max_length=8, description="Secrets for pulling the image (e.g. nvcr.io)."
     )
     api_key_secret_ref: SecretKeyRef | None = Field(
@@ -79,6 +80,10 @@ class Runtime(ApiModel):
     args: list[Annotated[str, Field(max_length=1024)]] = Field(
         default_factory=list, max_length=64, description="Extra engine arguments."
     )
+
+
+class FineTuneJobReference(ApiModel):
+    name: FineTuneJobName = Field(description="Name of the FineTuneJob, in the ModelDeployment's namespace.")
 
 
 class AdapterSource(ApiModel):
@@ -93,20 +98,13 @@ class AdapterSource(ApiModel):
         )
     )
 
-    name: str = Field(
-        min_length=1,
-        max_length=63,
-        pattern=r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$",
-        description="Served model name: clients send it as `model` in OpenAI requests.",
-    )
-    fine_tune_job_ref: LocalObjectReference | None = Field(
+    name: AdapterName = Field(description="Served model name: clients send it as `model` in OpenAI requests.")
+    fine_tune_job_ref: FineTuneJobReference | None = Field(
         default=None, description="Follow this FineTuneJob's champion: a new champion starts a canary."
     )
-    uri: str | None = Field(
+    uri: Annotated[str, storage_uri("adapters[].uri")] | None = Field(
         default=None,
-        max_length=2048,
         description="A fixed adapter location (s3://, pvc://claim/path or a mounted path).",
-        json_schema_extra=cel((URI_RULE[0], "adapters[].uri " + URI_RULE[1])),
     )
 
 
@@ -151,17 +149,16 @@ class ErrorRateAnalysis(ApiModel):
 class JudgeAnalysis(ApiModel):
     """Paired judging: the same prompts to stable and canary, both answers scored."""
 
-    dataset: str = Field(
-        max_length=2048,
+    dataset: Annotated[
+        str,
+        Uri(
+            ("configmap://", "s3://"),
+            "canary.analysis.judge.dataset must start with configmap:// or s3:// (the operator reads it)",
+        ),
+    ] = Field(
         description=(
             "Evaluation prompts (JSON Lines: prompt, optional system and reference), read by the operator: "
             "configmap://NAME/KEY in the ModelDeployment's namespace, or s3://bucket/key."
-        ),
-        json_schema_extra=cel(
-            (
-                "self.startsWith('configmap://') || self.startsWith('s3://')",
-                "canary.analysis.judge.dataset must start with configmap:// or s3:// (the operator reads it)",
-            )
         ),
     )
     samples: int = Field(
@@ -193,7 +190,7 @@ class Analysis(ApiModel):
 
 
 class HttpRouteRef(ApiModel):
-    name: str = Field(min_length=1, max_length=253, description="HTTPRoute in the same namespace.")
+    name: HttpRouteName = Field(description="HTTPRoute in the same namespace.")
 
 
 class Traffic(ApiModel):
@@ -274,7 +271,7 @@ class ModelDeploymentSpec(ApiModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     canary: Canary = Field(default_factory=Canary, description="Canary rollout and analysis.")
-    storage_secret_ref: LocalObjectReference | None = Field(
+    storage_secret_ref: SecretReference | None = Field(
         default=None,
         description="Secret whose keys become the adapter fetcher's environment (e.g. AWS_* for s3:// adapters).",
     )
@@ -350,6 +347,9 @@ class ModelDeploymentStatus(ApiModel):
 
 
 class ModelDeployment(ApiModel):
+    # CEL at the root: the only place a rule sees metadata.name (see names.OBJECT_NAME_RULE).
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [OBJECT_NAME_RULE]})
+
     api_version: Literal["adapterops.io/v1alpha1"] = API_VERSION
     kind: Literal["ModelDeployment"] = "ModelDeployment"
     metadata: dict[str, Any] = Field(default_factory=dict)

@@ -20,6 +20,7 @@ from lightkube.config.kubeconfig import SingleConfig
 from lightkube.types import PatchType
 
 from adapterops.api.kinds import Kind
+from adapterops.api.names import InvalidPathName, check_object_path
 from adapterops.cli.errors import CliError
 
 REQUEST_TIMEOUT = 30.0
@@ -64,6 +65,7 @@ class LightkubeApi:
             raise CliError(f"{what}: cannot reach the API server at {self.host}: {exc}") from exc
 
     def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        _check(kind, namespace, name)
         with self._doing(f"reading {kind.kind} {namespace}/{name}"):
             try:
                 obj = self.client.get(kind.resource, name, namespace=namespace)
@@ -74,6 +76,7 @@ class LightkubeApi:
             return dict(obj)  # a generic resource is the JSON object, a dict
 
     def patch(self, kind: Kind, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        _check(kind, namespace, name)
         with self._doing(f"patching {kind.kind} {namespace}/{name}"):
             try:
                 obj = self.client.patch(kind.resource, name, body, namespace=namespace, patch_type=PatchType.MERGE)
@@ -84,6 +87,15 @@ class LightkubeApi:
                     ) from exc
                 raise
             return dict(obj)  # a generic resource is the JSON object, a dict
+
+
+def _check(kind: Kind, namespace: str, name: str) -> None:
+    """A name or namespace from the command line never addresses another path: lightkube joins them into
+    the URL unescaped ('../../kube-system/secrets/x' would be another namespace's Secret)."""
+    try:
+        check_object_path(kind.kind, namespace, name)
+    except InvalidPathName as exc:
+        raise CliError(str(exc)) from exc
 
 
 def load_kubeconfig(paths: Sequence[str]) -> KubeConfig:

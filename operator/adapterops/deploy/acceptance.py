@@ -8,12 +8,15 @@ from collections.abc import Callable
 from typing import Any
 
 from adapterops.api.modeldeployment import ModelDeploymentSpec
+from adapterops.api.names import object_name_problem
 from adapterops.config import Config
 from adapterops.runtime.acceptance import Refusal, parse_spec
 
 
-def accept(spec_doc: dict[str, Any], config: Config) -> ModelDeploymentSpec:
+def accept(name: str, spec_doc: dict[str, Any], config: Config) -> ModelDeploymentSpec:
     """The typed spec, or a Refusal naming the field."""
+    if problem := object_name_problem(name):  # an object from before the CRD's rule: children would be refused
+        raise Refusal("InvalidName", problem)
     spec = parse_spec(ModelDeploymentSpec, spec_doc)
     gpu = config.gpu_class(spec.runtime.gpu_type, "spec.runtime.gpuType")
     tp = spec.runtime.tensor_parallel_size

@@ -15,6 +15,7 @@ from typing import Any
 
 from adapterops.api.kinds import owner_reference
 from adapterops.api.modeldeployment import ModelDeploymentSpec
+from adapterops.api.names import DNS1035_LABEL, child_name, claim_volume_name
 from adapterops.config import Config
 from adapterops.podsecurity import (
     SMALL_SCRATCH,
@@ -71,7 +72,14 @@ def revision_of(spec: ModelDeploymentSpec, adapters: dict[str, str], config: Con
 
 
 def revision_name(md: str, revision: str) -> str:
-    return f"{md[:52]}-{revision}"
+    """`<md>-<revision>`, the revision's Deployment and Service: a Service name is a DNS-1035 label of at most
+    63 characters, so a name over 52 is cut and carries its hash (two deployments never share one)."""
+    return child_name(md, f"-{revision}", DNS1035_LABEL.max_length)
+
+
+def stable_service_name(md: str) -> str:
+    """The ModelDeployment's own name (an accepted one is a DNS-1035 label, as a Service name must be)."""
+    return child_name(md, "", DNS1035_LABEL.max_length)
 
 
 def split_replicas(replicas: int, weight: int, mode: str) -> int:
@@ -196,7 +204,7 @@ def revision_deployment(
     r = spec.runtime
     gpu_class = config.gpu_classes[r.gpu_type]
     claims = _claims([*adapters.values(), spec.base_model.uri if r.engine == "vllm" else None])
-    pvc_mounts = [{"name": f"pvc-{c}", "mountPath": f"{PVC_ROOT}/{c}", "readOnly": True} for c in claims]
+    pvc_mounts = [{"name": claim_volume_name(c), "mountPath": f"{PVC_ROOT}/{c}", "readOnly": True} for c in claims]
     fetch = {
         "name": "fetch-adapters",
         "image": config.fetcher_image,
@@ -229,7 +237,7 @@ def revision_deployment(
         shared_memory(MEMORY_REQUEST_GIB_PER_GPU * r.tensor_parallel_size),
         empty_dir("cache", config.engine_cache_size),
         empty_dir("tmp", SMALL_SCRATCH),
-        *[{"name": f"pvc-{c}", "persistentVolumeClaim": {"claimName": c, "readOnly": True}} for c in claims],
+        *[{"name": claim_volume_name(c), "persistentVolumeClaim": {"claimName": c, "readOnly": True}} for c in claims],
     ]
     pod_spec: dict[str, Any] = {
         "initContainers": [fetch] if adapters else [],
@@ -299,11 +307,11 @@ def stable_service(owner: dict[str, Any]) -> dict[str, Any]:
     """The endpoint: every ready pod of every revision (the replica ratio is the traffic split)."""
     md = owner["metadata"]["name"]
     selector = {LABEL_MD_UID: owner["metadata"]["uid"], LABEL_COMPONENT: "serving"}
-    return _service(owner, md[:63], selector, _labels(owner))
+    return _service(owner, stable_service_name(md), selector, _labels(owner))
 
 
 def judge_evidence_name(md: str) -> str:
-    return f"{md[:50]}-judge-evidence"
+    return child_name(md, "-judge-evidence", DNS1035_LABEL.max_length)
 
 
 def judge_evidence(owner: dict[str, Any], test: str, pairs: list[tuple[float | None, float | None]]) -> dict[str, Any]:

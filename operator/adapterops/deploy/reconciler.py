@@ -121,7 +121,7 @@ class ModelDeploymentReconciler:
         namespace, name, generation = meta["namespace"], meta["name"], meta.get("generation")
         old = _status(body)
         try:
-            spec = accept(body.get("spec") or {}, self.ctx.config)
+            spec = accept(name, body.get("spec") or {}, self.ctx.config)
         except Refusal as refusal:
             self.judges.drop(key)
             new = refused_status(old, refusal, generation)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapterops.api.finetunejob import FineTuneJobSpec
+from adapterops.api.names import object_name_problem
 from adapterops.config import Config
 from adapterops.finetune.plan import PlanError, PlannedTrial, plan
 from adapterops.runtime.acceptance import Refusal, parse_spec
@@ -22,6 +23,8 @@ class Accepted:
 
 def accept(name: str, spec_doc: dict[str, Any], config: Config, namespace: str = "") -> Accepted:
     """The spec (with its namespace's default queue applied) and its plan, or a Refusal naming the field."""
+    if problem := object_name_problem(name):  # an object from before the CRD's rule: children would be refused
+        raise Refusal("InvalidName", problem)
     spec = with_default_queue(parse_spec(FineTuneJobSpec, spec_doc), namespace, config)
     gpu = config.gpu_class(spec.resources.gpu_type, "spec.resources.gpuType")
     if spec.resources.gpus_per_trial > gpu.gpus_per_node:

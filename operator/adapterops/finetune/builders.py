@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from adapterops.api.finetunejob import FineTuneJobSpec
 from adapterops.api.kinds import owner_reference
+from adapterops.api.names import DNS1123_SUBDOMAIN, child_name, claim_volume_name
 from adapterops.config import Config, GpuClass
 from adapterops.finetune.plan import PlannedTrial
 from adapterops.podsecurity import container_security_context, empty_dir, pod_security_context, shared_memory
@@ -38,7 +39,8 @@ TERMINATION_LOG = "/dev/termination-log"
 
 
 def configmap_name(job_name: str) -> str:
-    return f"{job_name[:53]}-trials"
+    """`<job>-trials` (a ConfigMap name is a DNS-1123 subdomain: an accepted job name always fits)."""
+    return child_name(job_name, "-trials", DNS1123_SUBDOMAIN.max_length)
 
 
 def output_uri(spec: FineTuneJobSpec, owner: dict[str, Any], trial: str) -> str:
@@ -157,15 +159,14 @@ def pod_template(owner: dict[str, Any], trial: PlannedTrial, spec: FineTuneJobSp
         {"name": "tmp", "mountPath": "/tmp"},
     ]
     for claim in sorted(read_claims | write_claims):
+        volume = claim_volume_name(claim)
         volumes.append(
             {
-                "name": f"pvc-{claim}",
+                "name": volume,
                 "persistentVolumeClaim": {"claimName": claim, "readOnly": claim not in write_claims},
             }
         )
-        mounts.append(
-            {"name": f"pvc-{claim}", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": claim not in write_claims}
-        )
+        mounts.append({"name": volume, "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": claim not in write_claims})
     env: list[dict[str, Any]] = [
         {"name": "ADAPTEROPS_PVC_ROOT", "value": PVC_ROOT},
         {"name": "HF_HUB_OFFLINE", "value": "1"},  # never fetch weights from a hub at run time

@@ -6,7 +6,6 @@ exactly the plan whose Jobs already exist.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import math
 import random
@@ -16,9 +15,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from adapterops.api.common import SWEEPABLE_PARAMETERS
-from adapterops.api.finetunejob import FineTuneJobSpec, SweepParameter
+from adapterops.api.finetunejob import MAX_NODES, FineTuneJobSpec, SweepParameter
+from adapterops.api.names import child_name
 
-MAX_NAME = 63  # Job names become pod label values (job-name), limited to 63 characters
+# A trial's name is its Job's, JobSet's or PyTorchJob's. The longest name derived from it is a JobSet pod's
+# hostname, <trial>-trainer-0-<node index>, a DNS-1035 label of at most 63 characters (JobSet's webhook
+# checks it); a PyTorchJob's <trial>-worker-<index> is shorter.
+MAX_NAME = 63 - len("-trainer-0-") - len(str(MAX_NODES - 1))
 
 
 class PlanError(ValueError):
@@ -40,12 +43,9 @@ class PlannedTrial:
 
 
 def trial_name(job_name: str, index: int) -> str:
-    suffix = f"-t{index:02d}"
-    if len(job_name) + len(suffix) <= MAX_NAME:
-        return job_name + suffix
-    # Truncated names get a hash of the full name so two long job names never share trials.
-    digest = hashlib.sha256(job_name.encode()).hexdigest()[:5]
-    return f"{job_name[: MAX_NAME - len(suffix) - 6]}-{digest}{suffix}"
+    """`<job>-tNN`; a job name too long for that is cut and carries its hash, so two long job names never
+    share trials."""
+    return child_name(job_name, f"-t{index:02d}", MAX_NAME)
 
 
 def _options(param: SweepParameter) -> list[Any] | None:

@@ -33,7 +33,8 @@ def parse_spec(model: type[M], doc: dict[str, Any]) -> M:
         return model.model_validate(doc)
     except ValidationError as exc:
         err = exc.errors()[0]
-        field = "spec." + ".".join(str(p) for p in err["loc"])
+        # spelled as the API server spells it: spec.runtime.imagePullSecrets[0].name
+        field = "spec" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
         raise Refusal("InvalidSpec", f"{field}: {err['msg']}") from exc
 
 

@@ -22,6 +22,7 @@ from lightkube.core.resource_registry import resource_registry
 from lightkube.types import CascadeType, PatchType
 
 from adapterops.api.kinds import ADDONS, OURS
+from adapterops.api.names import InvalidPathName, check_object_path
 from adapterops.runtime.metrics import API_REQUESTS
 
 FIELD_MANAGER = "adapterops"
@@ -30,6 +31,7 @@ __all__ = [
     "FIELD_MANAGER",
     "ApiError",
     "Client",
+    "InvalidPathName",
     "KindNotServed",
     "is_not_found",
     "resource_of",
@@ -81,6 +83,17 @@ def type_not_served(exc: BaseException) -> bool:
     return details is None or not details.name
 
 
+def _check(res: type[Resource], namespace: str | None, name: str | None) -> None:
+    """Refuse (InvalidPathName) a name or namespace that would address another path: lightkube joins them
+    into the URL unescaped, and '../../kube-system/secrets/x' would read another namespace's Secret."""
+    check_object_path(res._api_info.resource.kind, namespace, name)
+
+
+def _check_manifest(manifest: dict[str, Any]) -> None:
+    meta = manifest.get("metadata") or {}
+    check_object_path(str(manifest.get("kind")), meta.get("namespace"), meta.get("name"))
+
+
 def _body(obj: Any) -> dict[str, Any]:
     """Objects as dicts (lightkube returns typed structs for core kinds, dict subclasses for the rest)."""
     if isinstance(obj, Mapping):
@@ -111,6 +124,7 @@ class Client:
 
     async def get(self, res: type[NamespacedResource], namespace: str | None, name: str) -> dict[str, Any] | None:
         """The object, or None when it does not exist; KindNotServed when its kind is not installed."""
+        _check(res, namespace, name)
         self._count("GET")
         try:
             return _body(await self.api.get(res, name, namespace=namespace))
@@ -124,11 +138,13 @@ class Client:
     async def list(
         self, res: type[NamespacedResource], namespace: str | None, labels: dict[str, Any] | None = None
     ) -> list[dict[str, Any]]:
+        _check(res, namespace, None)
         self._count("LIST")
         return [_body(o) async for o in self.api.list(res, namespace=namespace, labels=labels)]
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply: creates the object or converges the fields we manage to `manifest`."""
+        _check_manifest(manifest)
         self._count("APPLY")
         meta = manifest["metadata"]
         res = resource_of(manifest["apiVersion"], manifest["kind"])
@@ -145,6 +161,7 @@ class Client:
 
     async def create(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
         """Create; None when an object of that name exists already (the caller decides whether it is its own)."""
+        _check_manifest(manifest)  # the name goes in the body, not the URL; a bad one is still nobody's
         self._count("CREATE")
         obj = from_dict(manifest)
         try:
@@ -162,6 +179,7 @@ class Client:
         patch: dict[str, Any],
     ) -> dict[str, Any]:
         """A JSON merge patch (RFC 7386); `res` may be a subresource class such as `Kind.resource.Status`."""
+        _check(res, namespace, name)
         self._count("PATCH")
         obj = await self.api.patch(
             res, name, patch, namespace=namespace, patch_type=PatchType.MERGE, field_manager=FIELD_MANAGER
@@ -170,11 +188,13 @@ class Client:
 
     async def replace(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """PUT: conditional on the manifest's resourceVersion (a concurrent change answers 409)."""
+        _check_manifest(manifest)
         self._count("UPDATE")
         return _body(await self.api.replace(from_dict(manifest)))
 
     async def delete(self, res: type[NamespacedResource], namespace: str | None, name: str) -> bool:
         """Delete in the background (the garbage collector removes dependents); False when already gone."""
+        _check(res, namespace, name)
         self._count("DELETE")
         try:
             await self.api.delete(res, name, namespace=namespace, cascade=CascadeType.BACKGROUND)
