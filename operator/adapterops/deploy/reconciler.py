@@ -384,37 +384,43 @@ class ModelDeploymentReconciler:
     async def _garbage_collect(
         self, body: dict[str, Any], spec: ModelDeploymentSpec, status: ModelDeploymentStatus
     ) -> None:
-        """Delete revisions no longer stable or canary, once no route sends them traffic."""
+        """Delete the children this object owns but no longer needs (revisions no longer stable or canary,
+        and any child whose name this version of the operator would not give it, e.g. from before an
+        upgrade), once no route sends them traffic. Matched by the owner's UID, named as observed."""
         meta = body["metadata"]
-        keep = {r.revision for r in (status.stable, status.canary) if r is not None}
+        namespace, uid = meta["namespace"], meta["uid"]
+        keep = {builders.revision_name(meta["name"], r.revision) for r in (status.stable, status.canary) if r}
+        stale_deployments = [d.name for d in self.revisions.data(uid) if d.name not in keep]
+        stale_services = [
+            n for n in self.services.data(uid) if n not in keep | {builders.stable_service_name(meta["name"])}
+        ]
+        if not stale_deployments and not stale_services:
+            return
         routed: set[str] = set()
         ref = spec.canary.traffic.http_route_ref
-        stale = [rev for rev in self._revisions(meta["uid"]) if rev not in keep]
-        if stale and spec.canary.traffic.mode == "httpRoute" and ref is not None:
+        if spec.canary.traffic.mode == "httpRoute" and ref is not None:
             try:
-                route = await self.ctx.client.get(HTTPROUTE.resource, meta["namespace"], ref.name)
+                route = await self.ctx.client.get(HTTPROUTE.resource, namespace, ref.name)
             except KindNotServed:
                 route = None
             routed = {
                 b["name"] for r in (route or {}).get("spec", {}).get("rules", []) for b in r.get("backendRefs", [])
             }
-        for rev in stale:
-            name = builders.revision_name(meta["name"], rev)
-            if name in routed:
-                continue
-            with failures.writing("delete", "Deployment", name):
-                await self.ctx.client.delete(Deployment, meta["namespace"], name)
-            with failures.writing("delete", "Service", name):
-                await self.ctx.client.delete(Service, meta["namespace"], name)
+        for kind, res, names in (("Deployment", Deployment, stale_deployments), ("Service", Service, stale_services)):
+            for name in names:
+                if name in routed:
+                    continue
+                with failures.writing("delete", kind, name):
+                    await self.ctx.client.delete(res, namespace, name)
 
     async def _scale(
         self, s: RolloutState, revision: str, replicas: int, revisions: dict[str, RevisionDeployment]
     ) -> None:
         current = revisions.get(revision)
         if current is not None and current.replicas != replicas:
-            name = builders.revision_name(s.name, revision)
-            with failures.writing("update", "Deployment", name):
-                await self.ctx.client.patch_merge(Deployment, s.namespace, name, {"spec": {"replicas": replicas}})
+            with failures.writing("update", "Deployment", current.name):
+                patch = {"spec": {"replicas": replicas}}
+                await self.ctx.client.patch_merge(Deployment, s.namespace, current.name, patch)
 
 
 def _status(body: dict[str, Any]) -> ModelDeploymentStatus:

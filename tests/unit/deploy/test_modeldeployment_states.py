@@ -4,6 +4,7 @@ refusals and races. The statistics are scripted: these tests drive the decisions
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -716,3 +717,18 @@ async def test_judge_evidence_survives_an_operator_restart_and_only_for_the_same
     world.analysis.script()
     await world.reconcile()
     assert world.judges[-1].pairs == []
+
+
+async def test_children_it_owns_under_names_it_no_longer_gives_are_deleted(world: World) -> None:
+    """E.g. a revision Deployment named by an older operator: matched by the owner's UID, not by name."""
+    revision = await serving(world)
+    current = world.client.get_object(DEPLOYMENT, f"{NAME}-{revision}")
+    assert current is not None
+    old = copy.deepcopy(current)
+    old["metadata"] = {**old["metadata"], "name": f"{NAME}-old-{revision}", "uid": "uid-of-the-old-name"}
+    old["metadata"].pop("resourceVersion", None)
+    world.client.put(old)
+    cleaned = await world.reconcile()
+    deleted = {(c.kind, c.name) for c in cleaned.calls if c.verb == "delete"}
+    assert deleted == {(DEPLOYMENT, f"{NAME}-old-{revision}")}
+    assert world.client.get_object(DEPLOYMENT, f"{NAME}-{revision}") is not None
