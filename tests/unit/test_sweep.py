@@ -80,3 +80,13 @@ def test_long_job_names_are_truncated_with_a_hash_and_stay_unique() -> None:
     a = trial_name("x" * 70 + "a", 3)
     b = trial_name("x" * 70 + "b", 3)
     assert len(a) <= 63 and len(b) <= 63 and a != b and a.endswith("-t03")
+
+
+def test_a_sweep_named_by_an_older_operator_keeps_its_trial_names_reachable() -> None:
+    from adapterops.finetune.plan import legacy_trial_name
+
+    assert legacy_trial_name("short", 3) == "short-t03"  # unchanged where both rules agree
+    name = "a" * 55  # 55 + 4 fits the old 63 limit, not the new one
+    assert legacy_trial_name(name, 1) == name + "-t01" != trial_name(name, 1)
+    very_long = "b" * 63
+    assert len(legacy_trial_name(very_long, 1)) == 63 and legacy_trial_name(very_long, 1).endswith("-t01")

@@ -6,6 +6,7 @@ exactly the plan whose Jobs already exist.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 import random
@@ -46,6 +47,16 @@ def trial_name(job_name: str, index: int) -> str:
     """`<job>-tNN`; a job name too long for that is cut and carries its hash, so two long job names never
     share trials."""
     return child_name(job_name, f"-t{index:02d}", MAX_NAME)
+
+
+def legacy_trial_name(job_name: str, index: int) -> str:
+    """The trial name operators before 0.2 gave (`<job>-tNN` up to 63 characters, else a 5-character
+    sha256 prefix): a sweep started by one is carried on under the names its Jobs already have."""
+    suffix = f"-t{index:02d}"
+    if len(job_name) + len(suffix) <= 63:
+        return job_name + suffix
+    digest = hashlib.sha256(job_name.encode()).hexdigest()[:5]
+    return f"{job_name[: 63 - len(suffix) - 6]}-{digest}{suffix}"
 
 
 def _options(param: SweepParameter) -> list[Any] | None:

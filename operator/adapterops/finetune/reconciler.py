@@ -21,7 +21,7 @@ from adapterops.api.kinds import FINETUNEJOB, JOBSET, LOCALQUEUE, PYTORCHJOB
 from adapterops.finetune import builders
 from adapterops.finetune.acceptance import Accepted, accept
 from adapterops.finetune.observe import TERMINAL, TrialPod, engine_item, job_item, observe_trial, pod_item
-from adapterops.finetune.plan import PlannedTrial, to_start
+from adapterops.finetune.plan import PlannedTrial, legacy_trial_name, to_start
 from adapterops.finetune.status import refused_status, sweep_status
 from adapterops.runtime import failures
 from adapterops.runtime.acceptance import REFUSED_RETRY_SECONDS, Refusal, announce
@@ -96,6 +96,11 @@ class FineTuneJobReconciler:
         pods: dict[str, list[TrialPod]] = {}
         for pod in self.trial_pods.data(uid):
             pods.setdefault(pod.trial, []).append(pod)
+        for trial in accepted.trials:  # Jobs an older operator named otherwise (0.1): carried on as they are
+            legacy = legacy_trial_name(meta["name"], trial.index)
+            if trial.name not in runs and legacy != trial.name and legacy in runs:
+                runs[trial.name] = runs.pop(legacy)
+                pods[trial.name] = pods.pop(legacy, [])
         old_rows = {r.name: r for r in old.trials}
         rows = [observe_trial(t, runs.get(t.name), pods.get(t.name, []), old_rows.get(t.name)) for t in accepted.trials]
         created = self.created.setdefault(key, set())
