@@ -61,8 +61,8 @@ def ftj_children(name: str) -> set[str]:
     me = owner("FineTuneJob", name)
     planned = plan(name, spec)
     assert len(planned) == 100
-    configmap = trials.trials_configmap(me, planned, spec)
-    names = check(DNS1123_SUBDOMAIN, [configmap["metadata"]["name"]])
+    configmaps = trials.trials_configmaps(me, planned, spec)
+    names = check(DNS1123_SUBDOMAIN, [c["metadata"]["name"] for c in configmaps])
     for trial in planned:
         job = trials.trial_job(me, trial, spec, CONFIG)
         jobset = trials.trial_jobset(me, trial, spec, CONFIG)

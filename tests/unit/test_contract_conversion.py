@@ -233,7 +233,7 @@ def test_every_choice_the_api_offers_converts() -> None:
 def test_the_trial_configmap_holds_the_contract_document() -> None:
     spec = SPECS[0]
     trials = plan("sweep", spec)
-    cm = builders.trials_configmap(OWNER, trials, spec)
+    data = {k: v for cm in builders.trials_configmaps(OWNER, trials, spec) for k, v in cm["data"].items()}
     for t in trials:
-        doc = json.loads(cm["data"][f"{t.name}.json"])
+        doc = json.loads(data[f"{t.name}.json"])
         assert TrialSpec.model_validate(doc) == builders.trial_spec(OWNER, t, spec)

@@ -83,7 +83,7 @@ def test_pvc_uris_are_mounted_and_only_the_output_is_writable() -> None:
 def test_trial_spec_configmap_holds_each_trials_values_and_output() -> None:
     s = spec()
     trials = plan("sweep", s)
-    cm = trialjob.trials_configmap(OWNER, trials, s)
+    (cm,) = trialjob.trials_configmaps(OWNER, trials, s)
     doc = json.loads(cm["data"]["sweep-t01.json"])
     assert doc["training"]["learningRate"] == 2e-4 and doc["outputUri"] == "pvc://adapters/runs/sweep-1234/sweep-t01"
     assert doc["finetuneJob"] == "ml/sweep" and doc["backend"] == "nemo"
@@ -91,7 +91,7 @@ def test_trial_spec_configmap_holds_each_trials_values_and_output() -> None:
 
 def test_dpo_runs_on_the_hf_backend() -> None:
     s = spec(method="dpo", dataset={"train": "pvc://data/pairs.jsonl", "format": "preference"})
-    cm = trialjob.trials_configmap(OWNER, plan("sweep", s), s)
+    (cm,) = trialjob.trials_configmaps(OWNER, plan("sweep", s), s)
     assert json.loads(cm["data"]["sweep-t00.json"])["backend"] == "hf"
     job = trialjob.trial_job(OWNER, plan("sweep", s)[0], s, CONFIG)
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == CONFIG.trainer_image_hf
@@ -138,3 +138,38 @@ def test_pytorchjob_has_a_master_and_workers_running_torchrun() -> None:
         "--node-rank=$(RANK)",
     ]
     assert job["metadata"]["ownerReferences"][0]["uid"] == "1234"
+
+
+def test_trial_specs_are_shared_out_so_no_configmap_passes_its_size_limit_and_each_pod_mounts_its_own() -> None:
+    evaluation = {
+        "dataset": "pvc://data/challenge.jsonl",
+        "rubric": {"text": "Score 0-5. " + "Consider relevance, grounding and format. " * 380},  # ~16 KiB
+        "judge": {"endpoint": "https://integrate.api.nvidia.com/v1", "model": "judge"},
+    }
+    sweep = {
+        "strategy": "random",
+        "maxTrials": 100,
+        "parallelism": 4,
+        "parameters": {"training.learningRate": {"min": 1e-5, "max": 1e-3, "scale": "log"}},
+    }
+    s = spec(evaluation=evaluation, sweep=sweep, objective={"metric": "judgeScore", "goal": "maximize"})
+    trials = plan("sweep", s)
+    configmaps = trialjob.trials_configmaps(OWNER, trials, s)
+    assert len(configmaps) > 1  # 100 x ~17 KiB would be ~1.7 MiB in one
+    for cm in configmaps:
+        assert len(json.dumps(cm["data"]).encode()) < 1024 * 1024
+    holder = {key: cm["metadata"]["name"] for cm in configmaps for key in cm["data"]}
+    assert len(holder) == 100
+    for trial in trials:
+        mounted = trialjob.trial_job(OWNER, trial, s, CONFIG)["spec"]["template"]["spec"]["volumes"][0]["configMap"]
+        assert mounted["name"] == holder[f"{trial.name}.json"]
+    assert [cm["metadata"]["name"] for cm in configmaps][:2] == ["sweep-trials", "sweep-trials-1"]
+
+
+def test_the_trial_specs_hash_follows_a_change_of_the_spec() -> None:
+    before = trialjob.trials_configmaps(OWNER, plan("sweep", spec()), spec())[0]
+    more_gpus = spec(resources={"gpuType": "H100", "gpusPerTrial": 4, "priorityClassName": "training"})
+    after = trialjob.trials_configmaps(OWNER, plan("sweep", more_gpus), more_gpus)[0]
+    key = trialjob.CONTENT_HASH
+    assert before["metadata"]["annotations"][key] != after["metadata"]["annotations"][key]
+    assert json.loads(after["data"]["sweep-t00.json"])["gpus"] == 4

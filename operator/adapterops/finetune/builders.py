@@ -7,6 +7,7 @@ and trial, so the operator can recompute everything from what exists.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -38,9 +39,35 @@ CONTAINER = "trainer"
 TERMINATION_LOG = "/dev/termination-log"
 
 
-def configmap_name(job_name: str) -> str:
-    """`<job>-trials` (a ConfigMap name is a DNS-1123 subdomain: an accepted job name always fits)."""
-    return child_name(job_name, "-trials", DNS1123_SUBDOMAIN.max_length)
+# A ConfigMap holds at most 1 MiB; trial specs are shared out so each stays well under it, whatever the
+# rubric's length and the number of trials.
+TRIAL_SPECS_BUDGET = 900 * 1024
+PARAMETERS_ALLOWANCE = 2048  # room for one trial's swept values beyond the job's own spec
+CONTENT_HASH = "adapterops.io/content-hash"
+
+
+def configmap_name(job_name: str, shard: int = 0) -> str:
+    """`<job>-trials` (shard 0, the only one of most sweeps), `<job>-trials-1`, ... (DNS-1123 subdomains: an
+    accepted job name always fits)."""
+    return child_name(job_name, "-trials" + (f"-{shard}" if shard else ""), DNS1123_SUBDOMAIN.max_length)
+
+
+def trials_per_shard(owner: dict[str, Any], spec: FineTuneJobSpec) -> int:
+    """How many trial specs share one ConfigMap: from the size of a trial's spec without its swept values
+    (every trial's is that plus its few values), so every builder computes the same layout."""
+    base = PlannedTrial(index=0, name=child_name(owner["metadata"]["name"], "-t00", 63), parameters={})
+    size = len(_trial_json(owner, base, spec)) + PARAMETERS_ALLOWANCE
+    return max(1, TRIAL_SPECS_BUDGET // size)
+
+
+def shard_of(owner: dict[str, Any], trial: PlannedTrial, spec: FineTuneJobSpec) -> int:
+    return trial.index // trials_per_shard(owner, spec)
+
+
+def _trial_json(owner: dict[str, Any], trial: PlannedTrial, spec: FineTuneJobSpec) -> str:
+    return json.dumps(
+        trial_spec(owner, trial, spec).model_dump(by_alias=True, exclude_none=True, mode="json"), sort_keys=True
+    )
 
 
 def output_uri(spec: FineTuneJobSpec, owner: dict[str, Any], trial: str) -> str:
@@ -85,26 +112,33 @@ def trial_spec(owner: dict[str, Any], trial: PlannedTrial, spec: FineTuneJobSpec
     )
 
 
-def trials_configmap(owner: dict[str, Any], trials: list[PlannedTrial], spec: FineTuneJobSpec) -> dict[str, Any]:
-    """All trial specs of the sweep in one ConfigMap (one key per trial): one object per sweep, not per trial."""
+def trials_configmaps(owner: dict[str, Any], trials: list[PlannedTrial], spec: FineTuneJobSpec) -> list[dict[str, Any]]:
+    """The trial specs of the sweep, one key per trial, in as few ConfigMaps as fit (usually one): one
+    object per sweep, not per trial. Each carries a hash of its content, so a copy out of step with the
+    spec (or gone) is seen and applied again."""
     meta = owner["metadata"]
-    data = {
-        f"{t.name}.json": json.dumps(
-            trial_spec(owner, t, spec).model_dump(by_alias=True, exclude_none=True, mode="json"), sort_keys=True
+    per_shard = trials_per_shard(owner, spec)
+    shards: dict[int, dict[str, str]] = {}
+    for trial in trials:
+        shards.setdefault(trial.index // per_shard, {})[f"{trial.name}.json"] = _trial_json(owner, trial, spec)
+    out = []
+    for shard, data in sorted(shards.items()):
+        digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": configmap_name(meta["name"], shard),
+                    "namespace": meta["namespace"],
+                    "labels": {LABEL_JOB: meta["name"], LABEL_JOB_UID: meta["uid"], LABEL_COMPONENT: "trial-specs"},
+                    "annotations": {CONTENT_HASH: digest},
+                    "ownerReferences": [owner_reference(owner)],
+                },
+                "data": data,
+            }
         )
-        for t in trials
-    }
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": configmap_name(meta["name"]),
-            "namespace": meta["namespace"],
-            "labels": {LABEL_JOB: meta["name"], LABEL_COMPONENT: "trial-specs"},
-            "ownerReferences": [owner_reference(owner)],
-        },
-        "data": data,
-    }
+    return out
 
 
 def _claim(uri: str) -> str:
@@ -145,7 +179,7 @@ def pod_template(owner: dict[str, Any], trial: PlannedTrial, spec: FineTuneJobSp
         {
             "name": "trial-spec",
             "configMap": {
-                "name": configmap_name(meta["name"]),
+                "name": configmap_name(meta["name"], shard_of(owner, trial, spec)),
                 "items": [{"key": f"{trial.name}.json", "path": "trial.json"}],
             },
         },

@@ -10,12 +10,12 @@ from datetime import datetime
 from typing import Any
 
 from lightkube.resources.batch_v1 import Job
-from lightkube.resources.core_v1 import Pod
+from lightkube.resources.core_v1 import ConfigMap, Pod
 from pydantic import ValidationError
 
 from adapterops.api.common import parse_time as parse
 from adapterops.api.finetunejob import Trial
-from adapterops.finetune.builders import CONTAINER, LABEL_JOB, LABEL_JOB_UID, LABEL_TRIAL
+from adapterops.finetune.builders import CONTAINER, CONTENT_HASH, LABEL_JOB, LABEL_JOB_UID, LABEL_TRIAL
 from adapterops.finetune.plan import PlannedTrial
 from adapterops.runtime.informer import Item
 from adapterops_common.contract import TERMINATION_MESSAGE_LIMIT, TrialResult, explain
@@ -161,6 +161,16 @@ def pod_item(pod: Pod) -> Item[TrialPod] | None:
         terminated=terminated,
     )
     return Item(meta.uid, owner[0], owner[1], trial_pod)
+
+
+def trial_specs_item(configmap: ConfigMap) -> Item[tuple[str, str]] | None:
+    """A trials ConfigMap: its name and the content hash it was written with."""
+    meta = configmap.metadata
+    owner = _owner(meta.labels if meta else None, meta.namespace if meta else None)
+    if owner is None or meta is None or meta.uid is None or meta.name is None:
+        return None
+    digest = (meta.annotations or {}).get(CONTENT_HASH, "")
+    return Item(meta.uid, owner[0], owner[1], (meta.name, digest))
 
 
 def parse_result(message: str | None) -> tuple[TrialResult | None, str | None]:

@@ -13,14 +13,22 @@ import logging
 from typing import Any
 
 from lightkube.resources.batch_v1 import Job
-from lightkube.resources.core_v1 import Pod
+from lightkube.resources.core_v1 import ConfigMap, Pod
 from pydantic import ValidationError
 
 from adapterops.api.finetunejob import FineTuneJobStatus, Trial
 from adapterops.api.kinds import FINETUNEJOB, JOBSET, LOCALQUEUE, PYTORCHJOB
 from adapterops.finetune import builders
 from adapterops.finetune.acceptance import Accepted, accept
-from adapterops.finetune.observe import TERMINAL, TrialPod, engine_item, job_item, observe_trial, pod_item
+from adapterops.finetune.observe import (
+    TERMINAL,
+    TrialPod,
+    engine_item,
+    job_item,
+    observe_trial,
+    pod_item,
+    trial_specs_item,
+)
 from adapterops.finetune.plan import PlannedTrial, legacy_trial_name, to_start
 from adapterops.finetune.status import refused_status, sweep_status
 from adapterops.runtime import failures
@@ -59,13 +67,17 @@ class FineTuneJobReconciler:
             kind.kind: informers.get(kind.plural, kind.resource, engine_item, labels=SELECTOR, optional=True)
             for kind in (JOBSET, PYTORCHJOB)
         }
-        for informer in (self.jobs, self.trial_jobs, self.trial_pods, *self.engines.values()):
+        self.trial_specs = informers.get(
+            "trial-specs", ConfigMap, trial_specs_item, labels={**SELECTOR, builders.LABEL_COMPONENT: "trial-specs"}
+        )
+        for informer in (self.jobs, self.trial_jobs, self.trial_pods, self.trial_specs, *self.engines.values()):
             informer.subscribe(ctx.queue.add)
         # Per object, dropped with it: the validated plan (uid, generation), Jobs created but not yet seen
-        # by the informer (controller-runtime's "expectations"), and whether its trials ConfigMap exists.
+        # by the informer (controller-runtime's "expectations"), and the trials ConfigMaps' names and content
+        # hashes for (uid, generation) (the content itself is rebuilt only when one must be applied).
         self.plans: dict[Key, tuple[str, int | None, Accepted]] = {}
         self.created: dict[Key, set[str]] = {}
-        self.configmaps: dict[Key, str] = {}
+        self.configmaps: dict[Key, tuple[str, int | None, dict[str, str]]] = {}
 
     def forget(self, key: Key) -> None:
         self.plans.pop(key, None)
@@ -108,14 +120,17 @@ class FineTuneJobReconciler:
         existing = set(runs) | created
         retry: Result = self.ctx.config.reconcile_seconds
         failure: ChildError | None = None
-        if not spec.suspend:
-            busy = sum(1 for r in rows if r.name in existing and r.state not in TERMINAL)
-            starting = to_start(accepted.trials, busy, existing, spec.sweep.parallelism)
-            try:
+        unfinished = any(r.state not in TERMINAL for r in rows)
+        try:
+            if unfinished:  # a pod still to start (a first attempt or a retry) mounts its trial's spec
+                await self._trial_specs(body, accepted)
+            if not spec.suspend:
+                busy = sum(1 for r in rows if r.name in existing and r.state not in TERMINAL)
+                starting = to_start(accepted.trials, busy, existing, spec.sweep.parallelism)
                 if starting and not await self._start(body, accepted, starting, created, engine):
                     retry = NAME_TAKEN_RETRY_SECONDS
-            except ChildError as exc:
-                failure = exc
+        except ChildError as exc:
+            failure = exc
         new = sweep_status(old, rows, spec, generation, f"sweep planned: {len(accepted.trials)} trials")
         new.conditions = failures.record(new.conditions, failure, generation)
         if await self.ctx.status.write(body, dump(new)):
@@ -167,6 +182,26 @@ class FineTuneJobReconciler:
             f"({JOBSET.group}) or the Kubeflow Training Operator ({PYTORCHJOB.group} PyTorchJob), or use nodes: 1",
         )
 
+    async def _trial_specs(self, body: dict[str, Any], accepted: Accepted) -> None:
+        """The trials ConfigMaps exist and match this generation's spec (applied again when one is missing,
+        edited, or the spec changed, e.g. gpusPerTrial)."""
+        meta = body["metadata"]
+        key, uid, generation = (meta["namespace"], meta["name"]), meta["uid"], meta.get("generation")
+        cached = self.configmaps.get(key)
+        if cached is None or cached[:2] != (uid, generation):
+            manifests = builders.trials_configmaps(body, accepted.trials, accepted.spec)
+            wanted = {m["metadata"]["name"]: m["metadata"]["annotations"][builders.CONTENT_HASH] for m in manifests}
+            self.configmaps[key] = (uid, generation, wanted)
+        wanted = self.configmaps[key][2]
+        observed = dict(self.trial_specs.data(uid))
+        if all(observed.get(name) == digest for name, digest in wanted.items()):
+            return
+        for manifest in builders.trials_configmaps(body, accepted.trials, accepted.spec):
+            name = manifest["metadata"]["name"]
+            if observed.get(name) != wanted[name]:
+                with failures.manifest_writing("apply", manifest):
+                    await self.ctx.client.apply(manifest)
+
     async def _start(
         self, body: dict[str, Any], accepted: Accepted, starting: list[PlannedTrial], created: set[str], engine: str
     ) -> bool:
@@ -174,11 +209,6 @@ class FineTuneJobReconciler:
         The TrialStarted Event comes with the status write that first shows them started."""
         meta = body["metadata"]
         key, uid = (meta["namespace"], meta["name"]), meta["uid"]
-        if self.configmaps.get(key) != uid:
-            configmap = builders.trials_configmap(body, accepted.trials, accepted.spec)
-            with failures.manifest_writing("create", configmap):
-                await self.ctx.client.create(configmap)
-            self.configmaps[key] = uid
         limit = asyncio.Semaphore(CREATE_CONCURRENCY)
         taken: list[str] = []
 
