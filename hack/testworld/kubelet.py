@@ -14,7 +14,7 @@ Images without a command (serving engines) are mapped to local commands by `imag
 What it does not enforce, since the processes run on this machine as its user: a pod's securityContext
 (runAsUser/runAsGroup/fsGroup, seccomp, dropped capabilities, readOnlyRootFilesystem: a process can still
 write outside its mounts) and emptyDir sizeLimit or medium. The API server's PodSecurity admission judges
-those settings before a pod reaches it (tests/cluster/test_pod_security.py).
+those settings before a pod reaches it (tests/cluster/test_restricted_namespace.py).
 """
 
 from __future__ import annotations
