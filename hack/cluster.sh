@@ -22,7 +22,9 @@ name="${ADAPTEROPS_CLUSTER:-adapterops}"
 state="$root/.tools/clusters"
 kubeconfig="$state/$name.kubeconfig"
 export KWOK_WORKDIR="${KWOK_WORKDIR:-$root/.tools/kwok}"
-export GOTOOLCHAIN=local GOFLAGS=-mod=mod
+# -mod=readonly: build exactly what go.mod and go.sum pin; a missing or different checksum fails the build
+# instead of being written into go.sum (modules still download from the module proxy).
+export GOTOOLCHAIN=local GOFLAGS=-mod=readonly
 
 bin="$("$root/hack/build-tools.sh")"
 gateway_api_version=v1.6.3
