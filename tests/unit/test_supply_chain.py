@@ -341,3 +341,37 @@ def test_mod_mod_and_go_without_readonly_are_caught() -> None:
     assert go_problems('env={"GOFLAGS": "-mod=mod"}\n', "t.py") == [
         "t.py: -mod=mod lets the build rewrite go.mod/go.sum; use -mod=readonly"
     ]
+
+
+def test_the_image_closure_follows_extras_and_markers_for_linux_and_names_what_is_missing() -> None:
+    from packaging.requirements import Requirement
+    from packaging.utils import NormalizedName, canonicalize_name
+
+    def pin(name: str, version: str = "1.0") -> requirements.Pin:
+        return requirements.Pin(canonicalize_name(name), version, ["sha256:" + "0" * 64])
+
+    metadata = {
+        "lib": ['dep>=1; sys_platform == "linux"', 'mac-only; sys_platform == "darwin"', 'extra-dep; extra == "x"'],
+        "dep": [],
+        "extra-dep": [],
+        "mac-only": [],
+    }
+    pins = {canonicalize_name(n): pin(n) for n in metadata}
+    no_extras: dict[str, list[Requirement]] = {}
+    local = {canonicalize_name("mine"): ([Requirement("lib[x]>=0.5")], no_extras)}
+
+    def requires(name: NormalizedName, p: requirements.Pin) -> list[Requirement]:
+        return [Requirement(r) for r in metadata[name]]
+
+    assert requirements.closure(["mine"], pins, local, requires) == {
+        "lib": {"mine"},
+        "dep": {"lib"},
+        "extra-dep": {"lib"},
+    }
+    assert requirements.closure(["lib"], pins, local, requires) == {"lib": set(), "dep": {"lib"}}
+    with pytest.raises(GenerateError, match=r"dep \(needed by lib\) is not in hack/requirements.lock"):
+        requirements.closure(["lib"], {k: v for k, v in pins.items() if k != "dep"}, local, requires)
+    with pytest.raises(GenerateError, match=r"mine requires lib\[x\]>=2, but hack/requirements.lock pins lib==1.0"):
+        requirements.closure(
+            ["mine"], pins, {canonicalize_name("mine"): ([Requirement("lib[x]>=2")], no_extras)}, requires
+        )
