@@ -22,8 +22,8 @@ name="${ADAPTEROPS_CLUSTER:-adapterops}"
 state="$root/.tools/clusters"
 kubeconfig="$state/$name.kubeconfig"
 export KWOK_WORKDIR="${KWOK_WORKDIR:-$root/.tools/kwok}"
-# -mod=readonly: build exactly what go.mod and go.sum pin; a missing or different checksum fails the build
-# instead of being written into go.sum (modules still download from the module proxy).
+# -mod=readonly: `go list` and `go mod download` below read hack/tools' go.mod and go.sum, never rewrite them
+# (a missing or different checksum is an error, as in hack/build-tools.sh).
 export GOTOOLCHAIN=local GOFLAGS=-mod=readonly
 
 bin="$("$root/hack/build-tools.sh")"
