@@ -12,7 +12,9 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 mod="$root/hack/argocd-lua/upstream"
-export GOTOOLCHAIN=go1.27.3 CGO_ENABLED=0 GOFLAGS=-mod=mod
+# -mod=readonly: build exactly what go.mod and go.sum pin; a missing or different checksum fails the build
+# instead of being written into go.sum (modules still download from the module proxy).
+export GOTOOLCHAIN=go1.27.3 CGO_ENABLED=0 GOFLAGS=-mod=readonly
 
 key="$(cat "$mod/go.mod" "$mod/go.sum" "$mod"/*.go "${BASH_SOURCE[0]}" | sha256sum | cut -c1-12)"
 cache="${ADAPTEROPS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/adapterops}"

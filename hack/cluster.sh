@@ -22,7 +22,9 @@ name="${ADAPTEROPS_CLUSTER:-adapterops}"
 state="$root/.tools/clusters"
 kubeconfig="$state/$name.kubeconfig"
 export KWOK_WORKDIR="${KWOK_WORKDIR:-$root/.tools/kwok}"
-export GOTOOLCHAIN=local GOFLAGS=-mod=mod
+# -mod=readonly: `go list` and `go mod download` below read hack/tools' go.mod and go.sum, never rewrite them
+# (a missing or different checksum is an error, as in hack/build-tools.sh).
+export GOTOOLCHAIN=local GOFLAGS=-mod=readonly
 
 bin="$("$root/hack/build-tools.sh")"
 gateway_api_version=v1.6.3

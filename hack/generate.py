@@ -10,6 +10,7 @@ Targets (generators in hack/generators/):
     base                 the kustomize base (manifests/base) rendered from the chart by the pinned helm
     commerce-dataset     the shipped commerce-agent dataset (training-jobs/datasets/commerce)
     argocd-cm            Argo CD's argocd-cm entries from the Lua checks and actions (manifests/argocd)
+    image-locks          each image's hash-pinned part of hack/requirements.lock (hack/requirements/*.lock)
 
 `base` and `argocd-cm` run Go tools, built on first use by hack/build-tools.sh and
 hack/build-argocd-lua.sh. Exit status: 0 current (or written), 1 stale, 2 a generator could not run.
@@ -67,11 +68,18 @@ def _argocd_cm(root: Path) -> Files:
     return argocd.argocd_cm(root)
 
 
+def _image_locks(root: Path) -> Files:
+    from generators import requirements
+
+    return requirements.image_locks(root)
+
+
 TARGETS: tuple[Target, ...] = (
     Target("crds", _crds, owns=("charts/adapterops/files/crds/*.yaml", "manifests/base/crds/*.yaml")),
     Target("base", _base),
     Target("commerce-dataset", _commerce_dataset),
     Target("argocd-cm", _argocd_cm),
+    Target("image-locks", _image_locks, owns=("hack/requirements/*.lock",)),
 )
 
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh machine, building only what is missing:
 #   - Debian packages: prometheus (and promtool), for the canary analysis and alert-rule tests;
-#   - the Python environment (.venv, from hack/requirements.lock, with uv; wheels come from uv's cache), with the
-#     three distributions installed editable: adapterops-common, adapterops-train, adapterops;
+#   - the Python environment (.venv, from hack/requirements.lock, hash-checked, with uv; wheels come from uv's
+#     cache), with the three distributions installed editable: adapterops-common, adapterops-train, adapterops;
 #   - the local control plane, kwok and helm (hack/build-tools.sh) and the local S3 server (hack/build-s3.sh),
 #     into ~/.cache/adapterops, keyed by their pinned versions.
 set -euo pipefail
@@ -33,9 +33,13 @@ if [[ "$(cat .venv/.adapterops-lock 2>/dev/null)" != "$lock_stamp" ]]; then
   # sync removes what the lock does not list, including a previous layout's editable installs; the root
   # was one distribution before the split, and its metadata there would shadow `adapterops`'s.
   rm -rf adapterops.egg-info
-  uv pip sync -q --python .venv/bin/python hack/requirements.lock
+  # --require-hashes: every package must be pinned and match one of the lock's hashes (uv checks the hashes
+  # it is given anyway; this also refuses an entry without one).
+  uv pip sync -q --require-hashes --python .venv/bin/python hack/requirements.lock
+  # Built with the venv's own setuptools (locked, hash-checked above) instead of build tools fetched
+  # unpinned into an isolated build environment.
   editables=(); for p in "${packages[@]}"; do editables+=(-e "$p"); done
-  uv pip install -q --python .venv/bin/python --no-deps "${editables[@]}"
+  uv pip install -q --python .venv/bin/python --no-deps --no-build-isolation "${editables[@]}"
   echo "$lock_stamp" >.venv/.adapterops-lock
 fi
 

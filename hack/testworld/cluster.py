@@ -238,7 +238,7 @@ def module_dir(module: str, version: str) -> Path:
         check=True,
         capture_output=True,
         text=True,
-        env={**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod"},
+        env={**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly"},
     ).stdout
     return Path(json.loads(out)["Dir"])
 

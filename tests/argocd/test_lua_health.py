@@ -142,7 +142,7 @@ def test_go_harness_unit_tests() -> None:
     proc = subprocess.run(
         [go, "test", "./..."],
         cwd=REPO / "hack" / "argocd-lua",
-        env={**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod"},
+        env={**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly"},
         capture_output=True,
         text=True,
         timeout=600,
