@@ -64,7 +64,7 @@ def prometheus(cluster: LocalCluster) -> Iterator[Prometheus]:
 
 @pytest.fixture(scope="session")
 def tenant_endpoint() -> Iterator[Listener]:
-    """An address tenants may reach through the operator only under /allowed (tests/cluster/test_egress_on_cluster.py)."""
+    """An address tenants may reach through the operator only under /allowed (test_egress_on_cluster.py)."""
     with Listener() as server:
         yield server
 
