@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 
 from testworld.cluster import TOOLS, LocalCluster, OperatorProcess
+from testworld.engines import nim_profiles
 from testworld.judge import StandInJudge
 from testworld.kubelet import Kubelet
 from testworld.listener import Listener
+from testworld.nim import serving_images
 from testworld.prometheus import Prometheus
 
 CLUSTER = os.environ.get("ADAPTEROPS_TEST_CLUSTER", "adapterops-test")
@@ -32,13 +34,12 @@ CHART_VALUES = {
         "fetcher": "adapterops/adapter-fetcher:local",
     },
     "reconcileSeconds": 5,
+    # The profiles of the stand-in's NIM images (testworld/engines.py), over the chart's defaults.
+    "nimProfiles": nim_profiles(),
 }
-NIM_STANDIN = str(Path(__file__).resolve().parents[2] / "hack" / "testworld" / "nim.py")
-# Serving images have no command in the pod spec (their entrypoint): the harness runs the stand-in.
-SERVING_IMAGES = {
-    "nvcr.io/nim/": lambda pod, container: ["python", NIM_STANDIN, "--engine", "nim"],
-    "vllm/vllm-openai": lambda pod, container: ["python", NIM_STANDIN, "--engine", "vllm"],
-}
+# Serving images have no command in the pod spec (their entrypoint): the harness runs the stand-in of
+# the engine version the image is, told the GPUs the pod got.
+SERVING_IMAGES = serving_images()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -47,11 +47,37 @@ class EnvVar(ApiModel):
 class Runtime(ApiModel):
     """The serving engine and its placement."""
 
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "self.engine == 'nim' || !has(self.precision)",
+                "runtime.precision picks a NIM profile; for vLLM set --dtype or --quantization in runtime.args",
+            )
+        )
+    )
+
     engine: Literal["nim", "vllm"] = Field(default="nim", description="nim (NVIDIA NIM for LLMs) or vllm.")
     image: str | None = Field(
         default=None,
         max_length=1024,
         description="Serving image; default from the operator's config per engine.",
+    )
+    engine_version: str | None = Field(
+        default=None,
+        max_length=32,
+        pattern=r"^v?[0-9]+(\.[0-9]+){0,2}$",
+        description=(
+            "The engine's version (e.g. 1.8, 2.0.6, 0.11.0): which metrics it exports (docs/engines.md). "
+            "Default: the image's tag; needed when the tag is not the version (latest, a digest)."
+        ),
+    )
+    precision: Literal["bf16", "fp16", "fp8", "nvfp4", "mxfp4"] | None = Field(
+        default=None,
+        description=(
+            "NIM: the precision of the model profile to run (default bf16); with the GPU type, tensor "
+            "parallelism and LoRA it picks NIM_MODEL_PROFILE from the operator's profile table. Not for vLLM "
+            "(set --dtype or --quantization in args)."
+        ),
     )
     tensor_parallel_size: Literal[1, 2, 4, 8] = Field(
         default=1, description="GPUs per replica the model is sharded over: 1, 2, 4 or 8."
@@ -282,6 +308,10 @@ class RevisionStatus(ApiModel):
     adapters: dict[str, str] = Field(default_factory=dict, description="Served name -> adapter URI.")
     engine: str = Field(description="nim or vllm.")
     image: str = Field(description="Serving image.")
+    engine_version: str | None = Field(default=None, description="Engine version (spec or image tag).")
+    profile: str | None = Field(
+        default=None, description="NIM: the model profile in use (NIM_MODEL_PROFILE), and where it comes from."
+    )
     tensor_parallel_size: int = Field(description="TP size.")
     gpu_type: str = Field(description="GPU class.")
     replicas: int = Field(default=0, description="Desired replicas.")

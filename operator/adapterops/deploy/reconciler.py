@@ -331,8 +331,8 @@ class ModelDeploymentReconciler:
             spec,
             self.ctx.config.prometheus_url,
             s.namespace,
-            s.stable.revision,
-            desired,
+            s.stable,
+            s.canary,
             canary.window_seconds(analysis),
             judge,
         )
