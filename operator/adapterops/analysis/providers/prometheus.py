@@ -45,7 +45,13 @@ QUERIES: dict[Line, EngineQueries] = {
     "nim-1": EngineQueries(
         latency=_latency("e2e_request_latency_seconds"),
         errors="sum(increase(request_failure_total{" + SELECTOR + "}[{window}]))",
-        requests='sum(increase({__name__=~"request_(success|failure)_total",' + SELECTOR + "}[{window}]))",
+        # Two sums, not one `{__name__=~...}` selector: increase() drops the names, and the two series would
+        # collide on the same labels (Prometheus refuses that with HTTP 422).
+        requests="sum(increase(request_success_total{"
+        + SELECTOR
+        + "}[{window}])) + sum(increase(request_failure_total{"
+        + SELECTOR
+        + "}[{window}]))",
         error_measure="engine failures: request_failure_total of request_success_total + request_failure_total "
         "(NIM 1.x exports no HTTP status counter)",
         error_series="request_success_total and request_failure_total",
