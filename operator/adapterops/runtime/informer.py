@@ -4,8 +4,9 @@ children (trial Jobs and pods, JobSets, PyTorchJobs, serving Deployments and pod
 
 An event costs a JSON decode, a summary and, when the summary changed, the subscribers' calls: most
 updates of a pod or Job touch nothing a reconcile reads and wake nobody. Items are grouped for lookups
-(children by their owner's UID, so a deleted and re-created owner of the same name never inherits the
-old children; our own objects by namespace and name). Add-on kinds (JobSet, PyTorchJob) may be absent
+(children by their owner's namespace and UID, so a deleted and re-created owner of the same name never
+inherits the old children, and an object of another namespace carrying the owner's labels is never one;
+our own objects by namespace and name). Add-on kinds (JobSet, PyTorchJob) may be absent
 or removed at run time: while the API server does not serve them the view is empty and the kind is
 looked for again every `poll_seconds` or when poked. Any failure (a 410, a dropped or silent
 connection, a 403 in one namespace) restarts that namespace's list and watch after a backoff; the
@@ -45,7 +46,7 @@ class Item(Generic[T]):
     """One object as the reconcilers see it."""
 
     uid: str
-    group: Hashable  # what lookups ask for: the owner's UID for children, (namespace, name) for our kinds
+    group: Hashable  # what lookups ask for: (namespace, owner's UID) for children, (namespace, name) for our kinds
     key: Key  # the work-queue key this object wakes: its owner's (namespace, name), or its own
     data: T
 
