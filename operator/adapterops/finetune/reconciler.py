@@ -194,7 +194,7 @@ class FineTuneJobReconciler:
             wanted = {m["metadata"]["name"]: m["metadata"]["annotations"][builders.CONTENT_HASH] for m in manifests}
             self.configmaps[key] = (uid, generation, wanted)
         wanted = self.configmaps[key][2]
-        observed = dict(self.trial_specs.data(uid))
+        observed = dict(self.trial_specs.data((meta["namespace"], uid)))
         if all(observed.get(name) == digest for name, digest in wanted.items()):
             return
         for manifest in builders.trials_configmaps(body, accepted.trials, accepted.spec):
