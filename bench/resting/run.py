@@ -1,21 +1,23 @@
 """P5: the operator at rest — CPU and memory against the number of objects it watches (a benchmark).
 
 On a local cluster of its own, the chart installed and the operator running under the chart's identity
-(one process, the leader), this creates FineTuneJobs (the shipped 20-trial sweep, suspended: planned,
-no trial started) and ModelDeployments (following those sweeps, so waiting for a champion: a stable
-Service and a status, no pods), half each, in steps up to the largest count. At each step it waits
-until every object's status describes its generation, lets a resync period pass (the chart's 300 s), then
-samples the operator process for `--seconds` (one resync period, so every object's periodic look counts): CPU as the share of one core (its own utime+stime over wall time,
-from /proc, so the other processes' load does not count) and RSS (VmRSS, every 5 s). Figures: medians
-with min-max over the samples, and RSS per object between steps.
+(one process, the leader), this creates FineTuneJobs (the shipped 20-trial sweep, suspended: planned, no
+trial started) and ModelDeployments (following those sweeps, so waiting for a champion: a stable Service
+and a status, no pods), half each, in steps up to the largest count. At each step it waits until every
+object's status describes its generation, lets a resync period pass (the chart's 300 s), then samples
+the operator process for `--seconds` (one resync period, so every object's periodic look counts): CPU as
+the share of one core (its own utime+stime over wall time, from /proc, so the other processes' load does
+not count) and RSS (VmRSS, every 5 s). Figures: medians with min-max over the samples, and RSS per
+object between steps.
 
     .venv/bin/python bench/resting/run.py                          # 0, 100, 1000, 5000 objects (~50 min)
     .venv/bin/python bench/resting/run.py --counts 0 100 --resync 30 --seconds 30   # a quick look
 
 What could make these figures wrong: the resync period sets the idle work (at 30 s, 5000 objects cost
-8.5% of a core, about 10x the 300 s default); a busier API server slows each reconcile but the CPU time is the operator's own; RSS after a peak
-stays high (CPython rarely returns freed arenas), so each step's figure is the high-water mark of
-getting there, not only of resting there; objects here have short specs and no history.
+8.5% of a core, about 10x the 300 s default); a busier API server slows each reconcile but the CPU time
+is the operator's own; RSS after a peak stays high (CPython rarely returns freed arenas), so each step's
+figure is the high-water mark of getting there, not only of resting there; objects here have short specs
+and no history.
 """
 
 from __future__ import annotations
