@@ -103,10 +103,11 @@ class FineTuneJobReconciler:
                 await announce(self.ctx.events, body, old.conditions, new.conditions)
             return REFUSED_RETRY_SECONDS
         spec = accepted.spec
-        runs = {r.name: r for r in self.trial_jobs.data(uid)}
-        runs |= {r.name: r for engine_informer in self.engines.values() for r in engine_informer.data(uid)}
+        owner = (namespace, uid)  # children are matched in the job's own namespace only
+        runs = {r.name: r for r in self.trial_jobs.data(owner)}
+        runs |= {r.name: r for engine_informer in self.engines.values() for r in engine_informer.data(owner)}
         pods: dict[str, list[TrialPod]] = {}
-        for pod in self.trial_pods.data(uid):
+        for pod in self.trial_pods.data(owner):
             pods.setdefault(pod.trial, []).append(pod)
         for trial in accepted.trials:  # Jobs an older operator named otherwise (0.1): carried on as they are
             legacy = legacy_trial_name(meta["name"], trial.index)
@@ -193,7 +194,7 @@ class FineTuneJobReconciler:
             wanted = {m["metadata"]["name"]: m["metadata"]["annotations"][builders.CONTENT_HASH] for m in manifests}
             self.configmaps[key] = (uid, generation, wanted)
         wanted = self.configmaps[key][2]
-        observed = dict(self.trial_specs.data(uid))
+        observed = dict(self.trial_specs.data((meta["namespace"], uid)))
         if all(observed.get(name) == digest for name, digest in wanted.items()):
             return
         for manifest in builders.trials_configmaps(body, accepted.trials, accepted.spec):
