@@ -17,6 +17,7 @@ from test_modeldeployment_e2e import world as world  # the fixture: a PVC and th
 from testworld import engines
 from testworld.cluster import LocalCluster, wait_for
 from testworld.engines import EngineVersion
+from testworld.judge import StandInJudge
 from testworld.prometheus import Prometheus
 from testworld.traffic import Traffic
 
@@ -97,3 +98,44 @@ def test_what_the_engine_would_refuse_at_start_up_is_refused_before_any_pod(
     assert refused["untagged"]["message"].startswith("spec.runtime.engineVersion: the image vllm/vllm-openai:latest")
     assert cluster.get("deployments", "-n", namespace)["items"] == []
 
+
+def prom_value(prometheus: Prometheus, query: str) -> float:
+    return sum(float(row["value"][1]) for row in prometheus.query(query))
+
+
+def test_a_renamed_adapter_is_judged_against_the_one_it_replaces_and_stable_is_never_asked_for_it(
+    cluster: LocalCluster, world: Path, namespace: str, prometheus: Prometheus, judge: StandInJudge
+) -> None:
+    """vLLM 0.11 counts every answered request by status: a paired judge that asked the stable revision
+    for the canary's new name would show as 4xx there (and leave the judge without a verdict)."""
+    version = engines.VLLM_0_11
+    md = short_canary("renamed", version, fake_adapter(world, "v1"))
+    # The judge alone decides (as in test_modeldeployment_e2e.py's judged canaries).
+    md["spec"]["canary"]["analysis"] = {
+        "judge": {
+            "dataset": "configmap://canary-prompts/prompts.jsonl",
+            "maxDrop": 0.5,
+            "judge": {"endpoint": judge.url, "model": "stand-in-judge"},
+        },
+        "failureLimit": 1,
+    }
+    cluster.apply(md, namespace)
+    stable = serving_ready(cluster, "renamed", namespace)["status"]["stable"]["revision"]
+    renamed = [{"name": "commerce-v2", "uri": fake_adapter(world, "v2"), "replaces": "commerce"}]
+    change(cluster, "renamed", namespace, {"adapters": renamed})
+
+    def decided() -> dict[str, Any] | None:
+        history = mdep(cluster, "renamed", namespace)["status"].get("history", [])
+        return history[0] if history and history[0]["outcome"] != "Initial" else None
+
+    outcome = wait_for(decided, 240, "the renamed adapter's canary decided")
+    assert outcome["outcome"] == "Promoted", outcome
+    assert "commerce-v2 on the canary vs commerce on stable" in outcome["reason"], outcome["reason"]
+    # The stable revision's pods are gone after promotion: their last samples, not instant values.
+    selector = f'namespace="{namespace}",adapterops_io_revision="{stable}",handler="/v1/chat/completions"'
+
+    def answered(status: str) -> float:
+        return prom_value(prometheus, f'max_over_time(http_requests_total{{{selector},status="{status}"}}[10m])')
+
+    assert answered("2xx") >= 10  # the judge's prompts, answered by stable's commerce
+    assert answered("4xx") == 0

@@ -119,6 +119,8 @@ async def analyse(
         )
         if judge and judge.problem and verdict.verdict == "Inconclusive":
             verdict = _with_reason(verdict, judge.problem)
+        if judge and judge.compared:
+            verdict = dataclasses.replace(verdict, threshold=f"{verdict.threshold}; {judge.compared}")
         out.append(verdict)
     return out
 

@@ -120,7 +120,11 @@ class AdapterSource(ApiModel):
             (
                 "has(self.fineTuneJobRef) != has(self.uri)",
                 "each adapter sets exactly one of fineTuneJobRef or uri",
-            )
+            ),
+            (
+                "!has(self.replaces) || self.replaces != self.name",
+                "adapters[].replaces names another adapter (the one this adapter takes over from), not itself",
+            ),
         )
     )
 
@@ -131,6 +135,14 @@ class AdapterSource(ApiModel):
     uri: Annotated[str, storage_uri("adapters[].uri")] | None = Field(
         default=None,
         description="A fixed adapter location (s3://, pvc://claim/path or a mounted path).",
+    )
+    replaces: AdapterName | None = Field(
+        default=None,
+        description=(
+            "The adapter this one takes over from, by name. While the stable revision does not serve this "
+            "adapter's name, the canary's paired judge compares it with that adapter on the stable revision "
+            "(which must serve it). Unset: with the base model. Ignored once the stable revision serves this name."
+        ),
     )
 
 

@@ -421,11 +421,12 @@ class FakePairedJudge:
     samples: int
     problem: str | None = None
     pairs: list[tuple[float | None, float | None]] = field(default_factory=list)
-    started: list[tuple[str, str, str]] = field(default_factory=list)
+    compared: str = ""
+    started: list[tuple[str, str, str, str]] = field(default_factory=list)
     stopped: bool = False
 
-    def start(self, stable_url: str, canary_url: str, model: str) -> None:
-        self.started.append((stable_url, canary_url, model))
+    def start(self, stable_url: str, canary_url: str, stable_model: str, canary_model: str) -> None:
+        self.started.append((stable_url, canary_url, stable_model, canary_model))
 
     def stop(self) -> None:
         self.stopped = True
