@@ -746,10 +746,12 @@ def _vllm_facts(src: str, v034: bool) -> tuple[Fact, ...]:
         ),
         Fact(
             "runtime adapters",
-            "`POST /v1/load_lora_adapter` / `unload_lora_adapter` only with "
-            "`VLLM_ALLOW_RUNTIME_LORA_UPDATING`; AdapterOps does not use them",
+            "`POST /v1/load_lora_adapter {lora_name, lora_path}` / `POST /v1/unload_lora_adapter {lora_name}`, "
+            "mounted only with `VLLM_ALLOW_RUNTIME_LORA_UPDATING` 1/true (else 404): 200 `Success: LoRA adapter "
+            "'X' added successfully.`; 400 for a missing field, a name already loaded or a rank above "
+            "--max-lora-rank; 404 when no adapter is at the path, or unloading a name not loaded. The adapter "
+            "is listed in /v1/models and served from then on. AdapterOps does not call them yet",
             Source(VLLM_011_SRC + "vllm/entrypoints/openai/serving_models.py L123-223"),
-            modelled=False,
         ),
         Fact("profile", "none: TP, dtype and quantization are flags", Source(src + "vllm/engine/arg_utils.py")),
     )

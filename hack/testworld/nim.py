@@ -14,8 +14,11 @@ them from the pod: `command`). Engine settings as the real one reads them: NIM f
 (NIM_SERVER_PORT, NIM_SERVED_MODEL_NAME, NIM_PEFT_SOURCE, NIM_PEFT_REFRESH_INTERVAL, NIM_MAX_LORA_RANK,
 NIM_MODEL_PROFILE), vLLM from its flags (--port, --model, --served-model-name, --tensor-parallel-size,
 --enable-lora, --max-lora-rank, --lora-modules). POD_IP is the bind address (the kubelet harness sets it).
+vLLM with VLLM_ALLOW_RUNTIME_LORA_UPDATING also loads and unloads adapters at run time
+(/v1/load_lora_adapter, /v1/unload_lora_adapter).
 Test knobs: STANDIN_LATENCY_MEDIAN (seconds, 1.0), STANDIN_LATENCY_SIGMA (log-normal sigma, 0.35),
-STANDIN_ERROR_RATE (0), STANDIN_QUALITY (0.9), STANDIN_STARTUP_SECONDS (0.5), STANDIN_SEED.
+STANDIN_ERROR_RATE (0), STANDIN_QUALITY (0.9), STANDIN_STARTUP_SECONDS (0.5), STANDIN_SEED,
+STANDIN_LORA_LOAD_SECONDS (a run-time adapter load's duration, 0).
 """
 
 from __future__ import annotations
@@ -184,6 +187,12 @@ class Engine:
             self.lora_modules = dict(m.split("=", 1) for m in args.lora_modules)
             if self.lora_modules and not self.lora:
                 raise StartupError("ValueError: --lora-modules needs --enable-lora")
+        # vLLM's envs.VLLM_ALLOW_RUNTIME_LORA_UPDATING: "1" or "true" (any case) mounts the load/unload routes.
+        self.runtime_lora = not self.nim and env.get("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "0").strip().lower() in (
+            "1",
+            "true",
+        )
+        self.lora_load_seconds = float(env.get("STANDIN_LORA_LOAD_SECONDS", "0"))
         # NIM 1.x has its own registry; NIM 2.x is modelled as passing vLLM's through (engines.py).
         self.vllm_registry = version.metric("vllm:e2e_request_latency_seconds") is not None
         self.registry = CollectorRegistry()
@@ -338,6 +347,42 @@ class Engine:
         obj = "chat.completion" if chat else "text_completion"
         return web.json_response({"id": ident, "object": obj, "model": model, "choices": [choice], "usage": usage})
 
+    @staticmethod
+    def _error(message: str, type_: str, status: int) -> web.Response:
+        return web.json_response({"object": "error", "message": message, "type": type_, "code": status}, status=status)
+
+    async def load_lora_adapter(self, request: web.Request) -> web.Response:
+        """vLLM's POST /v1/load_lora_adapter {lora_name, lora_path} (serving_models.load_lora_adapter): the
+        adapter is served and listed from then on; 400 for a missing field, a name already loaded or a rank
+        above --max-lora-rank, 404 when no adapter is found at the path."""
+        body = await request.json()
+        name, path = str(body.get("lora_name") or ""), str(body.get("lora_path") or "")
+        if not name or not path:
+            return self._error("Both 'lora_name' and 'lora_path' must be provided.", "InvalidUserInput", 400)
+        if name in self.adapters:
+            return self._error(f"The lora adapter '{name}' has already been loaded.", "InvalidUserInput", 400)
+        await asyncio.sleep(self.lora_load_seconds)
+        rank = adapter_rank(Path(path))
+        if rank is None:
+            return self._error(f"Loading lora {name} failed: No adapter found for {path}", "NotFoundError", 404)
+        if self.max_rank is not None and rank > self.max_rank:
+            message = f"LoRA rank {rank} is greater than max_lora_rank {self.max_rank}."
+            return self._error(message, "BadRequestError", 400)
+        self.adapters[name] = Path(path)
+        self.say(f"Loaded new LoRA adapter: name '{name}', path '{path}'")
+        return web.Response(text=f"Success: LoRA adapter '{name}' added successfully.")
+
+    async def unload_lora_adapter(self, request: web.Request) -> web.Response:
+        """vLLM's POST /v1/unload_lora_adapter {lora_name}: 404 when no adapter of that name is loaded."""
+        body = await request.json()
+        name = str(body.get("lora_name") or "")
+        if not name and not body.get("lora_int_id"):
+            return self._error("either 'lora_name' and 'lora_int_id' needs to be provided.", "InvalidUserInput", 400)
+        if self.adapters.pop(name, None) is None:
+            return self._error(f"The lora adapter '{name}' cannot be found.", "NotFoundError", 404)
+        self.say(f"Removed LoRA adapter: name '{name}'")
+        return web.Response(text=f"Success: LoRA adapter '{name}' removed successfully.")
+
     async def list_models(self, _: web.Request) -> web.Response:
         owner = "vllm" if not self.nim else "system"
         data = [{"id": self.served, "object": "model", "owned_by": owner, "root": self.served, "parent": None}]
@@ -393,6 +438,9 @@ class Engine:
             app.router.add_get("/health", self.health)
             app.router.add_get("/ping", self.health)
             app.router.add_post("/ping", self.health)
+            if self.runtime_lora:
+                app.router.add_post("/v1/load_lora_adapter", self.load_lora_adapter)
+                app.router.add_post("/v1/unload_lora_adapter", self.unload_lora_adapter)
         app.router.add_get(self.version.metrics_path, self.metrics)
         return app
 

@@ -248,3 +248,28 @@ async def test_vllm_refuses_connections_until_loaded_while_nim_is_live_and_not_r
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def test_vllm_loads_and_unloads_adapters_at_run_time_only_when_allowed(tmp_path: Path) -> None:
+    v2 = adapter(tmp_path / "adapters", "v2")
+    big = adapter(tmp_path / "adapters", "big", rank=64)
+    async with running(engine(engines.VLLM_0_11, tmp_path)) as client:
+        assert (await client.post("/v1/load_lora_adapter", json={"lora_name": "x", "lora_path": str(v2)})).status == 404
+    e = engine(engines.VLLM_0_34, tmp_path, VLLM_ALLOW_RUNTIME_LORA_UPDATING="True")
+    async with running(e) as client:
+        ask = {**PROMPT, "model": "commerce-v2"}
+        assert (await client.post("/v1/chat/completions", json=ask)).status == 404
+        loaded = await client.post("/v1/load_lora_adapter", json={"lora_name": "commerce-v2", "lora_path": str(v2)})
+        assert loaded.status == 200 and await loaded.text() == "Success: LoRA adapter 'commerce-v2' added successfully."
+        models = await (await client.get("/v1/models")).json()
+        assert [m["id"] for m in models["data"]] == ["base", "commerce-v2"]
+        assert (await client.post("/v1/chat/completions", json=ask)).status == 200
+        again = await client.post("/v1/load_lora_adapter", json={"lora_name": "commerce-v2", "lora_path": str(v2)})
+        assert again.status == 400 and "already been loaded" in (await again.json())["message"]
+        missing = await client.post("/v1/load_lora_adapter", json={"lora_name": "m", "lora_path": str(tmp_path)})
+        assert missing.status == 404 and "No adapter found" in (await missing.json())["message"]
+        too_big = await client.post("/v1/load_lora_adapter", json={"lora_name": "b", "lora_path": str(big)})
+        assert too_big.status == 400 and "greater than max_lora_rank 32" in (await too_big.json())["message"]
+        gone = await client.post("/v1/unload_lora_adapter", json={"lora_name": "commerce-v2"})
+        assert gone.status == 200 and (await client.post("/v1/chat/completions", json=ask)).status == 404
+        assert (await client.post("/v1/unload_lora_adapter", json={"lora_name": "commerce-v2"})).status == 404
