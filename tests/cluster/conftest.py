@@ -69,7 +69,8 @@ def prometheus(cluster: LocalCluster) -> Iterator[Prometheus]:
 def operator_prometheus(cluster: LocalCluster) -> Iterator[OperatorPrometheus]:
     """A Prometheus configured as the Prometheus Operator configures it from the chart's serving PodMonitor
     (testworld/prometheus_operator.py); started by the tests that use it, reachable by the operator."""
-    enabled = ("--set", "metrics.servingPodMonitor.enabled=true")
+    # Scraped every second, as the plain Prometheus of the test world is.
+    enabled = ("--set", "metrics.servingPodMonitor.enabled=true", "--set", "metrics.servingPodMonitor.interval=1s")
     rendered = cluster.helm("template", "adapterops", str(CHART), "-n", OPERATOR_NAMESPACE, *enabled).stdout
     monitors = [d for d in yaml.safe_load_all(rendered) if d and d.get("kind") == "PodMonitor"]
     server = OperatorPrometheus(cluster, monitors)

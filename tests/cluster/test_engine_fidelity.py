@@ -67,6 +67,8 @@ def test_the_canary_promotes_a_good_change_and_rolls_back_failing_requests(
         for t in traffic:
             t.stop()
     good, bad = (mdep(cluster, name, namespace)["status"] for name in ("good", "bad"))
+    for name, status in (("good", good), ("bad", bad)):  # the figures in bench/README.md (pytest -rP)
+        print(f"{version.title}: {name} -> {status['history'][0]['outcome']}: {status['history'][0]['reason']}")
     assert good["history"][0]["outcome"] == "Promoted", good["history"][0]
     assert good["stable"]["revision"] != stable["good"]["revision"]
     assert bad["history"][0]["outcome"] == "RolledBack", bad["history"][0]

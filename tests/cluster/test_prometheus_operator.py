@@ -66,19 +66,20 @@ def test_the_canary_decides_on_the_series_a_prometheus_operator_scrapes(
         cluster.apply(md, namespace)
     stable = {name: serving_ready(cluster, name, namespace)["status"]["stable"]["revision"] for name in cases}
 
-    # What the Prometheus Operator's job makes of a serving pod: its own labels, the revision carried over.
+    # What the Prometheus Operator's job makes of each serving pod (`up`: scraped on its engine's path).
     (job, _), *_ = operator_scraped.jobs
-    sample = wait_for(
-        lambda: operator_scraped.query(f'vllm:e2e_request_latency_seconds_count{{namespace="{namespace}"}}'),
-        60,
-        "vLLM's series scraped through the PodMonitor's job",
-    )[0]["metric"]
-    assert sample["job"] == "/".join(job["job_name"].split("/")[1:3])  # <namespace>/<PodMonitor name>
-    assert sample["container"] == "engine" and sample["endpoint"] == "http"
-    assert sample["pod"].startswith(f"bad-{stable['bad']}-") and sample["adapterops_io_revision"] == stable["bad"]
-    assert "adapterops_io_modeldeployment_uid" not in sample  # no labelmap of every pod label here
-    nim = operator_scraped.query(f'e2e_request_latency_seconds_count{{namespace="{namespace}"}}')
-    assert nim and nim[0]["metric"]["adapterops_io_revision"] == stable["good"]  # NIM's /v1/metrics path
+
+    def scraped() -> dict[str, dict[str, str]]:
+        rows = operator_scraped.query(f'up{{namespace="{namespace}"}} == 1')
+        found = {row["metric"]["adapterops_io_modeldeployment"]: row["metric"] for row in rows}
+        return found if set(found) == set(cases) else {}
+
+    targets = wait_for(scraped, 60, "both engines' pods scraped through the PodMonitor's job")
+    for name, labels in targets.items():
+        assert labels["job"] == "/".join(job["job_name"].split("/")[1:3])  # <namespace>/<PodMonitor name>
+        assert labels["container"] == "engine" and labels["endpoint"] == "http"
+        assert labels["pod"].startswith(f"{name}-{stable[name]}-") and labels["adapterops_io_revision"] == stable[name]
+        assert "adapterops_io_modeldeployment_uid" not in labels  # no labelmap of every pod label here
 
     traffic = [Traffic(cluster, namespace, name, "commerce", rate=40, workers=16).start() for name in cases]
     try:
@@ -95,6 +96,10 @@ def test_the_canary_decides_on_the_series_a_prometheus_operator_scrapes(
         for t in traffic:
             t.stop()
     good, bad = (mdep(cluster, name, namespace)["status"]["history"][0] for name in cases)
+    # The engines' own series came through the same job (NIM 1.x on /v1/metrics, vLLM on /metrics).
+    for series in ("e2e_request_latency_seconds_count", "vllm:e2e_request_latency_seconds_count"):
+        rows = operator_scraped.query(f'{series}{{namespace="{namespace}"}}')
+        assert rows and all(r["metric"]["job"] == targets["good"]["job"] for r in rows), series
     print(f"Prometheus Operator labels: NIM 1.x good -> {good['outcome']}: {good['reason']}")
     print(f"Prometheus Operator labels: vLLM 0.11 failing -> {bad['outcome']}: {bad['reason']}")
     assert good["outcome"] == "Promoted", good
