@@ -340,6 +340,11 @@ def test_paused_canary_holds_until_aborted_and_abort_rolls_back(
     assert status["stable"]["revision"] == stable and "aborted" in status["history"][0]["reason"]
 
 
+def trained(cluster: LocalCluster, namespace: str, name: str) -> None:
+    wait = ("wait", "--for=condition=Succeeded", f"ftj/{name}", "-n", namespace, "--timeout=900s")
+    cluster.kubectl(*wait, timeout=910)
+
+
 def test_a_new_finetunejob_champion_starts_a_canary_by_itself(
     cluster: LocalCluster, world: Path, namespace: str, tiny_model: Path
 ) -> None:
@@ -362,6 +367,8 @@ def test_a_new_finetunejob_champion_starts_a_canary_by_itself(
         "waiting for the champion",
     )
     assert "FineTuneJob 'nightly' has no champion yet" in waiting["message"]
+    # The trial trains a tiny Llama on the CPU: minutes on a loaded machine, not the serving wait's subject.
+    trained(cluster, namespace, "nightly")
     first = serving_ready(cluster, "follow", namespace)["status"]["stable"]
     champion = cluster.get("ftj", "nightly", "-n", namespace)["status"]["champion"]["adapterUri"]
     assert first["adapters"] == {"commerce": champion}
@@ -371,6 +378,7 @@ def test_a_new_finetunejob_champion_starts_a_canary_by_itself(
     rerun = sweep("nightly", sweep=one_trial)
     rerun["spec"]["training"]["learningRate"] = 2e-3
     cluster.apply(rerun, namespace)
+    trained(cluster, namespace, "nightly")
     wait_for(
         lambda: mdep(cluster, "follow", namespace)["status"]["stable"]["revision"] != first["revision"],
         400,
