@@ -241,7 +241,8 @@ def run(cluster: LocalCluster, operator: OperatorProcess, args: argparse.Namespa
         for i, ns in enumerate(namespaces)
     ]
     start = time.monotonic()
-    cluster.apply(yaml.safe_dump_all(docs))
+    for i in range(0, len(docs), 25):  # one apply per 25: each call stays inside kubectl's timeout
+        cluster.apply(yaml.safe_dump_all(docs[i : i + 25]))
 
     def converged() -> bool:
         items = [f for f in cluster.get("ftj", "-A")["items"] if f["metadata"]["namespace"].startswith("team-")]
