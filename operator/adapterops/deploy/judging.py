@@ -125,6 +125,8 @@ class CanaryJudges:
             return None
         if compared.stable_model != compared.canary_model:
             test = f"{test} {compared.stable_model}->{compared.canary_model}"
+        if compared.problem:  # a spec that fixes it (e.g. by dropping `replaces`) is tried at once
+            test = f"{test} (no baseline)"
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         current = self.by_key.get(key)

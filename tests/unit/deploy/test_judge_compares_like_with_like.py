@@ -112,3 +112,13 @@ async def test_a_replacement_stable_does_not_serve_holds_the_judge_and_says_whic
     warnings = world.events("PairedJudgingNotStarted")
     assert len(warnings) == 1 and warnings[0].type == "Warning" and "'shop'" in warnings[0].message
     assert KEY in world.reconciler.judges.failures  # read again after a while, the spec may be fixed
+
+
+async def test_dropping_a_replacement_stable_does_not_serve_judges_against_the_base_model_at_once(
+    world: World,
+) -> None:
+    await canary_with(world, [{"name": "commerce-v2", "uri": V2, "replaces": "shop"}])
+    world.edit({"adapters": [{"name": "commerce-v2", "uri": V2, "replaces": None}]})
+    await world.reconcile()
+    judge = world.judges[-1]
+    assert judge.problem is None and {s[2:] for s in judge.started} == {("tiny-llama", "commerce-v2")}
