@@ -1,15 +1,25 @@
 """One canary step's analysis: latency and error counts from Prometheus, paired judge scores from the
 serving pods themselves. Everything that fails to answer becomes None plus a reason, which the tests
-turn into Inconclusive: no data never promotes."""
+turn into Inconclusive: no data never promotes.
+
+The relative latency test is fed by snapshots at fixed times (every SNAPSHOT_SECONDS after the canary
+test began, each once Prometheus has surely ingested it), never by the growing window of the current
+look: the intervals between snapshots are the test's units, and a look between two snapshots adds no
+evidence. A `LatencyTest` keeps the folded evidence per canary test; a restarted operator rebuilds it
+from Prometheus (the same queries at the same times give the same snapshots), so nothing is lost.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Hashable
+from dataclasses import dataclass
+from datetime import datetime
 
 import httpx
 
 from adapterops.analysis.error_rate import error_rate_verdict
-from adapterops.analysis.latency import latency_verdict
+from adapterops.analysis.latency import RelativeEvidence, latency_verdict
 from adapterops.analysis.paired_scores import judge_verdict
 from adapterops.analysis.providers.judge import PairedJudge
 from adapterops.analysis.providers.prometheus import QUERIES, PrometheusError, histogram, render, scalar
@@ -17,6 +27,73 @@ from adapterops.analysis.verdict import MetricVerdict
 from adapterops.api.modeldeployment import ModelDeploymentSpec
 
 BETA = 0.05  # false rollback of a canary that equals stable, all metrics together
+SNAPSHOT_SECONDS = 30.0
+"""The relative latency test's interval: two scrapes at Prometheus' default 15 s."""
+SETTLE_SECONDS = 20.0
+"""A snapshot at time T is taken once T is this far past: a scrape interval and ingestion, so the same
+query at T answers the same thing at every later look (and after a restart)."""
+BASELINE_SECONDS = 600.0
+"""Stable's histogram over this window before the canary began: the first intervals' cut."""
+MAX_SNAPSHOTS_PER_LOOK = 20
+"""Catching up (after a restart) takes at most this many snapshots per look: a reconcile stays short."""
+
+
+@dataclass
+class LatencyTest:
+    """One canary test's relative latency evidence: snapshots folded so far, in order."""
+
+    test: str
+    started: float  # Unix seconds: when the canary test began (snapshot k is at started + k x SNAPSHOT_SECONDS)
+    evidence: RelativeEvidence | None = None
+
+
+class LatencyTests:
+    """The reconciler's LatencyTest per ModelDeployment; a new test (canary or retried step) starts over."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[Hashable, LatencyTest] = {}
+
+    def of(self, key: Hashable, test: str, started: datetime | None) -> LatencyTest | None:
+        if started is None:
+            return None
+        found = self.by_key.get(key)
+        if found is None or found.test != test:
+            found = self.by_key[key] = LatencyTest(test, started.timestamp())
+        return found
+
+    def forget(self, key: Hashable) -> None:
+        self.by_key.pop(key, None)
+
+
+async def fold_snapshots(
+    http: httpx.AsyncClient,
+    url: str,
+    template: str,
+    namespace: str,
+    stable: str,
+    canary: str,
+    track: LatencyTest,
+    quantile: float,
+    increase: float,
+    now: float,
+) -> RelativeEvidence:
+    """Fold the snapshots due by `now` into the test's evidence (the baseline first, once).
+
+    A snapshot is whole or absent: a Prometheus failure (PrometheusError) leaves the evidence as it was.
+    """
+    ev = track.evidence
+    if ev is None or ev.q != quantile or abs(ev.rho - (1.0 + increase / 100.0)) > 1e-12:
+        base = await histogram(http, url, render(template, namespace, stable, BASELINE_SECONDS), at=track.started)
+        ev = track.evidence = RelativeEvidence(base, quantile, increase)
+    for _ in range(MAX_SNAPSHOTS_PER_LOOK):
+        window = SNAPSHOT_SECONDS * (ev.snapshots + 1)
+        at = track.started + window
+        if at > now - SETTLE_SECONDS:
+            break
+        s = await histogram(http, url, render(template, namespace, stable, window), at=at)
+        c = await histogram(http, url, render(template, namespace, canary, window), at=at)
+        ev.extend([(s, c)])
+    return ev
 
 
 async def analyse(
@@ -28,8 +105,14 @@ async def analyse(
     canary: str,
     window_seconds: float,
     judge: PairedJudge | None,
+    latency_test: LatencyTest | None = None,
+    now: float | None = None,
 ) -> list[MetricVerdict]:
-    """One verdict per configured metric, from the data since the canary began."""
+    """One verdict per configured metric, from the data since the canary began.
+
+    ``latency_test`` and ``now`` (Unix seconds) feed the relative latency test its snapshots; without
+    them it is a single-look test on the current window (tests of one look only: not valid repeated).
+    """
     a = spec.canary.analysis
     queries = QUERIES[spec.runtime.engine]
     out: list[MetricVerdict] = []
@@ -39,6 +122,21 @@ async def analyse(
         url = a.latency.prometheus_url or prometheus_url
         template = a.latency.query or queries["latency"]
         try:
+            evidence = None
+            increase = a.latency.max_increase_percent
+            if increase is not None and latency_test is not None and now is not None:
+                evidence = await fold_snapshots(
+                    http,
+                    url,
+                    template,
+                    namespace,
+                    stable,
+                    canary,
+                    latency_test,
+                    a.latency.quantile,
+                    max(increase, 1.0),
+                    now,
+                )
             s = await histogram(http, url, render(template, namespace, stable, window_seconds))
             c = await histogram(http, url, render(template, namespace, canary, window_seconds))
             verdict = latency_verdict(
@@ -46,8 +144,9 @@ async def analyse(
                 c,
                 quantile=a.latency.quantile,
                 max_seconds=a.latency.max_seconds,
-                max_increase_percent=a.latency.max_increase_percent,
+                max_increase_percent=increase,
                 beta=beta,
+                evidence=evidence,
             )
         except PrometheusError as exc:
             verdict = latency_verdict(

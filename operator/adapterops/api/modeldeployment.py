@@ -167,6 +167,15 @@ class JudgeAnalysis(ApiModel):
         le=1000,
         description="Most prompts judged per canary (the sequential test usually decides after 50-70).",
     )
+    concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=32,
+        description=(
+            "Prompts judged at a time: each sends one request to a stable and a canary pod and two to the judge. "
+            "Raise it for a faster verdict within the judge endpoint's rate limit."
+        ),
+    )
     min_score: float | None = Field(default=None, ge=0, le=5, description="Lowest acceptable canary mean.")
     max_drop: float = Field(default=0.3, ge=0, le=5, description="Largest acceptable mean drop vs stable.")
     rubric: Rubric = Field(default_factory=lambda: Rubric(builtin="query-formulation"), description="Scoring rubric.")

@@ -63,10 +63,12 @@ class _Answer(BaseModel):
     errorType: str | None = None
 
 
-async def prom_query(http: httpx.AsyncClient, url: str, query: str) -> list[_Sample]:
-    """An instant query's vector; PrometheusError says what failed (HTTP status, shape), never the body."""
+async def prom_query(http: httpx.AsyncClient, url: str, query: str, at: float | None = None) -> list[_Sample]:
+    """An instant query's vector, evaluated now or `at` (Unix seconds); PrometheusError says what failed
+    (HTTP status, shape), never the body."""
+    params = {"query": query} if at is None else {"query": query, "time": f"{at:.3f}"}
     try:
-        async with http.stream("GET", f"{url.rstrip('/')}/api/v1/query", params={"query": query}, timeout=10) as resp:
+        async with http.stream("GET", f"{url.rstrip('/')}/api/v1/query", params=params, timeout=10) as resp:
             if resp.status_code != 200:
                 raise PrometheusError(f"Prometheus returned HTTP {resp.status_code}")
             raw = b""
@@ -94,9 +96,11 @@ async def prom_query(http: httpx.AsyncClient, url: str, query: str) -> list[_Sam
 _FIELDS = frozenset({name for model in (_Answer, _Data, _Sample) for name in model.model_fields} | {"body"})
 
 
-async def histogram(http: httpx.AsyncClient, url: str, query: str) -> list[tuple[float, float]] | None:
+async def histogram(
+    http: httpx.AsyncClient, url: str, query: str, at: float | None = None
+) -> list[tuple[float, float]] | None:
     buckets = []
-    for row in await prom_query(http, url, query):
+    for row in await prom_query(http, url, query, at):
         le, value = row.metric.get("le"), _number(row.value[1])
         bound = math.inf if le == "+Inf" else _number(le or "")
         if bound is None or value is None:
@@ -105,8 +109,8 @@ async def histogram(http: httpx.AsyncClient, url: str, query: str) -> list[tuple
     return sorted(buckets) or None
 
 
-async def scalar(http: httpx.AsyncClient, url: str, query: str) -> float | None:
-    values = [v for row in await prom_query(http, url, query) if (v := _number(row.value[1])) is not None]
+async def scalar(http: httpx.AsyncClient, url: str, query: str, at: float | None = None) -> float | None:
+    values = [v for row in await prom_query(http, url, query, at) if (v := _number(row.value[1])) is not None]
     return sum(values) if values else None
 
 

@@ -1,0 +1,84 @@
+"""The relative latency test's error bounds, by simulation through the controller's own data path:
+`analyse` (what the reconciler calls) with its snapshots, Prometheus client and verdict, against a
+stand-in for Prometheus' query API serving simulated canaries (testworld.promsim: load ramp, steps,
+increase() as Prometheus computes it). Looked at every 10 s, as often as the evidence can change and
+more; a look between two snapshots decides nothing the snapshot did not (checked below), so the
+error-rate tests look once per snapshot, which is three times cheaper."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import httpx
+import numpy as np
+import pytest
+
+from adapterops.analysis.run import SETTLE_SECONDS, LatencyTest, analyse
+from adapterops.api.modeldeployment import ModelDeploymentSpec
+from testworld.promsim import ORIGIN, Scenario, World, simulate
+
+RUNS = 200
+BETA = 0.05  # analyse's false-rollback budget, one metric configured
+TOLERANCE = BETA + 2.5 * math.sqrt(BETA * (1 - BETA) / RUNS)  # 5% plus 2.5 Monte Carlo standard errors
+
+SPEC = ModelDeploymentSpec.model_validate(
+    {
+        "baseModel": {"name": "tiny-llama"},
+        "runtime": {"engine": "vllm", "gpuType": "H100", "replicas": 5},
+        "adapters": [{"name": "commerce", "uri": "pvc://work/adapters/v1"}],
+        "canary": {"steps": [10, 50, 100], "analysis": {"latency": {"quantile": 0.95, "maxIncreasePercent": 15}}},
+    }
+)
+# A morning ramp: 5 -> 40 requests/s over 15 minutes, latency up 60% with the load, steps at 10% then 50%.
+RAMP = Scenario(rate=(5.0, 40.0), load_effect=0.6, steps=((0.0, 0.1), (450.0, 0.5)))
+
+
+async def first_verdict(world: World, look_every: float = 30.0) -> tuple[str, str]:
+    """Looks like the controller's until a verdict (or the end of the simulated canary)."""
+    track = LatencyTest("sim", ORIGIN)
+    async with httpx.AsyncClient(transport=world.transport()) as http:
+        t = look_every
+        while t <= world.scenario.duration:
+            world.now = ORIGIN + t
+            [v] = await analyse(http, SPEC, "http://prometheus", "ns", "stable", "canary", t, None, track, world.now)
+            if v.verdict != "Inconclusive":
+                return v.verdict, v.message
+            t += look_every
+    return "Inconclusive", v.message
+
+
+def verdicts(seed: int, scenario: Scenario, runs: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return [asyncio.run(first_verdict(simulate(rng, scenario)))[0] for _ in range(runs)]
+
+
+def test_no_false_rollback_beyond_beta_under_a_load_ramp_and_steps() -> None:
+    found = verdicts(11, RAMP, RUNS)
+    assert found.count("Fail") / RUNS <= TOLERANCE, found.count("Fail")
+    assert found.count("Pass") / RUNS >= 0.8, (found.count("Pass"), found.count("Inconclusive"))  # it decides
+
+
+def test_tolerated_regression_is_rarely_promoted_and_mostly_rolled_back() -> None:
+    found = verdicts(12, Scenario(rate=RAMP.rate, load_effect=0.6, steps=RAMP.steps, slowdown=1.15), RUNS // 2)
+    assert found.count("Pass") / (RUNS // 2) <= BETA + 2.5 * math.sqrt(BETA * (1 - BETA) / (RUNS // 2)), found
+    assert found.count("Fail") / (RUNS // 2) >= 0.8, found
+
+
+def test_a_look_before_a_snapshot_settles_adds_no_evidence() -> None:
+    """Evidence only grows by whole snapshots taken SETTLE_SECONDS after their time: looking every
+    second gives the verdict looking once per snapshot gives, at the same snapshot."""
+    world = simulate(np.random.default_rng(3), Scenario(slowdown=1.4))
+    often, _ = asyncio.run(first_verdict(world, look_every=1.0))
+    rare, _ = asyncio.run(first_verdict(world, look_every=30.0))
+    assert often == rare == "Fail"
+    assert SETTLE_SECONDS >= 15.0  # at least one scrape interval (Prometheus' default) after the snapshot
+
+
+@pytest.mark.parametrize("slowdown", [1.3])
+def test_rollback_message_says_what_was_shown(slowdown: float) -> None:
+    verdict, message = asyncio.run(first_verdict(simulate(np.random.default_rng(5), Scenario(slowdown=slowdown))))
+    assert verdict == "Fail"
+    for text in ("canary slower than stable", "ratio x", "measured", "tolerance +15%", "were the canary as fast"):
+        assert text in message, (text, message)
+    assert "regressed beyond" not in message
