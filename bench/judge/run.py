@@ -30,12 +30,12 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "hack"), str(ROOT / "bench" / "canary")]
 import sim  # noqa: E402
 from aiohttp import web  # noqa: E402
-from testworld.judge import StandInJudge  # noqa: E402
-from testworld.nim import CHALLENGE, StandIn  # noqa: E402
 
 from adapterops.analysis.paired_scores import judge_verdict  # noqa: E402
 from adapterops.analysis.providers.judge import PairedJudge, parse_prompts  # noqa: E402
 from adapterops.api.modeldeployment import JudgeAnalysis  # noqa: E402
+from testworld.judge import StandInJudge  # noqa: E402
+from testworld.nim import CHALLENGE, StandIn  # noqa: E402
 
 REPORT_SEEDS = (101, 202, 303)  # never 20240601, the seed the bet's constants were tuned on
 
@@ -138,7 +138,7 @@ def main() -> None:
         "(contended machine: wall-clock figures)"
     )
     rates = asyncio.run(measure_throughput(args))
-    print("\n## Prompts to a verdict (max drop 0.3, cap %d, looked at after every prompt)" % args.cap)
+    print(f"\n## Prompts to a verdict (max drop 0.3, cap {args.cap}, looked at after every prompt)")
     print("\n| canary | seed | verdicts Pass / Fail / undecided at cap | prompts to verdict: median | P90 |")
     print("|---|---:|---|---:|---:|")
     medians: dict[str, list[float]] = {}

@@ -39,6 +39,7 @@ VALUES = {
         "fetcher": "adapterops/adapter-fetcher:local",
     },
     "reconcileSeconds": 10,
+    "prometheusScrapeSeconds": 1,  # testworld.prometheus scrapes every second
 }
 
 

@@ -32,6 +32,7 @@ CHART_VALUES = {
         "fetcher": "adapterops/adapter-fetcher:local",
     },
     "reconcileSeconds": 5,
+    "prometheusScrapeSeconds": 1,  # testworld.prometheus scrapes every second
 }
 NIM_STANDIN = str(Path(__file__).resolve().parents[2] / "hack" / "testworld" / "nim.py")
 # Serving images have no command in the pod spec (their entrypoint): the harness runs the stand-in.

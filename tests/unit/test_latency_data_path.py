@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
-from adapterops.analysis.run import SETTLE_SECONDS, LatencyTest, analyse
+from adapterops.analysis.run import SETTLE_SECONDS, LatencyTest, LatencyTests, analyse
 from adapterops.api.modeldeployment import ModelDeploymentSpec
 from testworld.promsim import ORIGIN, Scenario, World, simulate
 
@@ -73,6 +73,21 @@ def test_a_look_before_a_snapshot_settles_adds_no_evidence() -> None:
     rare, _ = asyncio.run(first_verdict(world, look_every=30.0))
     assert often == rare == "Fail"
     assert SETTLE_SECONDS >= 15.0  # at least one scrape interval (Prometheus' default) after the snapshot
+
+
+def test_snapshots_follow_the_scrape_interval_and_a_new_test_starts_over() -> None:
+    from datetime import UTC, datetime
+
+    tests = LatencyTests(scrape_seconds=1.0)
+    start = datetime(2027, 1, 1, tzinfo=UTC)
+    first = tests.of("md", "rev@t0", start)
+    assert first is not None and (first.every, first.settle) == (2.0, 6.0)
+    assert tests.of("md", "rev@t0", start) is first  # the same canary test: its evidence goes on
+    again = tests.of("md", "rev@t1", start)  # a retried step or a new canary: a new test
+    assert again is not first and again is not None and again.evidence is None
+    assert tests.of("md", "rev@t2", None) is None  # not started: nothing to fold
+    tests.forget("md")
+    assert "md" not in tests.by_key
 
 
 @pytest.mark.parametrize("slowdown", [1.3])

@@ -2,8 +2,8 @@
 serving pods themselves. Everything that fails to answer becomes None plus a reason, which the tests
 turn into Inconclusive: no data never promotes.
 
-The relative latency test is fed by snapshots at fixed times (every SNAPSHOT_SECONDS after the canary
-test began, each once Prometheus has surely ingested it), never by the growing window of the current
+The relative latency test is fed by snapshots at fixed times (every two scrape intervals after the
+canary test began, each once Prometheus has surely ingested it), never by the growing window of the current
 look: the intervals between snapshots are the test's units, and a look between two snapshots adds no
 evidence. A `LatencyTest` keeps the folded evidence per canary test; a restarted operator rebuilds it
 from Prometheus (the same queries at the same times give the same snapshots), so nothing is lost.
@@ -28,9 +28,9 @@ from adapterops.api.modeldeployment import ModelDeploymentSpec
 
 BETA = 0.05  # false rollback of a canary that equals stable, all metrics together
 SNAPSHOT_SECONDS = 30.0
-"""The relative latency test's interval: two scrapes at Prometheus' default 15 s."""
+"""The relative latency test's interval by default: two scrapes at Prometheus' default 15 s."""
 SETTLE_SECONDS = 20.0
-"""A snapshot at time T is taken once T is this far past: a scrape interval and ingestion, so the same
+"""A snapshot at time T is taken once T is this far past (a scrape interval and ingestion), so the same
 query at T answers the same thing at every later look (and after a restart)."""
 BASELINE_SECONDS = 600.0
 """Stable's histogram over this window before the canary began: the first intervals' cut."""
@@ -43,22 +43,25 @@ class LatencyTest:
     """One canary test's relative latency evidence: snapshots folded so far, in order."""
 
     test: str
-    started: float  # Unix seconds: when the canary test began (snapshot k is at started + k x SNAPSHOT_SECONDS)
+    started: float  # Unix seconds: when the canary test began (snapshot k is at started + k x every)
     evidence: RelativeEvidence | None = None
+    every: float = SNAPSHOT_SECONDS
+    settle: float = SETTLE_SECONDS
 
 
 class LatencyTests:
     """The reconciler's LatencyTest per ModelDeployment; a new test (canary or retried step) starts over."""
 
-    def __init__(self) -> None:
+    def __init__(self, scrape_seconds: float = SNAPSHOT_SECONDS / 2) -> None:
         self.by_key: dict[Hashable, LatencyTest] = {}
+        self.every, self.settle = 2.0 * scrape_seconds, scrape_seconds + 5.0
 
     def of(self, key: Hashable, test: str, started: datetime | None) -> LatencyTest | None:
         if started is None:
             return None
         found = self.by_key.get(key)
         if found is None or found.test != test:
-            found = self.by_key[key] = LatencyTest(test, started.timestamp())
+            found = self.by_key[key] = LatencyTest(test, started.timestamp(), None, self.every, self.settle)
         return found
 
     def forget(self, key: Hashable) -> None:
@@ -86,9 +89,9 @@ async def fold_snapshots(
         base = await histogram(http, url, render(template, namespace, stable, BASELINE_SECONDS), at=track.started)
         ev = track.evidence = RelativeEvidence(base, quantile, increase)
     for _ in range(MAX_SNAPSHOTS_PER_LOOK):
-        window = SNAPSHOT_SECONDS * (ev.snapshots + 1)
+        window = track.every * (ev.snapshots + 1)
         at = track.started + window
-        if at > now - SETTLE_SECONDS:
+        if at > now - track.settle:
             break
         s = await histogram(http, url, render(template, namespace, stable, window), at=at)
         c = await histogram(http, url, render(template, namespace, canary, window), at=at)

@@ -74,7 +74,7 @@ class ModelDeploymentReconciler:
         # The canary's paired judge, per ModelDeployment; dropped with the canary.
         self.judges = CanaryJudges(ctx.client, ctx.config, ctx.events, self._apply)
         # The relative latency test's evidence, per ModelDeployment (rebuilt from Prometheus after a restart).
-        self.latency_tests = LatencyTests()
+        self.latency_tests = LatencyTests(ctx.config.prometheus_scrape_seconds)
         self.applied = AppliedCache()
         self.http = httpx.AsyncClient()
 
