@@ -29,6 +29,7 @@ from urllib.parse import parse_qs
 import httpx
 import numpy as np
 from numpy.typing import NDArray
+from scipy.special import ndtr
 
 # vllm:e2e_request_latency_seconds / NIM's e2e_request_latency_seconds bounds.
 VLLM_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0)
@@ -69,7 +70,8 @@ class Scenario:
 
 
 def _norm_cdf(z: NDArray[np.float64]) -> NDArray[np.float64]:
-    return 0.5 * (1.0 + np.vectorize(math.erf)(z / math.sqrt(2.0)))
+    out: NDArray[np.float64] = ndtr(z)
+    return out
 
 
 def _bucket_probs(sc: Scenario, scale: NDArray[np.float64], slowed: bool) -> NDArray[np.float64]:
