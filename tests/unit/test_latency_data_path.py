@@ -14,11 +14,13 @@ import httpx
 import numpy as np
 import pytest
 
-from adapterops.analysis.run import SETTLE_SECONDS, LatencyTest, LatencyTests, analyse
+from adapterops.analysis.providers.prometheus import QUERIES
+from adapterops.analysis.run import SETTLE_SECONDS, LatencyTest, LatencyTests, analyse, fold_snapshots
 from adapterops.api.modeldeployment import ModelDeploymentSpec
 from testworld.promsim import ORIGIN, Scenario, World, simulate
 
 RUNS = 200
+TEMPLATE = QUERIES["vllm"]["latency"]
 BETA = 0.05  # analyse's false-rollback budget, one metric configured
 TOLERANCE = BETA + 2.5 * math.sqrt(BETA * (1 - BETA) / RUNS)  # 5% plus 2.5 Monte Carlo standard errors
 
@@ -97,3 +99,26 @@ def test_rollback_message_says_what_was_shown(slowdown: float) -> None:
     for text in ("canary slower than stable", "ratio x", "measured", "tolerance +15%", "were the canary as fast"):
         assert text in message, (text, message)
     assert "regressed beyond" not in message
+
+
+def test_every_snapshot_window_begins_at_the_canary_start() -> None:
+    """With 1 s scrapes (snapshots every 2 s), the shortest window Prometheus is asked for is 5 s: the
+    first snapshot is the first whose window since the start is that long (6 s), never a 5 s window that
+    would begin before the start."""
+    world = simulate(np.random.default_rng(1), Scenario(duration=60.0, scrape=1.0))
+    asked: list[tuple[str, str]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        query = request.url.params["query"]
+        asked.append((query[query.rindex("[") + 1 : query.rindex("]")], request.url.params.get("time", "now")))
+        return world.answer(request)
+
+    async def fold() -> None:
+        track = LatencyTest("t", ORIGIN, None, every=2.0, settle=0.0)
+        async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+            await fold_snapshots(http, "http://p", TEMPLATE, "ns", "stable", "canary", track, 0.95, 15.0, ORIGIN + 10)
+        assert track.evidence is not None and track.evidence.snapshots == 3
+
+    asyncio.run(fold())
+    windows = [(w, float(t) - ORIGIN) for w, t in asked[1:]]  # after the baseline
+    assert windows == [("6s", 6.0), ("6s", 6.0), ("8s", 8.0), ("8s", 8.0), ("10s", 10.0), ("10s", 10.0)]

@@ -12,6 +12,7 @@ from Prometheus (the same queries at the same times give the same snapshots), so
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +23,14 @@ from adapterops.analysis.error_rate import error_rate_verdict
 from adapterops.analysis.latency import RelativeEvidence, latency_verdict
 from adapterops.analysis.paired_scores import judge_verdict
 from adapterops.analysis.providers.judge import PairedJudge
-from adapterops.analysis.providers.prometheus import QUERIES, PrometheusError, histogram, render, scalar
+from adapterops.analysis.providers.prometheus import (
+    MIN_WINDOW_SECONDS,
+    QUERIES,
+    PrometheusError,
+    histogram,
+    render,
+    scalar,
+)
 from adapterops.analysis.verdict import MetricVerdict
 from adapterops.api.modeldeployment import ModelDeploymentSpec
 
@@ -88,8 +96,11 @@ async def fold_snapshots(
     if ev is None or ev.q != quantile or abs(ev.rho - (1.0 + increase / 100.0)) > 1e-12:
         base = await histogram(http, url, render(template, namespace, stable, BASELINE_SECONDS), at=track.started)
         ev = track.evidence = RelativeEvidence(base, quantile, increase)
+    # `render` makes windows of at least MIN_WINDOW_SECONDS: the first snapshot is the first whose window
+    # since the start is that long, so that every window begins exactly at the start.
+    first = max(1, math.ceil(MIN_WINDOW_SECONDS / track.every))
     for _ in range(MAX_SNAPSHOTS_PER_LOOK):
-        window = track.every * (ev.snapshots + 1)
+        window = track.every * (ev.snapshots + first)
         at = track.started + window
         if at > now - track.settle:
             break

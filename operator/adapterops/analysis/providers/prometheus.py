@@ -29,8 +29,12 @@ QUERIES = {
 }
 
 
+MIN_WINDOW_SECONDS = 5
+"""Shortest range rendered: a range shorter than two scrapes has no increase()."""
+
+
 def render(template: str, namespace: str, revision: str, window_seconds: float) -> str:
-    window = f"{max(5, math.ceil(window_seconds))}s"
+    window = f"{max(MIN_WINDOW_SECONDS, math.ceil(window_seconds))}s"
     return template.replace("{namespace}", namespace).replace("{revision}", revision).replace("{window}", window)
 
 
