@@ -10,8 +10,9 @@ batches: requests batched together finish together); the canary optionally slowe
 same factor, the median not at all). Each pod's cumulative bucket counters are scraped every 15 s at
 its own phase.
 
-What is answered: `GET /api/v1/query?query=...&time=...` for the controller's own latency query
-(`sum by (le) (increase(<metric>_bucket{namespace=..., adapterops_io_revision=...}[<n>s]))`), with
+What is answered: `GET /api/v1/query?query=...&time=...` for the controller's own latency queries:
+the counters as scraped (`sum by (le) (<metric>_bucket{namespace=..., adapterops_io_revision=...})`,
+each pod's last scrape within the 5-minute lookback) and their increase (`sum by (le) (increase(...[<n>s]))`), with
 `increase()` computed the way Prometheus computes it (promql/functions.go `extrapolatedRate`: samples
 in the left-open range, counter resets, extrapolation to the range's ends when the first/last sample is
 within 1.1 average sample intervals of them, else by half an interval, never below a zero count).
@@ -35,10 +36,15 @@ from scipy.special import ndtr
 VLLM_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0)
 ORIGIN = 1_800_000_000.0  # Unix seconds of the canary's start (t = 0)
 Z80, Z95 = 0.8416212335729143, 1.6448536269514722
+LOOKBACK = 300.0  # Prometheus' default lookback delta for instant vectors
 
 QUERY = re.compile(
     r"^sum by \(le\) \(increase\((?P<metric>[^{]+)_bucket\{namespace=\"(?P<ns>[^\"]*)\","
     r"adapterops_io_revision=\"(?P<rev>[^\"]*)\"\}\[(?P<window>\d+)s\]\)\)$"
+)
+COUNTS = re.compile(
+    r"^sum by \(le\) \((?P<metric>[^{(]+)_bucket\{namespace=\"(?P<ns>[^\"]*)\","
+    r"adapterops_io_revision=\"(?P<rev>[^\"]*)\"\}\)$"
 )
 
 
@@ -111,16 +117,28 @@ class World:
         query = params.get("query", [""])[0]
         at = float(params["time"][0]) if "time" in params else self.now
         m = QUERY.match(query)
+        raw = COUNTS.match(query)
         result = []
+        counts: NDArray[np.float64] | None = None
         if m and m["rev"] in self.pods:
             counts = self.increase(m["rev"], float(m["window"]), at)
-            if counts is not None:
-                les = [*(f"{b:g}" for b in self.scenario.bounds), "+Inf"]
-                result = [
-                    {"metric": {"le": le}, "value": [at, repr(float(v))]} for le, v in zip(les, counts, strict=True)
-                ]
+        elif raw and raw["rev"] in self.pods:
+            counts = self.counters(raw["rev"], at)
+        if counts is not None:
+            les = [*(f"{b:g}" for b in self.scenario.bounds), "+Inf"]
+            result = [{"metric": {"le": le}, "value": [at, repr(float(v))]} for le, v in zip(les, counts, strict=True)]
         body = {"status": "success", "data": {"resultType": "vector", "result": result}}
         return httpx.Response(200, content=json.dumps(body).encode())
+
+    def counters(self, revision: str, at: float) -> NDArray[np.float64] | None:
+        """sum by (le) (...) at time `at`: each pod's last scrape within the lookback, summed."""
+        total: NDArray[np.float64] | None = None
+        for pod in self.pods[revision]:
+            inside = np.nonzero((pod.times <= at) & (pod.times > at - LOOKBACK))[0]
+            if len(inside):
+                got = pod.cum[inside[-1]]
+                total = got.copy() if total is None else total + got
+        return total
 
     def increase(self, revision: str, window: float, at: float) -> NDArray[np.float64] | None:
         """sum by (le) (increase(...[window])) at time `at`, over the revision's pods."""

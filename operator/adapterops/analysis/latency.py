@@ -184,7 +184,16 @@ class RelativeEvidence:
     snapshot once); `RelativeEvidence(...).extend(all_snapshots)` is the same thing from scratch.
     """
 
-    def __init__(self, baseline: Sequence[Bucket] | None, q: float, increase_percent: float) -> None:
+    def __init__(
+        self,
+        baseline: Sequence[Bucket] | None,
+        q: float,
+        increase_percent: float,
+        origin: Snapshot | None = None,
+    ) -> None:
+        """``origin``: when snapshots are raw counter values (exact counts), the counters at the canary's
+        start: the first interval is counted from them (and stable's history before it joins the
+        reference). Without it, snapshots count from the canary's start (increase() since then)."""
         self.q, self.rho = q, 1.0 + increase_percent / 100.0
         self.base = _hist(baseline)
         self.llr = 0.0
@@ -201,8 +210,8 @@ class RelativeEvidence:
         # vs stable's within the same intervals: what the test weighs, unlike the pooled shares, which a
         # load ramp during a step change confounds)].
         self.pooled: dict[float, list[float]] = {}
-        self._prev_s: Histogram | None = None
-        self._prev_c: Histogram | None = None
+        self._prev_s: Histogram | None = _hist(origin[0]) if origin else None
+        self._prev_c: Histogram | None = _hist(origin[1]) if origin else None
 
     def extend(self, snapshots: Sequence[Snapshot]) -> RelativeEvidence:
         for raw_s, raw_c in snapshots:

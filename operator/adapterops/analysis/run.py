@@ -87,25 +87,38 @@ async def fold_snapshots(
     quantile: float,
     increase: float,
     now: float,
+    counts: str | None = None,
 ) -> RelativeEvidence:
-    """Fold the snapshots due by `now` into the test's evidence (the baseline first, once).
+    """Fold the snapshots due by `now` into the test's evidence (the start first, once).
 
+    ``counts``: a query for the histogram's counters as scraped (the engine's default metric): snapshots
+    are then exact counts, differenced from their values at the start. Without it (a custom query
+    template), snapshots are the template's ``increase()`` since the start, an extrapolated estimate.
     A snapshot is whole or absent: a Prometheus failure (PrometheusError) leaves the evidence as it was.
     """
     ev = track.evidence
     if ev is None or ev.q != quantile or abs(ev.rho - (1.0 + increase / 100.0)) > 1e-12:
-        base = await histogram(http, url, render(template, namespace, stable, BASELINE_SECONDS), at=track.started)
-        ev = track.evidence = RelativeEvidence(base, quantile, increase)
+        if counts is not None:
+            origin = (
+                await histogram(http, url, render(counts, namespace, stable, 0), at=track.started),
+                await histogram(http, url, render(counts, namespace, canary, 0), at=track.started),
+            )
+            ev = RelativeEvidence(None, quantile, increase, origin=origin)
+        else:
+            base = await histogram(http, url, render(template, namespace, stable, BASELINE_SECONDS), at=track.started)
+            ev = RelativeEvidence(base, quantile, increase)
+        track.evidence = ev
     # `render` makes windows of at least MIN_WINDOW_SECONDS: the first snapshot is the first whose window
     # since the start is that long, so that every window begins exactly at the start.
-    first = max(1, math.ceil(MIN_WINDOW_SECONDS / track.every))
+    first = 1 if counts is not None else max(1, math.ceil(MIN_WINDOW_SECONDS / track.every))
     for _ in range(MAX_SNAPSHOTS_PER_LOOK):
         window = track.every * (ev.snapshots + first)
         at = track.started + window
         if at > now - track.settle:
             break
-        s = await histogram(http, url, render(template, namespace, stable, window), at=at)
-        c = await histogram(http, url, render(template, namespace, canary, window), at=at)
+        query = counts if counts is not None else template
+        s = await histogram(http, url, render(query, namespace, stable, window), at=at)
+        c = await histogram(http, url, render(query, namespace, canary, window), at=at)
         ev.extend([(s, c)])
     return ev
 
@@ -150,6 +163,7 @@ async def analyse(
                     a.latency.quantile,
                     max(increase, 1.0),
                     now,
+                    queries["latency_counts"] if a.latency.query is None else None,
                 )
             s = await histogram(http, url, render(template, namespace, stable, window_seconds))
             c = await histogram(http, url, render(template, namespace, canary, window_seconds))

@@ -15,14 +15,18 @@ from pydantic import BaseModel, ValidationError
 # adapterops_io_revision).
 SELECTOR = 'namespace="{namespace}",adapterops_io_revision="{revision}"'
 
+# "latency_counts": the histogram's counters as scraped (exact counts: the relative latency test differences
+# them between its snapshots, where increase() would extrapolate).
 QUERIES = {
     "nim": {
         "latency": "sum by (le) (increase(e2e_request_latency_seconds_bucket{" + SELECTOR + "}[{window}]))",
+        "latency_counts": "sum by (le) (e2e_request_latency_seconds_bucket{" + SELECTOR + "})",
         "errors": "sum(increase(http_requests_total{" + SELECTOR + ',status=~"5.."}[{window}]))',
         "requests": "sum(increase(http_requests_total{" + SELECTOR + "}[{window}]))",
     },
     "vllm": {
         "latency": "sum by (le) (increase(vllm:e2e_request_latency_seconds_bucket{" + SELECTOR + "}[{window}]))",
+        "latency_counts": "sum by (le) (vllm:e2e_request_latency_seconds_bucket{" + SELECTOR + "})",
         "errors": "sum(increase(http_requests_total{" + SELECTOR + ',status=~"5.."}[{window}]))',
         "requests": "sum(increase(http_requests_total{" + SELECTOR + "}[{window}]))",
     },
