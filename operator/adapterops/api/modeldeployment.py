@@ -162,10 +162,13 @@ class JudgeAnalysis(ApiModel):
         ),
     )
     samples: int = Field(
-        default=100,
+        default=200,
         ge=1,
         le=1000,
-        description="Most prompts judged per canary (the sequential test usually decides after 50-70).",
+        description=(
+            "Most prompts judged per canary. The sequential test decides after 50-70 typically, 120-145 for the "
+            "slowest tenth (bench/judge): at 100 a fifth of canaries would stay undecided."
+        ),
     )
     concurrency: int = Field(
         default=4,
