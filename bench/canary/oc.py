@@ -1,7 +1,7 @@
 """Canary operating characteristic: probability of rollback against the size of a latency regression, for
 the controller's own analysis and for threshold rules as Flagger and Argo Rollouts users write them.
 
-    .venv/bin/python bench/canary/oc.py                 # about 15 minutes on 2 (contended) cores
+    .venv/bin/python bench/canary/oc.py --runs 40 --horizon 1800 --multiples 0 0.5 0.75 1 1.5   # 25 min, busy
     .venv/bin/python bench/canary/oc.py --quick         # a smoke run, about a minute
 
 Every canary is a simulated world (hack/testworld/promsim.py): requests at a rate that ramps up and
@@ -12,9 +12,9 @@ routed at random to stable (4 pods) and canary (1 pod) at the default first step
 
   ours     the controller's data path: analysis.run.analyse with its LatencyTest, looking every 30 s
            (looks in between add nothing: tests/unit/test_latency_data_path.py), its Prometheus client
-           answered by the stand-in's increase(). Rolls back at the first Fail; a canary without a
-           verdict when the progress deadline (1 h, the default) passes is rolled back too (counted
-           apart: "stuck").
+           answered by the stand-in (the counters as scraped; increase() for custom templates). Rolls
+           back at the first Fail; a canary without a verdict at the horizon (the 1 h progress
+           deadline by default) is counted apart: "stuck" (the controller would roll it back).
   flagger  interval 1m, metric = canary p95 over the last minute (histogram_quantile of the window's
            increase()), check: p95 <= an absolute threshold, rollback when 5 checks have failed
            (threshold: 5), promotion after 4 passing checks (stepWeight 10 up to maxWeight 50: 4 steps
