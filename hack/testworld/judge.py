@@ -18,6 +18,7 @@ import contextlib
 import json
 import re
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -59,6 +60,7 @@ class StandInJudge:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None, mode: str = "score") -> None:
         self.mode = mode
         self.api_key = api_key
+        self.delay_s = 0.0  # seconds each judgement takes (a hosted judge: ~1-3 s); benchmarks set it
         self.requests = 0
         self.auth_headers: list[str | None] = []
         self._lock = threading.Lock()
@@ -152,6 +154,8 @@ class StandInJudge:
                 except json.JSONDecodeError:
                     self._send(400, b'{"error": {"message": "body is not JSON"}}')
                     return
+                if judge.delay_s > 0:
+                    time.sleep(judge.delay_s)  # this request's thread only (ThreadingHTTPServer)
                 self._send(*judge._reply(body))
 
         return Handler

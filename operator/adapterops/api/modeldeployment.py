@@ -200,10 +200,22 @@ class JudgeAnalysis(ApiModel):
         ),
     )
     samples: int = Field(
-        default=100,
+        default=200,
         ge=1,
         le=1000,
-        description="Most prompts judged per canary (the sequential test usually decides after 50-70).",
+        description=(
+            "Most prompts judged per canary. The sequential test decides after 50-70 typically, 120-145 for the "
+            "slowest tenth (bench/judge): at 100 a fifth of canaries would stay undecided."
+        ),
+    )
+    concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=32,
+        description=(
+            "Prompts judged at a time: each sends one request to a stable and a canary pod and two to the judge. "
+            "Raise it for a faster verdict within the judge endpoint's rate limit."
+        ),
     )
     min_score: float | None = Field(default=None, ge=0, le=5, description="Lowest acceptable canary mean.")
     max_drop: float = Field(default=0.3, ge=0, le=5, description="Largest acceptable mean drop vs stable.")
