@@ -84,6 +84,14 @@ class Runtime(ApiModel):
 
 class FineTuneJobReference(ApiModel):
     name: FineTuneJobName = Field(description="Name of the FineTuneJob, in the ModelDeployment's namespace.")
+    require_better_than_baseline: bool = Field(
+        default=True,
+        description=(
+            "Serve the champion only when it beats the base model: a FineTuneJob whose condition "
+            "ChampionNotBetterThanBaseline is True is not canaried (the stable revision keeps serving). "
+            "false serves its champion anyway."
+        ),
+    )
 
 
 class AdapterSource(ApiModel):
