@@ -188,7 +188,8 @@ def test_operator_restart_mid_sweep_duplicates_nothing_and_converges(
         operator.start()
     cluster.kubectl("wait", "--for=condition=Succeeded", "ftj/restart", "-n", namespace, "--timeout=600s", timeout=620)
     jobs = cluster.get("jobs", "-n", namespace)["items"]
-    assert sorted(j["metadata"]["name"] for j in jobs) == [f"restart-t0{i}" for i in range(4)]
+    # The four trials and, once they had finished, the base model's evaluation: each exactly once.
+    assert sorted(j["metadata"]["name"] for j in jobs) == ["restart-baseline"] + [f"restart-t0{i}" for i in range(4)]
     assert all(
         first_uids[n] == u for n, u in ((j["metadata"]["name"], j["metadata"]["uid"]) for j in jobs) if n in first_uids
     )
