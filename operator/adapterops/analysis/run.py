@@ -11,6 +11,7 @@ import httpx
 from adapterops.analysis.error_rate import error_rate_verdict
 from adapterops.analysis.latency import latency_verdict
 from adapterops.analysis.paired_scores import judge_verdict
+from adapterops.analysis.pairwise import pairwise_verdict
 from adapterops.analysis.providers.judge import PairedJudge
 from adapterops.analysis.providers.prometheus import QUERIES, PrometheusError, histogram, render, scalar
 from adapterops.analysis.verdict import MetricVerdict
@@ -75,7 +76,15 @@ async def analyse(
                 error_rate_verdict(None, None, None, None, max_percent=a.error_rate.max_percent), str(exc)
             )
         out.append(verdict)
-    if a.judge:
+    if a.judge and a.judge.mode == "pairwise":
+        agreement = getattr(judge, "agreement", None)  # a PairwiseJudge's; None before its first comparison
+        verdict = pairwise_verdict(
+            judge.pairs if judge else None, min_win_rate=a.judge.min_win_rate, agreement=agreement, beta=beta
+        )
+        if judge and judge.problem and verdict.verdict == "Inconclusive":
+            verdict = _with_reason(verdict, judge.problem)
+        out.append(verdict)
+    elif a.judge:
         verdict = judge_verdict(
             judge.pairs if judge else None, min_score=a.judge.min_score, max_drop=a.judge.max_drop, beta=beta
         )
