@@ -13,6 +13,7 @@ from test_finetune_e2e import condition, ftj, sweep, workspace
 from test_modeldeployment_e2e import cond, deployment, events, mdep, serving_ready
 
 from testworld.cluster import LocalCluster, OperatorProcess, capture, wait_for
+from testworld.judge import StandInJudge
 from testworld.kubelet import Kubelet
 
 ONE_TRIAL = {"maxTrials": 1, "parallelism": 1, "parameters": {}}
@@ -24,12 +25,21 @@ def finished(cluster: LocalCluster, name: str, namespace: str) -> dict[str, Any]
 
 
 def test_the_baseline_row_and_a_champion_not_better_than_it_blocks_the_canary(
-    cluster: LocalCluster, operator: OperatorProcess, kubelet: Kubelet, namespace: str, tiny_model: Path
+    cluster: LocalCluster,
+    operator: OperatorProcess,
+    kubelet: Kubelet,
+    judge: StandInJudge,
+    namespace: str,
+    tiny_model: Path,
 ) -> None:
     workspace(cluster, namespace, tiny_model)
-    cluster.apply(
-        sweep("good", sweep=ONE_TRIAL, training={**sweep("x")["spec"]["training"], "learningRate": 2e-3}), namespace
-    )
+    evaluation = {
+        "dataset": "pvc://work/data/challenge.jsonl",
+        "samples": 4,
+        "judge": {"endpoint": judge.url, "model": "stand-in-judge"},
+    }
+    training = {**sweep("x")["spec"]["training"], "learningRate": 2e-3}
+    cluster.apply(sweep("good", sweep=ONE_TRIAL, training=training, evaluation=evaluation), namespace)
     good = finished(cluster, "good", namespace)
     capture(cluster, "ftj", "good", namespace, "finetunejob/baseline-beaten")
     status = good["status"]
@@ -43,11 +53,17 @@ def test_the_baseline_row_and_a_champion_not_better_than_it_blocks_the_canary(
     assert imp["relative"] == pytest.approx(imp["absolute"] / base["validationLoss"], abs=1e-5)
     verdict = condition(good, "ChampionNotBetterThanBaseline")
     assert verdict["status"] == "False" and verdict["reason"] == "BetterThanBaseline"
+    # The champion against the base model, pairwise: the baseline Job got the champion's adapter, the
+    # stand-in judge compared each of the 4 challenge answers in both orders (by content: orders agree).
+    pairwise = base["pairwise"]
+    assert pairwise["status"] == "ok" and pairwise["pairs"] == 4 and pairwise["agreement"] == 1.0
+    assert pairwise["wins"] + pairwise["ties"] + pairwise["losses"] == 4 and 0.0 <= pairwise["winRate"] <= 1.0
+    assert base["judgeScore"] is not None and champion["judgeScore"] is not None
     jobs = cluster.get("jobs", "-n", namespace, "-l", "adapterops.io/finetunejob=good")["items"]
     components = sorted(j["metadata"]["labels"]["adapterops.io/component"] for j in jobs)
     assert components == ["baseline", "trial"]
     [evaluated] = events(cluster, namespace, "BaselineEvaluated")
-    assert "good-baseline" in evaluated["message"]
+    assert "good-baseline" in evaluated["message"] and "champion vs base model pairwise" in evaluated["message"]
 
     md = deployment("shop", "unused")
     md["spec"]["adapters"] = [{"name": "commerce", "fineTuneJobRef": {"name": "good"}}]

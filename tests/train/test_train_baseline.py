@@ -35,7 +35,9 @@ def spec(tiny_model: Path, out: Path, judge_url: str) -> dict[str, Any]:
 def pair(tiny_model: Path, judge: StandInJudge, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("baseline")
     trial_code, trial = run_trial(tmp / "trial", spec(tiny_model, tmp / "trial-out", judge.url))
-    base_code, base = run_trial(tmp / "base", spec(tiny_model, tmp / "base-out", judge.url), command="baseline")
+    champion = ("--champion-adapter", str(tmp / "trial-out" / "adapter"))
+    base_spec = spec(tiny_model, tmp / "base-out", judge.url)
+    base_code, base = run_trial(tmp / "base", base_spec, command="baseline", extra=champion)
     return {
         "trial": (trial_code, trial, metrics(str(tmp / "trial-out"))),
         "base": (base_code, base, metrics(str(tmp / "base-out"))),
@@ -65,3 +67,18 @@ def test_the_baseline_judges_the_base_models_own_answers(pair: dict[str, Any]) -
     assert [s["id"] for s in samples] == [s["id"] for s in trial_metrics["evaluation"]["samples"]]
     assert [s["answer"] for s in samples] != [s["answer"] for s in trial_metrics["evaluation"]["samples"]]
     assert base["judge"]["mean"] == pytest.approx(sum(s["score"] for s in samples) / len(samples), abs=1e-6)
+
+
+def test_the_champion_is_compared_with_the_base_model_pairwise(pair: dict[str, Any]) -> None:
+    _, base, base_metrics = pair["base"]
+    _, _, trial_metrics = pair["trial"]
+    p = base["pairwise"]
+    assert p["status"] == "ok" and p["pairs"] == 4 and p["wins"] + p["ties"] + p["losses"] == 4
+    # The stand-in judge prefers by content only: both orders always agree.
+    assert p["agreement"] == 1.0
+    compared = base_metrics["evaluation"]["pairwise"]["comparisons"]
+    # The champion's answers are the trial's own (same adapter, same greedy generation path).
+    assert [c["champion"] for c in compared] == [s["answer"] for s in trial_metrics["evaluation"]["samples"]]
+    assert [c["base"] for c in compared] == [s["answer"] for s in base_metrics["evaluation"]["samples"]]
+    outcomes = [c["outcome"] for c in compared]
+    assert p["winRate"] == pytest.approx((1 + sum(outcomes) / 4) / 2)

@@ -9,13 +9,16 @@ from typing import Any
 
 import pytest
 
-from adapterops.api.finetunejob import Baseline, FineTuneJobSpec, FineTuneJobStatus, Trial
+from adapterops.api.finetunejob import Baseline, FineTuneJobSpec, FineTuneJobStatus, PairwiseResult, Trial
 from adapterops.api.modeldeployment import ModelDeploymentSpec
+from adapterops.cli.report import render_report
 from adapterops.config import Config, GpuClass
 from adapterops.deploy.acceptance import resolve_adapters
 from adapterops.finetune import builders
+from adapterops.finetune.observe import Terminated, TrialPod, baseline_pairwise
 from adapterops.finetune.plan import baseline_trial, plan
 from adapterops.finetune.status import NOT_BETTER, baseline_wanted, sweep_status
+from adapterops_common.contract import PairwiseSummary, TrialResult
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CONFIG = Config(
@@ -165,6 +168,31 @@ def test_the_baseline_job_evaluates_on_one_node_with_the_hf_trainer_and_its_own_
     assert trial["backend"] == "nemo" and trial["nodes"] == 2
 
 
+def test_the_baseline_job_compares_the_champion_when_given_its_adapter() -> None:
+    s = spec()
+    baseline = baseline_trial("sweep", plan("sweep", s))
+    command = builders.baseline_job(OWNER, baseline, s, CONFIG, "pvc://adapters/runs/sweep-1234/sweep-t01/adapter")
+    argv = command["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert argv[-2:] == ["--champion-adapter", "pvc://adapters/runs/sweep-1234/sweep-t01/adapter"]
+
+
+def test_the_pairwise_comparison_reaches_the_baseline_status() -> None:
+    pairwise = PairwiseResult(status="ok", pairs=4, wins=3, ties=1, losses=0, win_rate=0.875, agreement=1.0)
+    status = sweep_status(FineTuneJobStatus(), trials(2.49, 2.1), spec(), 1, "m", base(), pairwise)
+    assert status.baseline is not None and status.baseline.pairwise == pairwise
+    doc = status.model_dump(by_alias=True, exclude_none=True, mode="json")["baseline"]["pairwise"]
+    assert doc == {"status": "ok", "pairs": 4, "wins": 3, "ties": 1, "losses": 0, "winRate": 0.875, "agreement": 1.0}
+
+
+def test_a_baseline_result_carries_its_pairwise_summary_to_the_operator() -> None:
+    summary = PairwiseSummary(status="ok", pairs=2, wins=1, ties=1, win_rate=0.75, agreement=0.5)
+    message = TrialResult(status="succeeded", validation_loss=0.9, pairwise=summary).to_termination_message()
+    pod = TrialPod("p", "sweep-baseline", T0, "Succeeded", terminated=Terminated(0, "Completed", message))
+    found = baseline_pairwise([pod])
+    assert found is not None and PairwiseResult.model_validate(found).win_rate == 0.75
+    assert baseline_pairwise([]) is None
+
+
 def md(require: bool | None = None) -> ModelDeploymentSpec:
     ref: dict[str, Any] = {"name": "sweep"}
     if require is not None:
@@ -194,3 +222,26 @@ def test_a_modeldeployment_does_not_canary_a_champion_no_better_than_the_baselin
 def test_a_modeldeployment_may_serve_such_a_champion_when_told_to() -> None:
     adapters, _ = resolve_adapters(md(require=False), lambda _: ftj_status(not_better=True))
     assert adapters == {"shop": "a"}
+
+
+def test_the_report_shows_base_model_against_champion() -> None:
+    pairwise = PairwiseResult(status="ok", pairs=4, wins=3, ties=1, losses=0, win_rate=0.875, agreement=1.0)
+    status = sweep_status(FineTuneJobStatus(), trials(2.49, 2.1), spec(), 1, "m", base(), pairwise)
+    obj = {
+        "metadata": {"name": "sweep", "namespace": "ml"},
+        "spec": {"objective": {"metric": "judgeScore", "goal": "maximize"}},
+        "status": status.model_dump(by_alias=True, exclude_none=True, mode="json"),
+    }
+    page = render_report(obj, {}, T0)
+    section = page[page.index('<section id="baseline">') : page.index("</section>", page.index('id="baseline"'))]
+    assert '<tr data-row="base"><td>Base model (no adapter)</td><td class="num">0.9000</td>' in section
+    assert "<td>Champion sweep-t00</td>" in section and ">2.49<" in section and ">2.03<" in section
+    assert "Improvement on judgeScore: <b>+0.46 (+22.7%)</b>" in section and "better than the base model" in section
+    assert "won 3, tied 1, lost 0 of 4; win rate <b>0.875</b>" in section
+    assert "BetterThanBaseline" in section
+
+
+def test_the_report_says_when_there_is_no_baseline() -> None:
+    status = sweep_status(FineTuneJobStatus(), trials(2.49, 2.1), spec(), 1, "m", None)
+    page = render_report({"status": status.model_dump(by_alias=True, exclude_none=True, mode="json")}, {}, T0)
+    assert "No baseline: the trials have not finished, or spec.baseline.evaluate is false." in page

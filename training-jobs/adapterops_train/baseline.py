@@ -21,15 +21,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from adapterops_common import storage
-from adapterops_common.contract import JudgeSummary, TrialResult, TrialSpec
-from adapterops_train.dataset import DatasetError
+from adapterops_common import judge, storage
+from adapterops_common.contract import JudgeSummary, PairwiseSummary, TrialResult, TrialSpec
+from adapterops_common.pairwise import Row, Tally, compare_all_sync
+from adapterops_train.dataset import DatasetError, load_challenge_set
 from adapterops_train.hyper import HyperparameterError
 from adapterops_train.runner import (
+    GENERATION_MAX_NEW_TOKENS,
     METRICS_VERSION,
     Timer,
     TrialFailure,
     _failed,
+    _item_rubric,
     _round,
     evaluate,
     fetch_base_model,
@@ -41,11 +44,11 @@ from adapterops_train.runner import (
 log = logging.getLogger(__name__)
 
 
-def run_baseline(spec: TrialSpec) -> TrialResult:
+def run_baseline(spec: TrialSpec, champion_adapter: str | None = None) -> TrialResult:
     started = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix=f"baseline-{spec.name}-", dir=workdir_root()))
     try:
-        return _run(spec, scratch, started)
+        return _run(spec, scratch, started, champion_adapter)
     except TrialFailure as exc:
         return _failed(exc.reason, str(exc), "hf", started)
     except DatasetError as exc:
@@ -63,7 +66,7 @@ def run_baseline(spec: TrialSpec) -> TrialResult:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _run(spec: TrialSpec, scratch: Path, started: float) -> TrialResult:
+def _run(spec: TrialSpec, scratch: Path, started: float, champion_adapter: str | None) -> TrialResult:
     from adapterops_train.backends.hf import HfBackend  # torch loads only here
 
     timer = Timer()
@@ -76,6 +79,12 @@ def _run(spec: TrialSpec, scratch: Path, started: float) -> TrialResult:
     eval_info: dict[str, Any] = {}
     if spec.evaluation is not None:
         judge_summary, samples, eval_info = timer.measure("evaluate", lambda: evaluate(spec, backend, scratch))
+    pairwise: PairwiseSummary | None = None
+    if spec.evaluation is not None and champion_adapter:
+        pairwise, compared = timer.measure(
+            "pairwise", lambda: compare_champion(spec, base_dir, champion_adapter, samples, scratch)
+        )
+        eval_info["pairwise"] = {"champion": champion_adapter, "comparisons": compared}
     out = scratch / "output"
     out.mkdir(parents=True, exist_ok=True)
     metrics = {
@@ -105,6 +114,52 @@ def _run(spec: TrialSpec, scratch: Path, started: float) -> TrialResult:
         backend="hf",
         validation_loss=_round(validation_loss),
         judge=judge_summary,
+        pairwise=pairwise,
         metrics_uri=storage.join(spec.output_uri, "metrics.json"),
         duration_seconds=round(time.monotonic() - started, 3),
     )
+
+
+def compare_champion(
+    spec: TrialSpec, base_dir: Path, adapter_uri: str, base_samples: list[dict[str, Any]], scratch: Path
+) -> tuple[PairwiseSummary, list[dict[str, Any]]]:
+    """The champion's answers to the challenge prompts (its adapter on the base model, the trials' generation
+    path), each compared with the base model's answer by the judge in both orders."""
+    from adapterops_train.backends.hf import generate_answers, load_for_generation
+
+    ev = spec.evaluation
+    assert ev is not None
+    try:
+        adapter = storage.fetch_tree(adapter_uri, scratch / "champion")
+        challenge = storage.fetch_file(ev.dataset, scratch / "challenge-pairwise")
+    except storage.UriNotFound as exc:
+        raise TrialFailure("AdapterNotFound", str(exc)) from exc
+    items = load_challenge_set(challenge, source=ev.dataset)[: ev.samples]
+    model, tokenizer = load_for_generation(base_dir, adapter, spec.training.precision)
+    answers = generate_answers(model, tokenizer, items, GENERATION_MAX_NEW_TOKENS)
+    base_answers = {s["id"]: s["answer"] for s in base_samples}
+    config = judge.JudgeConfig(endpoint=ev.judge.endpoint, model=ev.judge.model, api_key=judge.read_api_key())
+    fallback = judge.rubric_text(ev.rubric.builtin, ev.rubric.text)
+    rows: list[Row] = [
+        (i.prompt, a, base_answers[i.id], i.reference, _item_rubric(spec, i, fallback))  # as evaluate() scores
+        for i, a in zip(items, answers, strict=True)
+    ]
+    comparisons = compare_all_sync(config, fallback, rows)
+    tally = Tally.of(comparisons)
+    failed = next((c for c in comparisons if c.status != "ok"), None)
+    status = "ok" if tally.pairs else (failed.status if failed else "invalid")
+    summary = PairwiseSummary(
+        status=status,
+        pairs=tally.pairs,
+        wins=tally.wins,
+        ties=tally.ties,
+        losses=tally.losses,
+        win_rate=tally.win_rate,
+        agreement=tally.agreement,
+        message=f"{tally.failed} comparisons failed: {failed.message}" if failed else None,
+    )
+    compared = [
+        {"id": i.id, "champion": a, "base": base_answers[i.id], "outcome": c.outcome, "agree": c.agree}
+        for i, a, c in zip(items, answers, comparisons, strict=True)
+    ]
+    return summary, compared

@@ -22,6 +22,7 @@ from adapterops.api.finetunejob_status import Baseline as Baseline
 from adapterops.api.finetunejob_status import Champion as Champion
 from adapterops.api.finetunejob_status import FineTuneJobStatus as FineTuneJobStatus
 from adapterops.api.finetunejob_status import Improvement as Improvement
+from adapterops.api.finetunejob_status import PairwiseResult as PairwiseResult
 from adapterops.api.finetunejob_status import Trial as Trial
 from adapterops.api.finetunejob_status import TrialCounts as TrialCounts
 from adapterops.api.finetunejob_status import TrialState as TrialState
@@ -342,6 +343,13 @@ class BaselineSpec(ApiModel):
             "Evaluate the base model without an adapter once the trials have finished: one extra Job (no "
             "training) computing its validation loss on the same split and its judge score on the same "
             "challenge set, judge and rubric. false skips it (no comparison, nothing blocks a deployment)."
+        ),
+    )
+    pairwise: bool = Field(
+        default=True,
+        description=(
+            "With spec.evaluation: the baseline Job also has the judge compare the champion's answers with the "
+            "base model's, each pair in both orders (status.baseline.pairwise: win rate, ties, agreement)."
         ),
     )
     min_improvement: float = Field(

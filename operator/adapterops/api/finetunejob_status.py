@@ -40,6 +40,21 @@ class TrialCounts(ApiModel):
     failed: int = Field(default=0, description="Failed after all retries.")
 
 
+class PairwiseResult(ApiModel):
+    """The champion's answers against the base model's, judged pairwise in both orders (champion's side)."""
+
+    status: Literal["ok", "unavailable", "invalid"] = Field(description="ok, or why the judge could not compare.")
+    pairs: int = Field(default=0, description="Prompts compared in both orders.")
+    wins: int = Field(default=0, description="Prompts the champion won.")
+    ties: int = Field(default=0, description="Ties, including a judge whose two orders disagreed.")
+    losses: int = Field(default=0, description="Prompts the base model won.")
+    win_rate: float | None = Field(default=None, description="Champion's win rate, ties counting half.")
+    agreement: float | None = Field(
+        default=None, description="Share of pairs whose two orders agreed (1: no position bias seen)."
+    )
+    message: str | None = Field(default=None, description="What failed, when something did.")
+
+
 class Baseline(ApiModel):
     """The base model's row: the same numbers as a trial's, with no adapter."""
 
@@ -48,6 +63,9 @@ class Baseline(ApiModel):
     validation_loss: float | None = Field(default=None, description="Base model's loss on the validation split.")
     judge_score: float | None = Field(default=None, description="Base model's mean judge score (0-5).")
     message: str | None = Field(default=None, description="Why the evaluation failed, or what it lacks.")
+    pairwise: PairwiseResult | None = Field(
+        default=None, description="The champion compared with the base model, pairwise (spec.baseline.pairwise)."
+    )
     start_time: datetime | None = Field(default=None, description="When the Job started.")
     completion_time: datetime | None = Field(default=None, description="When it finished.")
 

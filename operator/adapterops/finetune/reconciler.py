@@ -16,13 +16,14 @@ from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import ConfigMap, Pod
 from pydantic import ValidationError
 
-from adapterops.api.finetunejob import Baseline, FineTuneJobSpec, FineTuneJobStatus, Trial
+from adapterops.api.finetunejob import Baseline, FineTuneJobSpec, FineTuneJobStatus, PairwiseResult, Trial
 from adapterops.api.kinds import FINETUNEJOB, JOBSET, LOCALQUEUE, PYTORCHJOB
 from adapterops.finetune import builders
 from adapterops.finetune.acceptance import Accepted, accept
 from adapterops.finetune.observe import (
     TERMINAL,
     TrialPod,
+    baseline_pairwise,
     engine_item,
     job_item,
     observe_trial,
@@ -117,9 +118,14 @@ class FineTuneJobReconciler:
         old_rows = {r.name: r for r in old.trials}
         rows = [observe_trial(t, runs.get(t.name), pods.get(t.name, []), old_rows.get(t.name)) for t in accepted.trials]
         baseline = baseline_trial(meta["name"], accepted.trials) if baseline_wanted(old, spec) else None
-        base_row = None
+        base_row, pairwise = None, None
         if baseline is not None:
-            base_row = observe_trial(baseline, runs.get(baseline.name), pods.get(baseline.name, []), _row(old.baseline))
+            base_pods = pods.get(baseline.name, [])
+            base_row = observe_trial(baseline, runs.get(baseline.name), base_pods, _row(old.baseline))
+            found = baseline_pairwise(base_pods)
+            pairwise = old.baseline.pairwise if old.baseline else None  # recorded before, if the pod is gone
+            if found is not None:
+                pairwise = PairwiseResult.model_validate(found)
         created = self.created.setdefault(key, set())
         created -= runs.keys()
         existing = set(runs) | created
@@ -143,7 +149,7 @@ class FineTuneJobReconciler:
         except ChildError as exc:
             failure = exc
         planned = f"sweep planned: {len(accepted.trials)} trials" + (" and a baseline" if baseline else "")
-        new = sweep_status(old, rows, spec, generation, planned, base_row)
+        new = sweep_status(old, rows, spec, generation, planned, base_row, pairwise)
         new.conditions = failures.record(new.conditions, failure, generation)
         if await self.ctx.status.write(body, dump(new)):
             await announce(self.ctx.events, body, old.conditions, new.conditions)
@@ -202,7 +208,8 @@ class FineTuneJobReconciler:
         best = champion(rows, spec.objective.metric)
         if best is None or any(r.state not in TERMINAL for r in rows):
             return True
-        manifest = builders.baseline_job(body, baseline, spec, self.ctx.config, None)
+        compare = best.adapter_uri if spec.evaluation is not None and spec.baseline.pairwise else None
+        manifest = builders.baseline_job(body, baseline, spec, self.ctx.config, compare)
         with failures.manifest_writing("create", manifest):
             found = await self.ctx.client.create(manifest)
         if found is None and not await self._ours(manifest, body["metadata"]["uid"]):
@@ -297,6 +304,12 @@ class FineTuneJobReconciler:
         base, was = new.baseline, old.baseline
         if base is not None and base.state in TERMINAL and (was is None or was.state != base.state):
             numbers = f"validationLoss={base.validation_loss}, judgeScore={base.judge_score}"
+            if base.pairwise is not None and base.pairwise.win_rate is not None:
+                p = base.pairwise
+                numbers += (
+                    f"; champion vs base model pairwise: won {p.wins}, tied {p.ties}, lost {p.losses} "
+                    f"(win rate {p.win_rate:.3g}, orders agreed on {p.agreement or 0:.0%})"
+                )
             if base.state == "Succeeded":
                 await events.emit(body, "BaselineEvaluated", f"base model ({base.job}): {numbers}")
             else:

@@ -14,6 +14,7 @@ from adapterops.api.finetunejob import (
     FineTuneJobSpec,
     FineTuneJobStatus,
     Improvement,
+    PairwiseResult,
     Trial,
     TrialCounts,
 )
@@ -102,8 +103,9 @@ def _baseline_verdict(champ: Champion, base: Baseline | None, spec: FineTuneJobS
     return True, NOT_BETTER, numbers
 
 
-def baseline_status(row: Trial) -> Baseline:
+def baseline_status(row: Trial, pairwise: PairwiseResult | None = None) -> Baseline:
     return Baseline(
+        pairwise=pairwise,
         job=row.name,
         state=row.state,
         validation_loss=row.validation_loss,
@@ -121,6 +123,7 @@ def sweep_status(
     generation: int | None,
     planned: str,
     baseline: Trial | None = None,
+    pairwise: PairwiseResult | None = None,
 ) -> FineTuneJobStatus:
     """`baseline`: the baseline Job's row when it is wanted (`baseline_wanted`), else None."""
     counts = TrialCounts(
@@ -133,7 +136,7 @@ def sweep_status(
     done = counts.succeeded + counts.failed
     trials_done = done == counts.total
     best = champion(rows, spec.objective.metric)
-    base = baseline_status(baseline) if baseline is not None and trials_done and best is not None else None
+    base = baseline_status(baseline, pairwise) if baseline is not None and trials_done and best is not None else None
     evaluating = base is not None and base.state not in ("Succeeded", "Failed")
     finished = trials_done and not evaluating
     if best is not None and base is not None:

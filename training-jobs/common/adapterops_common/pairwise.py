@@ -158,18 +158,21 @@ class Tally:
         )
 
 
-def compare_all_sync(
-    config: JudgeConfig, rubric: str, rows: Sequence[tuple[str, str, str, str | None]]
-) -> list[Comparison]:
-    """(prompt, x, y, reference) rows compared from synchronous code (the baseline Job), a few at a time."""
+Row = tuple[str, str, str, str | None] | tuple[str, str, str, str | None, str | None]
+
+
+def compare_all_sync(config: JudgeConfig, rubric: str, rows: Sequence[Row]) -> list[Comparison]:
+    """(prompt, x, y, reference[, rubric]) rows compared from synchronous code (the baseline Job), a few at a
+    time; a row's own rubric replaces `rubric`."""
 
     async def run() -> list[Comparison]:
         gate = asyncio.Semaphore(max(1, config.concurrency))
         async with JudgeClient(config, rubric) as client:
 
-            async def one(row: tuple[str, str, str, str | None]) -> Comparison:
+            async def one(row: Row) -> Comparison:
                 async with gate:
-                    return await compare(client, row[0], row[1], row[2], row[3])
+                    own = row[4] if len(row) > 4 else None
+                    return await compare(client, row[0], row[1], row[2], row[3], own)
 
             return list(await asyncio.gather(*(one(r) for r in rows)))
 

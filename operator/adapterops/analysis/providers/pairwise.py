@@ -54,4 +54,3 @@ class PairwiseJudge(PairedJudge):
         except Exception as exc:  # the judge or a pod went away: the analysis says so and holds
             self.problem = f"pairwise judging stopped: {type(exc).__name__}"
             log.warning("pairwise judging stopped: %s: %s", type(exc).__name__, exc)
-
