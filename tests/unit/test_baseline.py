@@ -11,6 +11,7 @@ import pytest
 
 from adapterops.api.finetunejob import Baseline, FineTuneJobSpec, FineTuneJobStatus, PairwiseResult, Trial
 from adapterops.api.modeldeployment import ModelDeploymentSpec
+from adapterops.cli.format import format_sweep
 from adapterops.cli.report import render_report
 from adapterops.config import Config, GpuClass
 from adapterops.deploy.acceptance import resolve_adapters
@@ -245,3 +246,19 @@ def test_the_report_says_when_there_is_no_baseline() -> None:
     status = sweep_status(FineTuneJobStatus(), trials(2.49, 2.1), spec(), 1, "m", None)
     page = render_report({"status": status.model_dump(by_alias=True, exclude_none=True, mode="json")}, {}, T0)
     assert "No baseline: the trials have not finished, or spec.baseline.evaluate is false." in page
+
+
+def test_the_sweep_leaderboard_has_the_baseline_row_and_the_verdict() -> None:
+    pairwise = PairwiseResult(status="ok", pairs=4, wins=1, ties=1, losses=2, win_rate=0.375, agreement=0.75)
+    status = sweep_status(FineTuneJobStatus(), trials(1.9, 2.0), spec(), 1, "m", base(), pairwise)
+    obj = {
+        "metadata": {"name": "sweep", "namespace": "ml"},
+        "spec": {"objective": {"metric": "judgeScore", "goal": "maximize"}},
+        "status": status.model_dump(by_alias=True, exclude_none=True, mode="json"),
+    }
+    text = format_sweep(obj, T0)
+    [row] = [line for line in text.splitlines() if line.startswith("base ")]
+    assert row.split() == ["base", "sweep-baseline", "0.9000", "2.03", "Succeeded", "-"]
+    assert "vs base model: judgeScore -0.03 (-1.5%)" in text
+    assert "pairwise vs base model: won 1, tied 1, lost 2 (win rate 0.375, orders agreed on 0.750)" in text
+    assert "NOT better than the base model: judgeScore: champion sweep-t01 2" in text
