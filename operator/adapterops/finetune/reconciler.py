@@ -38,7 +38,7 @@ from adapterops.runtime.client import KindNotServed, resource_of
 from adapterops.runtime.context import Context, Result
 from adapterops.runtime.failures import ChildError, Reported
 from adapterops.runtime.informer import Informer
-from adapterops.runtime.metrics import BEST_SCORE, TRIALS, forget, set_gauge
+from adapterops.runtime.metrics import BASELINE_SCORE, BEST_SCORE, CHAMPION_WIN_RATE, TRIALS, forget, set_gauge
 from adapterops.runtime.workqueue import Key
 
 log = logging.getLogger(__name__)
@@ -366,3 +366,9 @@ def _record_metrics(namespace: str, name: str, status: FineTuneJobStatus, metric
     value = None if champion is None else (champion.judge_score if metric == "judgeScore" else champion.validation_loss)
     if value is not None:
         set_gauge("FineTuneJob", BEST_SCORE, value, namespace, name, metric)
+    base = status.baseline
+    value = None if base is None else (base.judge_score if metric == "judgeScore" else base.validation_loss)
+    if value is not None:
+        set_gauge("FineTuneJob", BASELINE_SCORE, value, namespace, name, metric)
+    if base is not None and base.pairwise is not None and base.pairwise.win_rate is not None:
+        set_gauge("FineTuneJob", CHAMPION_WIN_RATE, base.pairwise.win_rate, namespace, name)
