@@ -20,7 +20,7 @@ ONE_TRIAL = {"maxTrials": 1, "parallelism": 1, "parameters": {}}
 
 
 def finished(cluster: LocalCluster, name: str, namespace: str) -> dict[str, Any]:
-    cluster.kubectl("wait", "--for=condition=Succeeded", f"ftj/{name}", "-n", namespace, "--timeout=400s", timeout=420)
+    cluster.kubectl("wait", "--for=condition=Succeeded", f"ftj/{name}", "-n", namespace, "--timeout=900s", timeout=920)
     return ftj(cluster, name, namespace)
 
 
