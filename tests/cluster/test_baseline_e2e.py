@@ -39,7 +39,8 @@ def test_the_baseline_row_and_a_champion_not_better_than_it_blocks_the_canary(
         "judge": {"endpoint": judge.url, "model": "stand-in-judge"},
     }
     training = {**sweep("x")["spec"]["training"], "learningRate": 2e-3}
-    cluster.apply(sweep("good", sweep=ONE_TRIAL, training=training, evaluation=evaluation), namespace)
+    manifest = sweep("good", sweep=ONE_TRIAL, training=training, evaluation=evaluation, baseline={"evaluate": True})
+    cluster.apply(manifest, namespace)
     good = finished(cluster, "good", namespace)
     capture(cluster, "ftj", "good", namespace, "finetunejob/baseline-beaten")
     status = good["status"]
