@@ -22,6 +22,7 @@ import httpx
 from adapterops.analysis.error_rate import error_rate_verdict
 from adapterops.analysis.latency import RelativeEvidence, latency_verdict
 from adapterops.analysis.paired_scores import judge_verdict
+from adapterops.analysis.pairwise import pairwise_verdict
 from adapterops.analysis.providers.judge import PairedJudge
 from adapterops.analysis.providers.prometheus import (
     MIN_WINDOW_SECONDS,
@@ -238,9 +239,15 @@ async def analyse(
             )
         out.append(verdict)
     if a.judge:
-        verdict = judge_verdict(
-            judge.pairs if judge else None, min_score=a.judge.min_score, max_drop=a.judge.max_drop, beta=beta
-        )
+        if a.judge.mode == "pairwise":
+            agreement = getattr(judge, "agreement", None)  # a PairwiseJudge's; None before its first comparison
+            verdict = pairwise_verdict(
+                judge.pairs if judge else None, min_win_rate=a.judge.min_win_rate, agreement=agreement, beta=beta
+            )
+        else:
+            verdict = judge_verdict(
+                judge.pairs if judge else None, min_score=a.judge.min_score, max_drop=a.judge.max_drop, beta=beta
+            )
         if judge and judge.problem and verdict.verdict == "Inconclusive":
             verdict = _with_reason(verdict, judge.problem)
         if judge and judge.compared:
