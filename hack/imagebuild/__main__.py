@@ -4,6 +4,7 @@ the path). Prints one JSON line per image built (name, arch, digest, layout, sbo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -35,7 +36,9 @@ def project_version() -> str:
     return str(tomllib.loads((ROOT / "operator/pyproject.toml").read_text())["project"]["version"])
 
 
-def sbom(image: images.Image, arch: str, digest: str, created: int, version: str, parts: list[layers.Layer]) -> dict[str, Any]:
+def sbom(
+    image: images.Image, arch: str, digest: str, created: int, version: str, parts: list[layers.Layer]
+) -> dict[str, Any]:
     """CycloneDX 1.5: the Debian packages dpkg installed and the Python distributions in the image, read from the
     built layers (dpkg's status file, each .dist-info's METADATA), not from the lock."""
     deb_arch = images.ARCHES[arch][0]
@@ -109,10 +112,8 @@ def build_one(cache: Path, image: images.Image, arch: str, meta: dict[str, Any])
         manifest = oci.write_image(staging, [(p.path, p.blob, p.what) for p in parts], config, annotations, version)
         layout = out_dir / f"{image.name}-{arch}-{manifest.digest.split(':')[1][:16]}"
         if not layout.exists():
-            try:
+            with contextlib.suppress(OSError):  # another builder finished the same image first: the same bytes
                 staging.rename(layout)
-            except OSError:  # another builder finished the same image first: the same bytes
-                pass
     os.utime(layout)
     doc = sbom(image, arch, manifest.digest, created, version, parts)
     sbom_path = layout.with_suffix(".cdx.json")
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="hack/build-images.sh", description=__doc__)
     ap.add_argument("images", nargs="*", help=f"default: all of {', '.join(images.IMAGES)}")
     ap.add_argument("--arch", action="append", choices=sorted(images.ARCHES),
-                    help="repeatable; default: this machine's; an image is skipped on an arch it does not support")  # fmt: skip
+                    help="repeatable; default: this machine's; images skip arches they do not support")  # fmt: skip
     ap.add_argument("--out", type=Path, help="also write <name>-<arch>.oci.tar archives and SBOMs here")
     ap.add_argument("--cache", type=Path, help="default: $ADAPTEROPS_CACHE/images (~/.cache/adapterops/images)")
     args = ap.parse_args(argv)

@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import inspect
 import json
 import os
 import re
@@ -19,9 +21,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import images, oci
 
@@ -29,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 # Layers' file times: one fixed instant, so that a layer depends only on what is in it (the image's config
 # carries the commit's time, SOURCE_DATE_EPOCH). 2024-01-01T00:00:00Z.
 LAYER_EPOCH = 1704067200
+LAYER_WRITER: tuple[Callable[..., Any], ...] = (oci.write_layer, oci.write_tar, oci._ordered)
 
 
 def log(msg: str) -> None:
@@ -43,9 +49,21 @@ def digest_of(*parts: str | bytes) -> str:
     return h.hexdigest()[:16]
 
 
-def builder_digest() -> str:
-    """The builder's own code is an input of every layer."""
-    return digest_of(*(p.read_bytes() for p in sorted(HERE.glob("*.py"))))
+def code_digest(*functions: Callable[..., Any]) -> str:
+    """The code that makes a layer is an input of it: the syntax trees of the functions given, of oci's layer
+    writer and of the image table, without docstrings, so that a comment or a reformatting rebuilds nothing."""
+    sources = [textwrap.dedent(inspect.getsource(f)) for f in (*functions, *LAYER_WRITER)]
+    sources.append(inspect.getsource(images))
+    trees = []
+    for source in sources:
+        tree = ast.parse(source)
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            first = body[0] if isinstance(body, list) and body else None
+            if isinstance(first, ast.Expr) and isinstance(getattr(first.value, "value", None), str):
+                body[0] = ast.Pass()  # type: ignore[index]
+        trees.append(ast.dump(tree))
+    return digest_of(*trees)
 
 
 def tool_version(*argv: str) -> str:
@@ -86,7 +104,8 @@ def index_fingerprint(arch: str) -> str:
         with urllib.request.urlopen(f"{url}/dists/{suite}/InRelease", timeout=30) as r:
             text = r.read().decode()
         sha = text.split("SHA256:", 1)[1]
-        lines += [f"{suite} {ln.strip()}" for ln in sha.splitlines() if ln.strip().endswith(f"main/binary-{deb_arch}/Packages")]
+        wanted = f"main/binary-{deb_arch}/Packages"
+        lines += [f"{suite} {ln.strip()}" for ln in sha.splitlines() if ln.strip().endswith(wanted)]
     return "\n".join(lines)
 
 
@@ -103,7 +122,7 @@ def base_layer(cache: Path, arch: str, epoch: int) -> Layer:
         layer = Layer.load(found[-1])
         assert layer
         return layer
-    key = digest_of(builder_digest(), str(epoch), *inputs)
+    key = digest_of(code_digest(base_layer, add_user, dpkg_packages), str(epoch), *inputs)
     path = cache / "base" / f"base-{arch}-{key}.tar.gz"
     if layer := Layer.load(path):
         return layer
@@ -158,7 +177,7 @@ def dpkg_packages(rootfs: Path) -> list[dict[str, str]]:
     """Installed packages as dpkg records them (var/lib/dpkg/status), for the SBOM."""
     out = []
     for para in (rootfs / "var/lib/dpkg/status").read_text().split("\n\n"):
-        fields = dict(re.findall(r"^([\w-]+): (.*)$", para, re.M))
+        fields: dict[str, str] = dict(re.findall(r"^([\w-]+): (.*)$", para, re.M))
         if fields.get("Status", "").endswith(" installed"):
             src = fields.get("Source", fields["Package"]).split(" ")[0]
             out.append({"type": "deb", "name": fields["Package"], "version": fields["Version"],
@@ -178,8 +197,9 @@ def _uv_install(target: Path, arch: str, args: list[str]) -> None:
 
 def _finish_python_tree(tree: Path, python: str) -> None:
     """Console scripts to /usr/local/bin with the image's interpreter (uv wrote this machine's); no
-    direct_url.json (it names this machine's wheel path) nor uv_cache.json; bytecode compiled so that a read-only root filesystem
-    starts fast: unchecked-hash pycs do not depend on file times, PYTHONHASHSEED fixes set ordering."""
+    direct_url.json (it names this machine's wheel path) nor uv_cache.json; bytecode compiled so that a
+    read-only root filesystem starts fast: unchecked-hash pycs do not depend on file times, PYTHONHASHSEED
+    fixes set ordering."""
     site = tree / images.SITE
     if (site / "bin").is_dir():
         dest = tree / "usr/local/bin"
@@ -223,7 +243,8 @@ def build_python() -> str:
 
 def deps_layer(cache: Path, root: Path, image: images.Image, arch: str) -> Layer:
     lock = (root / image.lock).read_bytes()
-    key = digest_of(builder_digest(), arch, lock, tool_version("uv", "--version"), sys.version)
+    code = code_digest(deps_layer, _uv_install, _finish_python_tree, python_packages)
+    key = digest_of(code, arch, lock, tool_version("uv", "--version"), sys.version)
     path = cache / "deps" / f"{image.name}-{arch}-{key}.tar.gz"
     if layer := Layer.load(path):
         return layer
@@ -249,7 +270,8 @@ def source_files(root: Path, source: str) -> list[str]:
 
 def app_layer(cache: Path, root: Path, image: images.Image, arch: str) -> Layer:
     files = [f for s in image.sources for f in source_files(root, s)]
-    key = digest_of(builder_digest(), arch, sys.version, *(f"{f}\0{digest_of((root / f).read_bytes())}" for f in files))
+    code = code_digest(app_layer, source_files, _uv_install, _finish_python_tree, python_packages)
+    key = digest_of(code, arch, sys.version, *(f"{f}\0{digest_of((root / f).read_bytes())}" for f in files))
     path = cache / "app" / f"{image.name}-{arch}-{key}.tar.gz"
     if layer := Layer.load(path):
         return layer

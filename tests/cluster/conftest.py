@@ -17,6 +17,7 @@ from testworld.judge import StandInJudge
 from testworld.kubelet import Kubelet
 from testworld.listener import Listener
 from testworld.prometheus import Prometheus
+from testworld.rootfs import operator_image
 
 CLUSTER = os.environ.get("ADAPTEROPS_TEST_CLUSTER", "adapterops-test")
 OPERATOR_NAMESPACE = "adapterops-system"
@@ -89,7 +90,8 @@ def chart(cluster: LocalCluster, prometheus: Prometheus, judge: StandInJudge, te
 
 @pytest.fixture(scope="session")
 def operator(cluster: LocalCluster, chart: str) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(cluster, namespace=chart).start()
+    # The operator image's root filesystem (testworld.rootfs): what users run, not the repository's .venv.
+    process = OperatorProcess(cluster, namespace=chart, image=operator_image()).start()
     yield process
     process.stop()
 

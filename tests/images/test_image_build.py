@@ -1,0 +1,156 @@
+"""hack/build-images.sh: reproducible digests, a cache that rebuilds only what changed, OCI annotations, a
+non-root user, SBOMs that list what is installed, and the operator image without the trainer's stack."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from generators import requirements
+from testworld import rootfs
+
+pytestmark = pytest.mark.images
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = REPO / "hack" / "build-images.sh"
+# Budgets (compressed, as a registry stores them): the operator and the fetcher are Debian + Python + their
+# locks; the trainer carries torch and the CUDA libraries PyPI's wheels bundle.
+SIZE_BUDGET_MB = {"operator": 80, "adapter-fetcher": 75, "trainer-hf": 4500}
+
+
+def _blob(layout: Path, digest: str) -> Any:
+    return json.loads((layout / "blobs" / "sha256" / digest.split(":", 1)[1]).read_text())
+
+
+def _manifest(image: rootfs.BuiltImage) -> tuple[dict[str, Any], dict[str, Any]]:
+    index = json.loads((image.layout / "index.json").read_text())
+    (entry,) = index["manifests"]
+    assert entry["digest"] == image.digest
+    manifest = _blob(image.layout, image.digest)
+    return manifest, _blob(image.layout, manifest["config"]["digest"])
+
+
+def test_an_empty_cache_rebuilds_the_same_digests(built: dict[str, rootfs.BuiltImage], tmp_path: Path) -> None:
+    """Every layer built again from nothing (Debian base by mmdebstrap, the locks by uv, the project's wheels)
+    in a fresh cache gives byte-identical layers and manifests. The trainer is not rebuilt (its torch + CUDA
+    layer alone is several minutes of compression on 2 cores): its layers come from the same functions, and
+    the two images rebuilt here cover each of them (base, a lock, project sources)."""
+    out = subprocess.run(
+        [str(BUILD), "operator", "adapter-fetcher", "--cache", str(tmp_path / "cache")],
+        cwd=REPO, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    again = {r["name"]: r for r in map(json.loads, out.stdout.splitlines())}
+    for name in ("operator", "adapter-fetcher"):
+        first = built[name].build
+        assert [layer["digest"] for layer in again[name]["layers"]] == [layer["digest"] for layer in first["layers"]]
+        assert again[name]["digest"] == first["digest"], name
+    assert "building the Debian" in out.stderr  # it did rebuild from nothing
+
+
+def test_a_second_build_reuses_every_layer(built: dict[str, rootfs.BuiltImage]) -> None:
+    out = subprocess.run([str(BUILD), "operator"], cwd=REPO, check=True, capture_output=True, text=True)
+    (result,) = map(json.loads, out.stdout.splitlines())
+    assert result["digest"] == built["operator"].digest
+    assert not re.search(r"building|installing", out.stderr), out.stderr
+
+
+def test_images_are_annotated_and_run_as_a_non_root_user(built: dict[str, rootfs.BuiltImage]) -> None:
+    revision = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    version = requirements.tomllib.loads((REPO / "operator/pyproject.toml").read_text())["project"]["version"]
+    for name, image in built.items():
+        manifest, config = _manifest(image)
+        notes = manifest["annotations"]
+        assert notes["org.opencontainers.image.revision"] == revision, name
+        assert notes["org.opencontainers.image.version"] == version
+        assert notes["org.opencontainers.image.licenses"] == "Apache-2.0"
+        assert notes["org.opencontainers.image.source"].startswith("https://github.com/")
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", notes["org.opencontainers.image.created"])
+        assert config["config"]["User"] == "65532:65532" and image.user == (65532, 65532)
+        assert config["config"]["Entrypoint"][:2] == ["python", "-m"]
+        assert len(config["rootfs"]["diff_ids"]) == len(manifest["layers"]) == 3
+        passwd = (image.rootfs / "etc/passwd").read_text()
+        assert "nonroot:x:65532:65532:" in passwd
+
+
+def _installed(image: rootfs.BuiltImage) -> set[tuple[str, str]]:
+    """What the unpacked root filesystem holds: dpkg's installed packages and Python's distributions."""
+    found = set()
+    status = (image.rootfs / "var/lib/dpkg/status").read_text()
+    for para in status.split("\n\n"):
+        fields = dict(re.findall(r"^([\w-]+): (.*)$", para, re.M))
+        if fields.get("Status", "").endswith(" installed"):
+            found.add((fields["Package"], fields["Version"]))
+    for meta in (image.rootfs / "usr/local/lib/python3.11/dist-packages").glob("*.dist-info/METADATA"):
+        head = meta.read_text(errors="replace").split("\n\n", 1)[0]
+        fields = dict(re.findall(r"^(Name|Version): (.*)$", head, re.M))
+        found.add((fields["Name"], fields["Version"]))
+    return found
+
+
+def test_each_sbom_lists_exactly_what_the_image_holds(built: dict[str, rootfs.BuiltImage]) -> None:
+    for name, image in built.items():
+        sbom = json.loads(image.sbom.read_text())
+        assert sbom["bomFormat"] == "CycloneDX" and sbom["specVersion"] == "1.5"
+        assert sbom["metadata"]["component"]["bom-ref"] == image.digest
+        listed = {(c["name"], c["version"]) for c in sbom["components"]}
+        assert listed == _installed(image), name
+        # ... which is the image's lock, at the lock's versions (plus the project's own distributions).
+        lock = requirements.parse_lock((REPO / f"hack/requirements/{_lock(name)}").read_text(), name)
+        pypi = [c for c in sbom["components"] if c["purl"].startswith("pkg:pypi/")]
+        python = {(c["name"].lower().replace("_", "-"), c["version"]) for c in pypi}
+        locked = {(str(n), p.version) for n, p in lock.items()}
+        assert locked <= python, sorted(locked - python)
+        assert {n for n, _ in python - locked} <= {"adapterops", "adapterops-common", "adapterops-train"}
+
+
+def _lock(name: str) -> str:
+    return {"operator": "operator.lock", "adapter-fetcher": "fetcher.lock", "trainer-hf": "trainer-hf.lock"}[name]
+
+
+def test_the_operator_image_has_no_torch_and_no_trainer(built: dict[str, rootfs.BuiltImage]) -> None:
+    image = built["operator"]
+    site = image.rootfs / "usr/local/lib/python3.11/dist-packages"
+    assert (site / "adapterops").is_dir() and (site / "lightkube").is_dir()
+    assert not [p.name for p in site.iterdir() if p.name.split("-")[0] in ("torch", "adapterops_train", "nvidia")]
+    probe = rootfs.RootfsRun(image).run(["python", "-c", "import torch"])
+    assert probe.returncode == 1 and "No module named 'torch'" in probe.stderr
+    probe = rootfs.RootfsRun(image).run(["python", "-c", "import adapterops_train"])
+    assert probe.returncode == 1 and "No module named 'adapterops_train'" in probe.stderr
+
+
+def test_image_sizes_are_within_budget(built: dict[str, rootfs.BuiltImage], capsys: pytest.CaptureFixture[str]) -> None:
+    rows = []
+    for name, image in built.items():
+        mb = image.build["compressed_bytes"] / 1e6
+        unpacked = sum(f.stat().st_size for f in image.rootfs.rglob("*") if f.is_file() and not f.is_symlink()) / 1e6
+        rows.append(f"{name:16} {mb:8.1f} MB compressed  {unpacked:8.1f} MB unpacked  {image.digest}")
+        assert mb < SIZE_BUDGET_MB[name], (name, mb)
+    with capsys.disabled():
+        print("\nimage sizes:\n" + "\n".join(rows))
+
+
+def test_the_release_archive_is_the_layout_as_a_tar(built: dict[str, rootfs.BuiltImage], tmp_path: Path) -> None:
+    out = subprocess.run(
+        [str(BUILD), "adapter-fetcher", "--out", str(tmp_path)], cwd=REPO, check=True, capture_output=True, text=True
+    )
+    (result,) = map(json.loads, out.stdout.splitlines())
+    with tarfile.open(result["archive"]) as tar:
+        names = set(tar.getnames())
+        index = json.loads(tar.extractfile("index.json").read())  # type: ignore[union-attr]
+    assert {"oci-layout", "index.json"} <= names
+    assert index["manifests"][0]["digest"] == built["adapter-fetcher"].digest
+    assert all(f"blobs/sha256/{layer['digest'].split(':')[1]}" in names for layer in result["layers"])
+    assert (tmp_path / "adapter-fetcher-amd64.cdx.json").exists()
+
+
+def test_an_unknown_image_is_refused_naming_the_known_ones() -> None:
+    out = subprocess.run([str(BUILD), "trainer-nemo"], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "unknown image trainer-nemo; known: operator, adapter-fetcher, trainer-hf" in out.stderr
+    assert "Dockerfile.nemo" in out.stderr
