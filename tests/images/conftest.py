@@ -5,19 +5,36 @@ root filesystem and running as another user need root (mmdebstrap's root mode, c
 from __future__ import annotations
 
 import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from testworld import rootfs
 
-pytestmark = pytest.mark.images
-
 IMAGES = ("operator", "adapter-fetcher", "trainer-hf")
 
 
 @pytest.fixture(scope="session")
-def built() -> dict[str, rootfs.BuiltImage]:
+def build_meta() -> Iterator[dict[str, str]]:
+    """The revision and time every build of the session stamps, fixed at its start: a commit made while the
+    tests run must not make two builds of the same inputs differ."""
+    git = ["git", "-C", str(rootfs.REPO), "log", "-1", "--format=%H %ct"]
+    revision, epoch = subprocess.run(git, check=True, capture_output=True, text=True).stdout.split()
+    meta = {"ADAPTEROPS_REVISION": revision, "SOURCE_DATE_EPOCH": epoch}
+    saved = {k: os.environ.get(k) for k in meta}
+    os.environ.update(meta)
+    yield meta
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def built(build_meta: dict[str, str]) -> dict[str, rootfs.BuiltImage]:
     if os.geteuid() != 0:
         pytest.fail("the image tests need root (mmdebstrap --mode=root, chroot --userspec, mount namespaces)")
     return {r["name"]: rootfs.unpack(r) for r in rootfs.build(*IMAGES)}

@@ -14,7 +14,7 @@ from testworld import rootfs
 from testworld.judge import StandInJudge
 from testworld.trials import COMMERCE, trial_spec
 
-pytestmark = pytest.mark.images
+pytestmark = [pytest.mark.images, pytest.mark.timeout(3600)]
 
 
 def _adapter(folder: Path) -> Path:
@@ -53,6 +53,8 @@ def test_the_trainer_image_runs_a_tiny_trial_on_cpu(built: dict[str, rootfs.Buil
 
     image = built["trainer-hf"]
     model = build(shared_tmp / "tiny-llama", seed=0)
+    for f in model.iterdir():  # safetensors writes 0600; a volume the pod reads is readable by its user
+        f.chmod(0o644)
     data = shared_tmp / "data"
     shutil.copytree(COMMERCE, data)
     out = shared_tmp / "out"
