@@ -21,6 +21,7 @@ cd "$root"
 need=()
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 command -v pigz >/dev/null || need+=(pigz)
+[[ -f /usr/share/keyrings/debian-archive-keyring.gpg ]] || need+=(debian-archive-keyring)   # e.g. on Ubuntu
 if ((${#need[@]})); then
   echo "==> installing Debian packages: ${need[*]}" >&2
   sudo_cmd=""; [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 # Debian 12: its python3 is CPython 3.11, the version hack/requirements.lock is compiled for (cp311 wheels).
 SUITE = "bookworm"
+# apt checks the archive's signatures against Debian's keyring (named, so that a non-Debian host uses it too).
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 MIRRORS = (
     ("http://deb.debian.org/debian", SUITE),
     ("http://deb.debian.org/debian", f"{SUITE}-updates"),

@@ -50,10 +50,10 @@ def digest_of(*parts: str | bytes) -> str:
 
 
 def code_digest(*functions: Callable[..., Any]) -> str:
-    """The code that makes a layer is an input of it: the syntax trees of the functions given, of oci's layer
-    writer and of the image table, without docstrings, so that a comment or a reformatting rebuilds nothing."""
+    """The code that makes a layer is an input of it: the syntax trees of the functions given and of oci's layer
+    writer, without docstrings, so that a comment or a reformatting rebuilds nothing. (The settings each layer
+    reads from `images` are inputs of its key by value.)"""
     sources = [textwrap.dedent(inspect.getsource(f)) for f in (*functions, *LAYER_WRITER)]
-    sources.append(inspect.getsource(images))
     trees = []
     for source in sources:
         tree = ast.parse(source)
@@ -111,7 +111,8 @@ def index_fingerprint(arch: str) -> str:
 
 def base_layer(cache: Path, arch: str, epoch: int) -> Layer:
     mmdebstrap = tool_version("mmdebstrap", "--version")
-    inputs = [images.SUITE, arch, *images.PACKAGES, *images.DPKG_OPTIONS, str(images.MIRRORS), mmdebstrap]
+    inputs = [images.SUITE, arch, *images.PACKAGES, *images.DPKG_OPTIONS, str(images.MIRRORS), images.KEYRING,
+              images.USER, str(images.UID), str(images.ARCHES[arch]), mmdebstrap]  # fmt: skip
     try:
         inputs.append(index_fingerprint(arch))
     except OSError as exc:
@@ -129,7 +130,7 @@ def base_layer(cache: Path, arch: str, epoch: int) -> Layer:
     log(f"building the Debian {images.SUITE} base for {arch} (mmdebstrap)")
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         rootfs = Path(tmp) / "rootfs"
-        sources = [f"deb {url} {suite} main" for url, suite in images.MIRRORS]
+        sources = [f"deb [signed-by={images.KEYRING}] {url} {suite} main" for url, suite in images.MIRRORS]
         mode = "root" if os.geteuid() == 0 else "unshare"
         argv = [
             "mmdebstrap", f"--mode={mode}", "--variant=essential", f"--architectures={images.ARCHES[arch][0]}",
@@ -244,7 +245,8 @@ def build_python() -> str:
 def deps_layer(cache: Path, root: Path, image: images.Image, arch: str) -> Layer:
     lock = (root / image.lock).read_bytes()
     code = code_digest(deps_layer, _uv_install, _finish_python_tree, python_packages)
-    key = digest_of(code, arch, lock, tool_version("uv", "--version"), sys.version)
+    settings = (images.SITE, str(images.ARCHES[arch]))
+    key = digest_of(code, arch, *settings, lock, tool_version("uv", "--version"), sys.version)
     path = cache / "deps" / f"{image.name}-{arch}-{key}.tar.gz"
     if layer := Layer.load(path):
         return layer
@@ -271,7 +273,8 @@ def source_files(root: Path, source: str) -> list[str]:
 def app_layer(cache: Path, root: Path, image: images.Image, arch: str) -> Layer:
     files = [f for s in image.sources for f in source_files(root, s)]
     code = code_digest(app_layer, source_files, _uv_install, _finish_python_tree, python_packages)
-    key = digest_of(code, arch, sys.version, *(f"{f}\0{digest_of((root / f).read_bytes())}" for f in files))
+    settings = (images.SITE, str(images.ARCHES[arch]), *image.sources)
+    key = digest_of(code, arch, *settings, sys.version, *(f"{f}\0{digest_of((root / f).read_bytes())}" for f in files))
     path = cache / "app" / f"{image.name}-{arch}-{key}.tar.gz"
     if layer := Layer.load(path):
         return layer

@@ -1,23 +1,28 @@
 """Running a built image's root filesystem the way a container runtime would, without one.
 
-`built_image(name)` builds the image with hack/build-images.sh (a no-op when its inputs have not changed), then
-unpacks it with umoci (an independent OCI implementation: it reads the layout, checks every blob's digest and
-applies the layers in order) into the per-user cache, once per image digest. `RootfsRun` then runs a command
-in it: in a private mount namespace, an overlay over the unpacked tree (the cache stays pristine), mounted
-read-only (the chart's readOnlyRootFilesystem), with /dev, /proc and /sys from this machine, a fresh tmpfs at
-/tmp (the pod's emptyDir), host folders bound where asked, and `chroot --userspec` to the image's user with the
-image's environment (`env -i`). The network is this machine's (the local cluster listens on loopback).
+`built_image(name)` builds the image with hack/build-images.sh (a no-op when its inputs have not changed) and
+unpacks its layers the way containerd's overlayfs snapshotter does: each layer, its digest checked against
+the manifest, extracted by GNU tar into its own folder of the per-user cache, once per layer digest (a new
+commit changes the small top layer only; the trainer's 5.5 GB of torch and CUDA is unpacked once per lock).
+`RootfsRun` then runs a command in the image: in a private mount namespace, an overlay of the layers (the
+cache stays pristine), mounted read-only (the chart's readOnlyRootFilesystem), with /dev, /proc and /sys from
+this machine, a fresh tmpfs at /tmp (the pod's emptyDir), host folders bound where asked, and
+`chroot --userspec` to the image's user with the image's environment (`env -i`). The network is this
+machine's (the local cluster listens on loopback). `umoci_unpack` reads the same layout with umoci, an
+independent OCI implementation (tests/images checks that they agree).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shlex
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,36 +37,48 @@ class BuiltImage:
     digest: str
     layout: Path
     sbom: Path
-    bundle: Path  # umoci's runtime bundle: rootfs/ and config.json (the OCI runtime spec umoci derived)
+    layers: tuple[Path, ...]  # unpacked, lowest first
+    config: dict[str, Any]  # the image config's `config`: User, Env, Entrypoint, Cmd, WorkingDir
     build: dict[str, Any]  # hack/build-images.sh's JSON line
 
     @property
-    def rootfs(self) -> Path:
-        return self.bundle / "rootfs"
-
-    @property
     def process(self) -> dict[str, Any]:
-        """The runtime spec's process: user, env, args (entrypoint + cmd) and cwd, from the image config."""
-        spec: dict[str, Any] = json.loads((self.bundle / "config.json").read_text())
-        return dict(spec["process"])
+        """What a runtime starts: args (entrypoint + cmd), env, cwd and user, from the image config."""
+        return {
+            "args": [*(self.config.get("Entrypoint") or []), *(self.config.get("Cmd") or [])],
+            "env": list(self.config.get("Env") or []),
+            "cwd": self.config.get("WorkingDir") or "/",
+        }
 
     @property
     def env(self) -> dict[str, str]:
         return dict(e.split("=", 1) for e in self.process["env"])
 
     @property
+    def user(self) -> tuple[int, int]:
+        uid, _, gid = str(self.config["User"]).partition(":")
+        return int(uid), int(gid or uid)
+
+    def path(self, rel: str) -> Path:
+        """rel as the image sees it: the topmost layer holding it (these layers delete nothing)."""
+        for layer in reversed(self.layers):
+            if (layer / rel).exists() or (layer / rel).is_symlink():
+                return layer / rel
+        raise FileNotFoundError(f"{self.name}: /{rel}")
+
+    def glob(self, pattern: str) -> Iterator[Path]:
+        """pattern in every layer: what the image's merged tree holds."""
+        for layer in self.layers:
+            yield from layer.glob(pattern)
+
+    @property
     def home(self) -> str:
         uid = str(self.user[0])
-        for line in (self.rootfs / "etc/passwd").read_text().splitlines():
+        for line in self.path("etc/passwd").read_text().splitlines():
             fields = line.split(":")
             if len(fields) > 5 and fields[2] == uid:
                 return fields[5]
         return "/"
-
-    @property
-    def user(self) -> tuple[int, int]:
-        u = self.process["user"]
-        return int(u["uid"]), int(u["gid"])
 
 
 def build(*names: str) -> list[dict[str, Any]]:
@@ -72,26 +89,48 @@ def build(*names: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
 
 
-def unpack(result: dict[str, Any]) -> BuiltImage:
-    digest = str(result["digest"])
-    bundle = CACHE / "rootfs" / f"{result['name']}-{result['arch']}-{digest.split(':')[1][:16]}"
-    if not (bundle / "config.json").exists():
-        bundle.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=bundle.parent, prefix=".unpack-"))
-        # `raw unpack` + `raw runtime-config`: what `umoci unpack` does minus its mtree of every file's hash
-        # (a second read of the trainer's 5.5 GB, for `umoci repack`, which nothing here does).
-        image = f"{result['layout']}:{result['ref']}"
-        out = staging / "bundle"
-        out.mkdir()
-        for argv in (["raw", "unpack", "--image", image, str(out / "rootfs")],
-                     ["raw", "runtime-config", "--image", image, "--rootfs", str(out / "rootfs"),
-                      str(out / "config.json")]):  # fmt: skip
-            subprocess.run(["umoci", "--log", "error", *argv], check=True, capture_output=True, text=True)
-        with contextlib.suppress(OSError):  # another session unpacked the same digest first
-            (staging / "bundle").rename(bundle)
+def _blob(layout: Path, digest: str) -> Path:
+    return layout / "blobs" / "sha256" / digest.split(":", 1)[1]
+
+
+def _unpack_layer(layout: Path, descriptor: dict[str, Any]) -> Path:
+    digest = descriptor["digest"]
+    dest = CACHE / "layers" / digest.split(":", 1)[1][:24]
+    if not dest.is_dir():
+        blob = _blob(layout, digest)
+        h = hashlib.sha256()
+        with blob.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        if f"sha256:{h.hexdigest()}" != digest or blob.stat().st_size != descriptor["size"]:
+            raise RuntimeError(f"{blob}: content does not match the manifest's {digest}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".unpack-"))
+        subprocess.run(["tar", "--use-compress-program=pigz", "--numeric-owner", "--same-permissions",
+                        "-xf", str(blob), "-C", str(staging)], check=True)  # fmt: skip
+        with contextlib.suppress(OSError):  # another session unpacked the same layer first
+            staging.rename(dest)
         shutil.rmtree(staging, ignore_errors=True)
-    os.utime(bundle)
-    return BuiltImage(result["name"], digest, Path(result["layout"]), Path(result["sbom"]), bundle, result)
+    os.utime(dest)
+    return dest
+
+
+def unpack(result: dict[str, Any]) -> BuiltImage:
+    layout = Path(result["layout"])
+    index = json.loads((layout / "index.json").read_text())
+    (entry,) = index["manifests"]
+    manifest = json.loads(_blob(layout, entry["digest"]).read_text())
+    config = json.loads(_blob(layout, manifest["config"]["digest"]).read_text())
+    layers = tuple(_unpack_layer(layout, d) for d in manifest["layers"])
+    return BuiltImage(result["name"], entry["digest"], layout, Path(result["sbom"]), layers, config["config"], result)
+
+
+def umoci_unpack(image: BuiltImage, dest: Path) -> Path:
+    """The image's root filesystem as umoci unpacks it (it checks every blob and applies the layers)."""
+    ref = f"{image.layout}:{image.build['ref']}"
+    subprocess.run(["umoci", "--log", "error", "raw", "unpack", "--image", ref, str(dest)], check=True,
+                   capture_output=True, text=True)  # fmt: skip
+    return dest
 
 
 def built_image(name: str) -> BuiltImage:
@@ -121,8 +160,9 @@ class RootfsRun:
             # Everything the run writes (the overlay's upper layer, /tmp) is in memory and goes with the namespace.
             f"mount -t tmpfs tmpfs {scratch}",
             f"mkdir -p {scratch}/upper {scratch}/work {merged}",
-            f"mount -t overlay overlay -o lowerdir={self.image.rootfs},upperdir={scratch}/upper,"
-            f"workdir={scratch}/work {merged}",
+            # lowerdir: the topmost layer first.
+            f"mount -t overlay overlay -o lowerdir={':'.join(map(str, reversed(self.image.layers)))},"
+            f"upperdir={scratch}/upper,workdir={scratch}/work {merged}",
         ]
         for special in ("dev", "proc", "sys"):
             lines.append(f"mount --rbind /{special} {merged}/{special}")

@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "hack" / "build-images.sh"
 # Budgets (compressed, as a registry stores them): the operator and the fetcher are Debian + Python + their
 # locks; the trainer carries torch and the CUDA libraries PyPI's wheels bundle.
+SITE = "usr/local/lib/python3.11/dist-packages"
 SIZE_BUDGET_MB = {"operator": 80, "adapter-fetcher": 75, "trainer-hf": 4500}
 
 
@@ -77,19 +78,19 @@ def test_images_are_annotated_and_run_as_a_non_root_user(
         assert config["config"]["User"] == "65532:65532" and image.user == (65532, 65532)
         assert config["config"]["Entrypoint"][:2] == ["python", "-m"]
         assert len(config["rootfs"]["diff_ids"]) == len(manifest["layers"]) == 3
-        passwd = (image.rootfs / "etc/passwd").read_text()
+        passwd = image.path("etc/passwd").read_text()
         assert "nonroot:x:65532:65532:" in passwd
 
 
 def _installed(image: rootfs.BuiltImage) -> set[tuple[str, str]]:
     """What the unpacked root filesystem holds: dpkg's installed packages and Python's distributions."""
     found = set()
-    status = (image.rootfs / "var/lib/dpkg/status").read_text()
+    status = image.path("var/lib/dpkg/status").read_text()
     for para in status.split("\n\n"):
         fields = dict(re.findall(r"^([\w-]+): (.*)$", para, re.M))
         if fields.get("Status", "").endswith(" installed"):
             found.add((fields["Package"], fields["Version"]))
-    for meta in (image.rootfs / "usr/local/lib/python3.11/dist-packages").glob("*.dist-info/METADATA"):
+    for meta in image.glob(f"{SITE}/*.dist-info/METADATA"):
         head = meta.read_text(errors="replace").split("\n\n", 1)[0]
         fields = dict(re.findall(r"^(Name|Version): (.*)$", head, re.M))
         found.add((fields["Name"], fields["Version"]))
@@ -118,9 +119,9 @@ def _lock(name: str) -> str:
 
 def test_the_operator_image_has_no_torch_and_no_trainer(built: dict[str, rootfs.BuiltImage]) -> None:
     image = built["operator"]
-    site = image.rootfs / "usr/local/lib/python3.11/dist-packages"
-    assert (site / "adapterops").is_dir() and (site / "lightkube").is_dir()
-    assert not [p.name for p in site.iterdir() if p.name.split("-")[0] in ("torch", "adapterops_train", "nvidia")]
+    assert image.path(f"{SITE}/adapterops").is_dir() and image.path(f"{SITE}/lightkube").is_dir()
+    forbidden = ("torch", "adapterops_train", "nvidia")
+    assert not [p.name for p in image.glob(f"{SITE}/*") if p.name.split("-")[0] in forbidden]
     probe = rootfs.RootfsRun(image).run(["python", "-c", "import torch"])
     assert probe.returncode == 1 and "No module named 'torch'" in probe.stderr
     probe = rootfs.RootfsRun(image).run(["python", "-c", "import adapterops_train"])
@@ -131,7 +132,8 @@ def test_image_sizes_are_within_budget(built: dict[str, rootfs.BuiltImage], caps
     rows = []
     for name, image in built.items():
         mb = image.build["compressed_bytes"] / 1e6
-        unpacked = sum(f.stat().st_size for f in image.rootfs.rglob("*") if f.is_file() and not f.is_symlink()) / 1e6
+        files = [f for layer in image.layers for f in layer.rglob("*") if f.is_file() and not f.is_symlink()]
+        unpacked = sum(f.stat().st_size for f in files) / 1e6
         rows.append(f"{name:16} {mb:8.1f} MB compressed  {unpacked:8.1f} MB unpacked  {image.digest}")
         assert mb < SIZE_BUDGET_MB[name], (name, mb)
     with capsys.disabled():
@@ -150,6 +152,27 @@ def test_the_release_archive_is_the_layout_as_a_tar(built: dict[str, rootfs.Buil
     assert index["manifests"][0]["digest"] == built["adapter-fetcher"].digest
     assert all(f"blobs/sha256/{layer['digest'].split(':')[1]}" in names for layer in result["layers"])
     assert (tmp_path / "adapter-fetcher-amd64.cdx.json").exists()
+
+
+def test_umoci_unpacks_the_same_tree(built: dict[str, rootfs.BuiltImage], tmp_path: Path) -> None:
+    """umoci (another OCI implementation: it checks every blob, applies the layers) reads the layout the builder
+    wrote and gets the tree the tests run: same files, sizes, modes and owners."""
+    image = built["adapter-fetcher"]
+    theirs = rootfs.umoci_unpack(image, tmp_path / "rootfs")
+
+    def tree(roots: list[Path]) -> dict[str, tuple[int, int, int, int]]:
+        out = {}
+        for root in roots:
+            for f in root.rglob("*"):
+                st = f.lstat()
+                size = 0 if f.is_dir() else st.st_size
+                out[f.relative_to(root).as_posix()] = (st.st_mode, st.st_uid, st.st_gid, size)
+        return out
+
+    ours = tree(list(image.layers))
+    umoci = tree([theirs])
+    assert ours.keys() == umoci.keys()
+    assert {k: v for k, v in ours.items() if umoci[k] != v} == {}
 
 
 def test_an_unknown_image_is_refused_naming_the_known_ones() -> None:
