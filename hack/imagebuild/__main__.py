@@ -135,7 +135,8 @@ def build_one(cache: Path, image: images.Image, arch: str, meta: dict[str, Any])
 
 def prune(cache: Path) -> None:
     now = time.time()
-    for sub in ("base", "deps", "app", "oci", "layers"):  # layers: unpacked by the tests (testworld.rootfs)
+    # layers: unpacked by the tests (testworld.rootfs); verified: their reproducibility stamps
+    for sub in ("base", "deps", "app", "oci", "layers", "verified"):
         for p in (cache / sub).glob("*"):
             if not p.name.startswith(".") and now - p.stat().st_mtime > PRUNE_AFTER_S:
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
