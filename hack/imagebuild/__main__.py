@@ -128,7 +128,10 @@ def build_one(cache: Path, image: images.Image, arch: str, meta: dict[str, Any])
         "layout": str(layout),
         "sbom": str(sbom_path),
         "compressed_bytes": sum(p.blob.size for p in parts),
-        "layers": [{"what": p.what, "digest": p.blob.digest, "compressed_bytes": p.blob.size} for p in parts],
+        "layers": [
+            {"what": p.what, "digest": p.blob.digest, "compressed_bytes": p.blob.size, "file": str(p.path)}
+            for p in parts
+        ],
         "seconds": round(time.monotonic() - started, 1),
     }
 
