@@ -159,6 +159,7 @@ class OperatorProcess:
     ) -> None:
         self.cluster = cluster
         self.image = image
+        self._rootfs: RootfsRun | None = None
         self.release = release
         self.namespace = namespace
         self.extra_env = extra_env or {}
@@ -204,7 +205,8 @@ class OperatorProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 (owned by the child process)
         if self.image is not None:
             # The image's entrypoint; the kubeconfig and the GPU class file (in workdir) bound at the same path.
-            argv = RootfsRun(self.image, binds=(self.workdir,)).command([], env)
+            self._rootfs = RootfsRun(self.image, binds=(self.workdir,))
+            argv = self._rootfs.command([], env)
             self.proc = subprocess.Popen(argv, env={"PATH": os.environ["PATH"]}, stdout=log, stderr=subprocess.STDOUT)
         else:
             host_env = {k: v for k, v in os.environ.items() if not k.startswith("ADAPTEROPS_")}
@@ -237,6 +239,8 @@ class OperatorProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        if self._rootfs is not None:
+            self._rootfs.cleanup()
 
     def kill(self) -> None:
         """A crash: no cleanup, no goodbye."""

@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -145,11 +145,21 @@ class RootfsRun:
     image: BuiltImage
     binds: tuple[Path, ...] = ()  # host folders, visible at the same path inside
     read_only: bool = True
+    _scratch: list[Path] = field(default_factory=list)
+
+    def cleanup(self) -> None:
+        """Remove the scratch folders (empty on this machine: the tmpfs that held the run's files was mounted over
+        them in the run's own mount namespace)."""
+        for scratch in self._scratch:
+            with contextlib.suppress(OSError):
+                scratch.rmdir()
+        self._scratch.clear()
 
     def command(self, argv: list[str], env: dict[str, str], workdir: str | None = None) -> list[str]:
         """The command line that runs argv (the image's entrypoint + cmd when empty) in the image: it execs
         through to the process itself (no fork), so its pid and signals are the process's."""
         scratch = Path(tempfile.mkdtemp(prefix="adapterops-rootfs-"))
+        self._scratch.append(scratch)
         merged = scratch / "root"
         uid, gid = self.image.user
         # As container runtimes do: HOME from the image's passwd entry unless the image or the pod sets it.
@@ -183,9 +193,12 @@ class RootfsRun:
     def run(
         self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 600, workdir: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            self.command(argv, env or {}, workdir), capture_output=True, text=True, timeout=timeout, check=False
-        )
+        try:
+            return subprocess.run(
+                self.command(argv, env or {}, workdir), capture_output=True, text=True, timeout=timeout, check=False
+            )
+        finally:
+            self.cleanup()
 
 
 def operator_image() -> BuiltImage | None:
