@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the JobSet controller and Kueue from the Go module proxy into the per-user cache, keyed by the
-# pinned versions (hack/controllers/<name>/go.mod + go.sum: one module each, their controller-runtime versions differ), like hack/build-tools.sh builds the control plane. Each
-# binary is rebuilt only when its package or flags change (a stamp file beside it); a second run builds
-# nothing. Only the cluster tests that run a real JobSet or Kueue ask for them (testworld/controllers.py).
+# pinned versions (hack/controllers/<name>/go.mod + go.sum: one module each, as their controller-runtime
+# versions differ), like hack/build-tools.sh builds the control plane. Each binary is rebuilt only when its
+# package or flags change (a stamp file beside it); a second run builds nothing. hack/setup.sh runs it; the
+# cluster tests that run a real JobSet or Kueue (testworld/controllers.py) ask for the binaries again.
 # Prints the bin directory on stdout (progress goes to stderr).
 #
 #   hack/build-controllers.sh      build whatever is missing (cold: several minutes on 2 cores, Kueue most)
@@ -20,6 +21,10 @@ key="$(cat "$root"/hack/controllers/*/go.mod "$root"/hack/controllers/*/go.sum |
 cache="${ADAPTEROPS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/adapterops}"
 bin="$cache/controllers-$key/bin"
 mkdir -p "$bin"
+# One build at a time per cache (hack/setup.sh and a test fixture may both ask): the others wait, then find
+# the binaries built.
+exec 9>"$bin/.lock"
+flock 9
 
 # name (also its module's folder)  package  ldflags (the version variables their Makefiles set)
 targets=(

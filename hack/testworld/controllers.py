@@ -20,9 +20,9 @@ targetPort 9443). TLS, as the API server verifies it (server name `<service>.<na
 
 What is installed comes from the controllers' own Helm charts at the pinned versions (`helm template`):
 CRDs, webhook configurations, the webhook Service; their Deployments are replaced by the processes here.
-Kueue's webhooks are kept for what it manages here (its own kinds, batch/v1 Jobs, JobSets); the rest
-(pods, Deployments, Ray, ...) is not enabled, and a webhook without its handler would refuse those objects
-cluster-wide. Everything is removed again when the fixture stops.
+Kueue's webhooks are kept for what it manages here (its own kinds and the frameworks a test names: Jobs,
+JobSets); the rest (pods, Deployments, Ray, ...) is not enabled, and a webhook without its handler would
+refuse those objects cluster-wide. Everything is removed again when the fixture stops.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ WEBHOOK_PORT = 9443
 HEALTH_PORT = 8081
 JOBSET_VERSION = "v0.11.1"
 KUEUE_VERSION = "v0.17.0"
-# Kueue's webhooks for what it manages here: its own kinds, Jobs and JobSets.
-KUEUE_WEBHOOK_PATHS = ("kueue-x-k8s-io", "batch-v1-job", "jobset-x-k8s-io")
+# Kueue's integrations (its `integrations.frameworks` names) -> the path fragment of their webhooks.
+KUEUE_FRAMEWORK_WEBHOOKS = {"batch/job": "batch-v1-job", "jobset.x-k8s.io/jobset": "jobset-x-k8s-io"}
 
 
 def build() -> Path:
@@ -246,6 +246,11 @@ class JobSetController(Controller):
 class KueueController(Controller):
     name, namespace, service = "kueue", "kueue-system", "kueue-webhook-service"
 
+    def __init__(self, cluster: LocalCluster, bin_dir: Path, frameworks: tuple[str, ...] = ("batch/job",)) -> None:
+        """`frameworks`: what Kueue manages (its webhooks for anything else are not installed)."""
+        super().__init__(cluster, bin_dir)
+        self.frameworks = frameworks
+
     def manifests(self) -> list[dict[str, Any]]:
         root = module_dir("kueue", "sigs.k8s.io/kueue")
         docs = _helm_template(self.cluster, "kueue", root / "charts" / "kueue", self.namespace)
@@ -256,7 +261,7 @@ class KueueController(Controller):
             kind, name = doc["kind"], doc["metadata"]["name"]
             if kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
                 doc = copy.deepcopy(doc)
-                paths = KUEUE_WEBHOOK_PATHS
+                paths = ("kueue-x-k8s-io", *(KUEUE_FRAMEWORK_WEBHOOKS[f] for f in self.frameworks))
                 doc["webhooks"] = [
                     w for w in doc["webhooks"] if any(p in w["clientConfig"]["service"]["path"] for p in paths)
                 ]
@@ -280,13 +285,13 @@ class KueueController(Controller):
             "webhook": {"host": self.address, "port": WEBHOOK_PORT, "certDir": str(self.dir / "certs")},
             "health": {"healthProbeBindAddress": f"{self.address}:{HEALTH_PORT}"},
             "metrics": {"bindAddress": "0"},
-            "integrations": {"frameworks": ["batch/job", "jobset.x-k8s.io/jobset"]},
+            "integrations": {"frameworks": list(self.frameworks)},
             # The visibility API server would bind a fixed port on every interface; nothing here reads it.
             "featureGates": {"VisibilityOnDemand": False},
         }
 
 
-def admitted(cluster: LocalCluster, namespace: str) -> list[dict[str, Any]]:
+def workloads(cluster: LocalCluster, namespace: str) -> list[dict[str, Any]]:
     """Kueue's Workloads in a namespace (v1beta2, the storage version)."""
     items: list[dict[str, Any]] = cluster.get("workloads.v1beta2.kueue.x-k8s.io", "-n", namespace)["items"]
     return items

@@ -8,6 +8,8 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 TRAIN = REPO / "training-jobs" / "adapterops_train"
 COMMON = REPO / "training-jobs" / "common" / "adapterops_common"
@@ -101,3 +103,43 @@ def test_the_list_catches_an_import_it_does_not_ship(tmp_path: Path) -> None:
     )
     assert imports(module, nested=True) == {"torch", "trl"}
     assert imports(module, nested=False) == {"torch"}
+
+
+# transformers APIs the nemo path may not call directly: newer than the container's transformers~=4.53.0
+# (training-jobs/nemo-container.txt). `from_pretrained(dtype=...)` is 4.56+ (transformers PR #39782); in 4.53 the
+# unknown keyword reaches the model's constructor. The nemo path spells it through hf.dtype_argument.
+NEWER_THAN_CONTAINER = {"from_pretrained": {"dtype"}}
+
+
+def too_new_calls(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            banned = NEWER_THAN_CONTAINER.get(node.func.attr, set())
+            found += [
+                f"{path.name}:{node.lineno}: {node.func.attr}({k.arg}=)" for k in node.keywords if k.arg in banned
+            ]
+    return found
+
+
+def test_the_nemo_path_calls_no_transformers_api_newer_than_the_containers() -> None:
+    assert [c for path, _ in NEMO_PATH for c in too_new_calls(path)] == []
+
+
+@pytest.mark.train  # imports the hf backend (torch, transformers, peft)
+def test_the_dtype_keyword_follows_the_installed_transformers(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    import transformers
+
+    from adapterops_train.backends.hf import dtype_argument
+
+    monkeypatch.setattr(transformers, "__version__", "4.53.3")  # NeMo's pin for the container
+    assert dtype_argument(torch.bfloat16) == {"torch_dtype": torch.bfloat16}
+    monkeypatch.setattr(transformers, "__version__", "4.56.0")
+    assert dtype_argument(torch.bfloat16) == {"dtype": torch.bfloat16}
+
+
+def test_the_version_check_catches_a_direct_dtype_keyword(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("AutoModelForCausalLM.from_pretrained('x', dtype=t)\nAutoModel.from_pretrained('x', **kw)\n")
+    assert too_new_calls(module) == ["m.py:1: from_pretrained(dtype=)"]

@@ -238,6 +238,8 @@ class FineTuneJobReconciler:
         await asyncio.gather(*(create(t) for t in starting))
         if engine in self.engines:
             self.engines[engine].poke()
+        if accepted.spec.resources.queue_name:
+            self.workloads.poke()  # Kueue makes a Workload of each: look for the kind now if it was absent
         if taken:
             log.info("%s/%s: trial names still held by another object: %s", *key, ", ".join(taken))
         return not taken

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import transformers
 from peft import LoraConfig, PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, TrainerCallback, set_seed
 
@@ -82,6 +83,15 @@ def _describe_optimizer(opt: torch.optim.Optimizer) -> dict[str, Any]:
     return {"class": f"{type(opt).__module__}.{type(opt).__qualname__}", "paramGroups": groups}
 
 
+def dtype_argument(dtype: torch.dtype) -> dict[str, torch.dtype]:
+    """`from_pretrained`'s dtype keyword in the installed transformers: `dtype` since 4.56 (transformers PR
+    #39782, `torch_dtype` kept as a deprecated alias), `torch_dtype` before. The NeMo container's transformers
+    is older (NeMo's requirements pin transformers~=4.53.0; training-jobs/nemo-container.txt), and there an
+    unknown `dtype=` reaches the model's constructor and fails the evaluation after training."""
+    major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
+    return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
+
+
 def device_and_dtype(precision: str, local_rank: int = 0) -> tuple[str, torch.dtype, str]:
     """(device, dtype, precision used). bf16/fp16 only on CUDA: on CPU they are slow or unsupported.
     Under a launcher each process takes the GPU of its local rank."""
@@ -129,7 +139,7 @@ class HfBackend:
         return tok
 
     def _load_model(self) -> Any:
-        model: Any = AutoModelForCausalLM.from_pretrained(str(self.base_dir), dtype=self.dtype)
+        model: Any = AutoModelForCausalLM.from_pretrained(str(self.base_dir), **dtype_argument(self.dtype))
         return model.to(self.device)
 
     def lora_config(self) -> LoraConfig:
@@ -353,6 +363,6 @@ def load_for_generation(base_dir: Path, adapter_dir: Path, precision: str) -> tu
     tok = AutoTokenizer.from_pretrained(str(base_dir))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    base: Any = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=dtype)
+    base: Any = AutoModelForCausalLM.from_pretrained(str(base_dir), **dtype_argument(dtype))
     base = base.to(device)
     return PeftModel.from_pretrained(base, str(adapter_dir)), tok
