@@ -6,7 +6,8 @@
 # cluster tests that run a real JobSet or Kueue (testworld/controllers.py) ask for the binaries again.
 # Prints the bin directory on stdout (progress goes to stderr).
 #
-#   hack/build-controllers.sh      build whatever is missing (cold: several minutes on 2 cores, Kueue most)
+#   hack/build-controllers.sh            build whatever is missing (cold: several minutes on 2 cores, Kueue most)
+#   hack/build-controllers.sh jobset     only the named ones (jobset, kueue)
 #   ADAPTEROPS_CACHE=/path ...     put the cache elsewhere (default: ${XDG_CACHE_HOME:-~/.cache}/adapterops)
 set -euo pipefail
 
@@ -21,10 +22,6 @@ key="$(cat "$root"/hack/controllers/*/go.mod "$root"/hack/controllers/*/go.sum |
 cache="${ADAPTEROPS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/adapterops}"
 bin="$cache/controllers-$key/bin"
 mkdir -p "$bin"
-# One build at a time per cache (hack/setup.sh and a test fixture may both ask): the others wait, then find
-# the binaries built.
-exec 9>"$bin/.lock"
-flock 9
 
 # name (also its module's folder)  package  ldflags (the version variables their Makefiles set)
 targets=(
@@ -34,6 +31,11 @@ targets=(
 
 for t in "${targets[@]}"; do
   IFS='|' read -r name pkg ldflags <<<"$t"
+  if [[ $# -gt 0 && " $* " != *" $name "* ]]; then continue; fi
+  # One build of a binary at a time (hack/setup.sh and a test fixture may both ask): the other waits for the
+  # lock, then finds it built.
+  exec 9>"$bin/.$name.lock"
+  flock 9
   stamp="$(echo "$pkg $ldflags" | sha256sum | cut -c1-12)"
   if [[ -x "$bin/$name" && "$(cat "$bin/.$name.stamp" 2>/dev/null)" == "$stamp" ]]; then continue; fi
   echo "building $name ($pkg)" >&2
@@ -44,5 +46,6 @@ for t in "${targets[@]}"; do
   mv "$bin/.$name.tmp" "$bin/$name"
   echo "$stamp" >"$bin/.$name.stamp"
   echo "built $name in $((SECONDS - start))s" >&2
+  exec 9>&-
 done
 echo "$bin"

@@ -25,7 +25,7 @@ from testworld.kubelet import Kubelet
 
 @pytest.fixture(scope="module")
 def jobset(cluster: LocalCluster) -> Iterator[controllers.JobSetController]:
-    controller = controllers.JobSetController(cluster, controllers.build())
+    controller = controllers.JobSetController(cluster, controllers.build("jobset"))
     try:
         yield controller.start()
     finally:

@@ -28,7 +28,7 @@ LOW, HIGH = "adapterops-test-low", "adapterops-test-high"
 
 @pytest.fixture(scope="module")
 def kueue(cluster: LocalCluster) -> Iterator[controllers.KueueController]:
-    controller = controllers.KueueController(cluster, controllers.build(), frameworks=("batch/job",))
+    controller = controllers.KueueController(cluster, controllers.build("kueue"), frameworks=("batch/job",))
     try:
         controller.start()
         cluster.apply(
