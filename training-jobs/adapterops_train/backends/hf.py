@@ -86,8 +86,9 @@ def _describe_optimizer(opt: torch.optim.Optimizer) -> dict[str, Any]:
 def dtype_argument(dtype: torch.dtype) -> dict[str, torch.dtype]:
     """`from_pretrained`'s dtype keyword in the installed transformers: `dtype` since 4.56 (transformers PR
     #39782, `torch_dtype` kept as a deprecated alias), `torch_dtype` before. The NeMo container's transformers
-    is older (NeMo's requirements pin transformers~=4.53.0; training-jobs/nemo-container.txt), and there an
-    unknown `dtype=` reaches the model's constructor and fails the evaluation after training."""
+    is older (NeMo's requirements pin transformers~=4.53.0; training-jobs/nemo-container.txt), and there
+    `from_pretrained(path, dtype=torch.bfloat16)` raises TypeError ("Object of type dtype is not JSON
+    serializable", tried with transformers 4.53.3): the evaluation after a NeMo run would fail."""
     major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
     return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
 
