@@ -11,8 +11,9 @@ that ClusterIP, at the port the Service and the webhook configurations name (944
 targetPort 9443). TLS, as the API server verifies it (server name `<service>.<namespace>.svc`):
 
 - Kueue manages its own certificates (`internalCertManagement`, upstream's default): it generates a CA
-  and a serving certificate into its Secret and its cert folder (one per cluster here) and injects the CA
-  into its webhook configurations and its CRDs' conversion webhooks (v1beta1 <-> v1beta2).
+  and a serving certificate into its Secret and injects the CA into its webhook configurations and its
+  CRDs' conversion webhooks (v1beta1 <-> v1beta2); the fixture writes the Secret's files into Kueue's cert
+  folder (one per cluster here), as the kubelet's Secret volume would.
 - JobSet's internal certificates are written to a fixed folder (/tmp/k8s-webhook-server/serving-certs),
   which concurrent clusters on one machine would share; so its internal management is off and this
   fixture issues a self-signed CA and serving certificate (openssl) into a folder of its own and puts the
@@ -32,6 +33,7 @@ import copy
 import json
 import logging
 import os
+import shutil
 import subprocess
 import tempfile
 import urllib.request
@@ -176,9 +178,17 @@ class Controller:
                 self.proc.wait()
         for doc in self.installed:
             if doc["kind"] == "CustomResourceDefinition":
-                self.cluster.kubectl(
-                    "delete", "crd", doc["metadata"]["name"], "--ignore-not-found", "--wait=true", check=False
-                )
+                crd = doc["metadata"]["name"]
+                # The controller's own finalizers (e.g. Kueue's resource-in-use on ClusterQueues) would hold
+                # the CRD's deletion forever now that it is stopped: removed as its controller would.
+                listed = self.cluster.kubectl("get", crd, "-A", "-o", "json", check=False)
+                for obj in json.loads(listed.stdout or "{}").get("items", []):
+                    meta = obj["metadata"]
+                    if meta.get("finalizers"):
+                        where = ["-n", meta["namespace"]] if meta.get("namespace") else []
+                        patch = ["--type=merge", "-p", '{"metadata": {"finalizers": null}}']
+                        self.cluster.kubectl("patch", crd, meta["name"], *where, *patch, check=False)
+                self.cluster.kubectl("delete", "crd", crd, "--ignore-not-found", "--wait=true", check=False)
         self.cluster.kubectl("delete", "namespace", self.namespace, "--ignore-not-found", "--wait=false", check=False)
 
 
@@ -243,6 +253,9 @@ class JobSetController(Controller):
         return ["--metrics-bind-address=0", f"--health-probe-bind-address={self.address}:{HEALTH_PORT}"]
 
 
+SECRET = "kueue-webhook-server-cert"  # Kueue's serving certificate and CA (its chart's name)
+
+
 class KueueController(Controller):
     name, namespace, service = "kueue", "kueue-system", "kueue-webhook-service"
 
@@ -255,7 +268,7 @@ class KueueController(Controller):
         root = module_dir("kueue", "sigs.k8s.io/kueue")
         docs = _helm_template(self.cluster, "kueue", root / "charts" / "kueue", self.namespace)
         kept_kinds = ("CustomResourceDefinition", "Service", "Secret")
-        kept_names = (self.service, "kueue-webhook-server-cert")  # the webhook Service; where its CA is kept
+        kept_names = (self.service, SECRET)  # the webhook Service; where its certificates are kept
         keep = []
         for doc in docs:
             kind, name = doc["kind"], doc["metadata"]["name"]
@@ -270,6 +283,27 @@ class KueueController(Controller):
                 keep.append(doc)
         return keep
 
+    def before_start(self) -> None:
+        """No certificate of an earlier run: this run's come from the Secret Kueue writes now."""
+        shutil.rmtree(self.dir / "certs", ignore_errors=True)
+
+    def ready(self) -> bool:
+        """Kueue's certificate rotator writes the serving certificate into its Secret and waits until the
+        kubelet has mounted that Secret at the webhook's cert folder (cert-controller's ensureCertsMounted):
+        the fixture plays that volume mount."""
+        certs = self.dir / "certs"
+        if not (certs / "tls.crt").exists():
+            secret = self.cluster.get("secret", SECRET, "-n", self.namespace)
+            data = secret.get("data") or {}
+            if data.get("tls.crt") and data.get("tls.key"):
+                certs.mkdir(parents=True, exist_ok=True)
+                for key in ("ca.crt", "tls.key", "tls.crt"):  # the certificate last: its presence means done
+                    if key in data:
+                        tmp = certs / f".{key}.tmp"
+                        tmp.write_bytes(base64.b64decode(data[key]))
+                        tmp.replace(certs / key)
+        return super().ready()
+
     def config(self) -> dict[str, Any]:
         return {
             "apiVersion": "config.kueue.x-k8s.io/v1beta2",
@@ -280,7 +314,7 @@ class KueueController(Controller):
             "internalCertManagement": {
                 "enable": True,
                 "webhookServiceName": self.service,
-                "webhookSecretName": "kueue-webhook-server-cert",
+                "webhookSecretName": SECRET,
             },
             "webhook": {"host": self.address, "port": WEBHOOK_PORT, "certDir": str(self.dir / "certs")},
             "health": {"healthProbeBindAddress": f"{self.address}:{HEALTH_PORT}"},
