@@ -135,10 +135,9 @@ class Controller:
         self.before_start()
         crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
         _apply(self.cluster, [d for d in docs if d["kind"] != "Service"])
-        for crd in crds:
-            self.cluster.kubectl(
-                "wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}", "--timeout=60s"
-            )
+        for crd in crds:  # (`kubectl wait` fails instead of waiting while a new CRD has no status yet)
+            name = crd["metadata"]["name"]
+            wait_for(lambda name=name: _established(self.cluster, name), 60, f"CRD {name} established")
         config = self.dir / "config.yaml"
         config.write_text(yaml.safe_dump(self.config()))
         log_file = open(self.log_path, "ab")  # noqa: SIM115 (owned by the child process)
