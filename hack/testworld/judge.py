@@ -1,9 +1,13 @@
 """Stand-in LLM judge: a small OpenAI-compatible chat-completions server that scores deterministically.
 
 It reads the <reference> and <answer> sections of the judge prompt that `adapterops_common.judge`
-builds and answers `{"score": 5 x token-F1(answer, reference) rounded half up, "reason": ...}`. Tests can make
-it misbehave (`mode`: score | garbage | error | bad-json) and require an API key, to check that the
-client reports trouble as unavailable/invalid instead of a score. Test double only: not product code.
+builds and answers `{"score": 5 x token-F1(answer, reference) rounded half up, "reason": ...}`. A pairwise
+prompt (`adapterops_common.pairwise`: <answer_a> and <answer_b>) gets `{"better": "A" | "B" | "tie"}`: the
+answer whose score would be higher, a tie when both would score the same, so the verdict depends on the
+answers' content only, never on their position. Tests can make it misbehave (`mode`: score | garbage |
+error | bad-json | prefer-first, the last a position-biased judge that always prefers answer A) and require
+an API key, to check that the client reports trouble as unavailable/invalid instead of a score. Test double
+only: not product code.
 
     python -m testworld.judge --port 8089 [--api-key KEY] [--mode score]
 
@@ -18,6 +22,7 @@ import contextlib
 import json
 import re
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -53,12 +58,29 @@ def score_prompt(user_message: str) -> dict[str, Any]:
     return {"score": int(5 * f1 + 0.5), "reason": f"token F1 {f1:.2f} against the reference"}
 
 
+def prefer_prompt(user_message: str) -> dict[str, Any]:
+    """The deterministic pairwise verdict: the better-scoring answer (rubric points), else a tie."""
+    a = re.search(_SECTION.format("answer_a"), user_message, re.DOTALL)
+    b = re.search(_SECTION.format("answer_b"), user_message, re.DOTALL)
+    reference = re.search(_SECTION.format("reference"), user_message, re.DOTALL)
+    if not a or not b or not reference:
+        return {"better": "tie", "reason": "two answers and a reference are needed to prefer one"}
+    points = [int(5 * token_f1(x.group(1), reference.group(1)) + 0.5) for x in (a, b)]
+    better = "A" if points[0] > points[1] else "B" if points[1] > points[0] else "tie"
+    return {"better": better, "reason": f"rubric points {points[0]} (A) vs {points[1]} (B)"}
+
+
+def is_pairwise(user_message: str) -> bool:
+    return "<answer_a>" in user_message and "<answer_b>" in user_message
+
+
 class StandInJudge:
     """The server; attributes may be changed while it runs (tests flip `mode`)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None, mode: str = "score") -> None:
         self.mode = mode
         self.api_key = api_key
+        self.delay_s = 0.0  # seconds each judgement takes (a hosted judge: ~1-3 s); benchmarks set it
         self.requests = 0
         self.auth_headers: list[str | None] = []
         self._lock = threading.Lock()
@@ -103,7 +125,12 @@ class StandInJudge:
         if self.mode == "garbage":
             content = "This answer looks quite good to me, maybe a four or so."
         else:
-            content = json.dumps(score_prompt(str(messages[-1].get("content", ""))))
+            user = str(messages[-1].get("content", ""))
+            if is_pairwise(user):
+                verdict = {"better": "A", "reason": "first"} if self.mode == "prefer-first" else prefer_prompt(user)
+                content = json.dumps(verdict)
+            else:
+                content = json.dumps(score_prompt(user))
         completion = {
             "id": f"chatcmpl-standin-{self.requests}",
             "object": "chat.completion",
@@ -152,6 +179,8 @@ class StandInJudge:
                 except json.JSONDecodeError:
                     self._send(400, b'{"error": {"message": "body is not JSON"}}')
                     return
+                if judge.delay_s > 0:
+                    time.sleep(judge.delay_s)  # this request's thread only (ThreadingHTTPServer)
                 self._send(*judge._reply(body))
 
         return Handler
@@ -162,7 +191,7 @@ def main() -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8089)
     parser.add_argument("--api-key", help="require this Bearer key")
-    parser.add_argument("--mode", default="score", choices=["score", "garbage", "error", "bad-json"])
+    parser.add_argument("--mode", default="score", choices=["score", "garbage", "error", "bad-json", "prefer-first"])
     args = parser.parse_args()
     judge = StandInJudge(args.host, args.port, args.api_key, args.mode)
     print(f"stand-in judge on {judge.url}", flush=True)

@@ -33,6 +33,7 @@ class Traffic:
         self.route: dict[str, int] | None = None
         self.sent = 0
         self.errors = 0
+        self.first_served: dict[str, float] = {}  # revision -> time.monotonic() of its first answered request
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -87,8 +88,8 @@ class Traffic:
 
     def _send(self, seed: int) -> None:
         rng = random.Random(seed)
-        interval = self.workers / self.rate
         while not self._stop.is_set():
+            interval = self.workers / self.rate  # read each time: a benchmark may ramp the rate
             ip = self._pick(rng)
             if ip is not None:
                 row = rng.choice(PROMPTS)
@@ -107,6 +108,8 @@ class Traffic:
                 try:
                     with urllib.request.urlopen(request, timeout=10):
                         pass
+                    revision = next((p[1] for p in self.pods if p[0] == ip), "")
+                    self.first_served.setdefault(revision, time.monotonic())
                 except OSError:
                     self.errors += 1
                 self.sent += 1

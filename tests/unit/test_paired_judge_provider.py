@@ -5,12 +5,16 @@ logs) over a scripted transport."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
+from aiohttp import web
 
 from adapterops.analysis.providers.judge import PairedJudge, describe
 from adapterops.api.modeldeployment import JudgeAnalysis
 from adapterops_common.judge import JudgeClient, JudgeConfig, Verdict
+from testworld.judge import StandInJudge
 
 SECRET = "ami-id: i-0abc; AccessKeyId=ASIA-very-secret"
 
@@ -55,3 +59,67 @@ def test_only_the_prompts_a_canary_judges_are_kept_in_judging_order() -> None:
     kept = PairedJudge(rows, judge, None, judge.samples).prompts
     assert len(kept) == 3 and kept == PairedJudge(list(rows), judge, None, 3).prompts  # the same fixed order
     assert kept != rows[:3]  # shuffled once, deterministically
+
+
+class Pods:
+    """Stable and canary pods over real HTTP (aiohttp), answering each prompt after a delay that falls
+    with the prompt's number (later prompts finish first) and counting the prompts in flight."""
+
+    def __init__(self) -> None:
+        self.in_flight = self.most = 0
+
+    async def chat(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        prompt = body["messages"][-1]["content"]
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        await asyncio.sleep(0.002 * (40 - int(prompt.split()[-1])))
+        self.in_flight -= 1
+        side = request.match_info["side"]
+        words = prompt.split() if side == "stable" or int(prompt.split()[-1]) % 3 else ["nothing"]
+        return web.json_response({"choices": [{"message": {"role": "assistant", "content": " ".join(words)}}]})
+
+    async def __aenter__(self) -> str:
+        app = web.Application()
+        app.router.add_post("/{side}/v1/chat/completions", self.chat)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = self.runner.addresses[0][1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.runner.cleanup()
+
+
+async def judged(concurrency: int, pods: Pods, base: str, judge_url: str) -> list[tuple[float | None, float | None]]:
+    spec = JudgeAnalysis.model_validate(
+        {
+            "dataset": "configmap://p/p.jsonl",
+            "samples": 40,
+            "concurrency": concurrency,
+            "judge": {"endpoint": judge_url, "model": "j"},
+        }
+    )
+    rows = [{"prompt": f"find running shoes size {i}", "reference": f"find running shoes size {i}"} for i in range(40)]
+    judge = PairedJudge(rows, spec, None, spec.samples)
+    judge.start(f"{base}/stable", f"{base}/canary", "m", "m")
+    assert judge.task is not None
+    await asyncio.wait_for(judge.task, 60)
+    assert judge.problem is None and len(judge.pairs) == 40
+    return judge.pairs
+
+
+async def test_concurrent_judging_releases_pairs_in_the_prompts_order_with_bounded_concurrency() -> None:
+    with StandInJudge() as stand_in:
+        pods = Pods()
+        async with pods as base:
+            one_at_a_time = await judged(1, pods, base, stand_in.url)
+            assert pods.most == 2  # one prompt: its stable and canary request
+            pods.most = 0
+            eight = await judged(8, pods, base, stand_in.url)
+            assert pods.most == 16  # eight prompts, two requests each, never more
+    # Later prompts finished first, yet the pairs come in the prompts' (shuffled) order, as sequentially.
+    assert eight == one_at_a_time
+    assert any(s != c for s, c in eight)  # the canary's degraded answers are scored lower: the order is visible

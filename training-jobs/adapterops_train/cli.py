@@ -1,12 +1,16 @@
 """`python -m adapterops_train run`: the trial pod's entrypoint.
 
-run    [--spec PATH] [--termination-log PATH]
-       Runs one trial. The spec comes from --spec, else $ADAPTEROPS_TRIAL_SPEC, else
-       /etc/adapterops/trial.json. The result document always goes to the termination log
-       (default /dev/termination-log) and, as the last line, to stdout. Exit 0 on success,
-       1 when the trial failed, 2 when the spec could not be read (or speaks another contract version).
-       Under a launcher (torchrun: RANK, WORLD_SIZE, LOCAL_RANK, ...) every process runs this; only
-       global rank 0 writes the result, the others exit 0 (1 when their part failed) and write nothing.
+run       [--spec PATH] [--termination-log PATH]
+          Runs one trial. The spec comes from --spec, else $ADAPTEROPS_TRIAL_SPEC, else
+          /etc/adapterops/trial.json. The result document always goes to the termination log
+          (default /dev/termination-log) and, as the last line, to stdout. Exit 0 on success,
+          1 when the trial failed, 2 when the spec could not be read (or speaks another contract version).
+          Under a launcher (torchrun: RANK, WORLD_SIZE, LOCAL_RANK, ...) every process runs this; only
+          global rank 0 writes the result, the others exit 0 (1 when their part failed) and write nothing.
+baseline  [--spec PATH] [--termination-log PATH] [--champion-adapter URI]
+          Evaluates the base model (no adapter, no training) as a trial evaluates its adapter: its
+          validation loss and judge score; with the champion's adapter, the judge also compares the
+          champion's answers with the base model's, pairwise. Same spec, result document, exit codes.
 
 The documents are the contract's (`adapterops_common.contract`); the serving pods' adapter fetcher
 is `python -m adapterops_common fetch`.
@@ -45,6 +49,14 @@ def write_result(result: TrialResult, path: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    return _run(args, baseline=False)
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    return _run(args, baseline=True, champion=args.champion_adapter)
+
+
+def _run(args: argparse.Namespace, baseline: bool, champion: str | None = None) -> int:
     spec_path = args.spec or os.environ.get("ADAPTEROPS_TRIAL_SPEC") or TRIAL_SPEC_PATH
     try:
         spec = TrialSpec.model_validate_json(Path(spec_path).read_text(encoding="utf-8"))
@@ -56,19 +68,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_PERMANENT
     # A trial reads its base model from baseModel.uri only: never let a library reach for a model hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from adapterops_train.distributed import ranks_from_env
-    from adapterops_train.runner import run_trial
+    if baseline:
+        from adapterops_train.baseline import run_baseline
 
-    try:
-        ranks = ranks_from_env()
-    except ValueError as exc:
-        write_result(TrialResult(status="failed", reason="BackendUnavailable", message=str(exc)), args.termination_log)
-        return EXIT_PERMANENT
-    result = run_trial(spec, ranks)
-    if ranks.global_zero:
+        result = run_baseline(spec, champion)
         write_result(result, args.termination_log)
-    elif result.status != "succeeded":  # rank 0 reports the trial; this rank only says why its part stopped
-        print(f"rank {ranks.rank}: {result.reason}: {result.message}", file=sys.stderr, flush=True)
+    else:
+        from adapterops_train.distributed import ranks_from_env
+        from adapterops_train.runner import run_trial
+
+        try:
+            ranks = ranks_from_env()
+        except ValueError as exc:
+            failed = TrialResult(status="failed", reason="BackendUnavailable", message=str(exc))
+            write_result(failed, args.termination_log)
+            return EXIT_PERMANENT
+        result = run_trial(spec, ranks)
+        if ranks.global_zero:
+            write_result(result, args.termination_log)
+        elif result.status != "succeeded":  # rank 0 reports the trial; this rank only says why its part stopped
+            print(f"rank {ranks.rank}: {result.reason}: {result.message}", file=sys.stderr, flush=True)
     if result.status == "succeeded":
         return 0
     return EXIT_PERMANENT if result.reason in PERMANENT_REASONS else EXIT_FAILED
@@ -83,6 +102,13 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--spec", help=f"trial spec JSON (default $ADAPTEROPS_TRIAL_SPEC or {TRIAL_SPEC_PATH})")
     run.add_argument("--termination-log", default=DEFAULT_TERMINATION_LOG)
     run.set_defaults(fn=cmd_run)
+    base = sub.add_parser("baseline", help="evaluate the base model (no adapter) as a trial would")
+    base.add_argument("--spec", help=f"trial spec JSON (default $ADAPTEROPS_TRIAL_SPEC or {TRIAL_SPEC_PATH})")
+    base.add_argument("--termination-log", default=DEFAULT_TERMINATION_LOG)
+    base.add_argument(
+        "--champion-adapter", help="URI of the champion's adapter: also compare its answers with the base model's"
+    )
+    base.set_defaults(fn=cmd_baseline)
     return p
 
 

@@ -47,11 +47,37 @@ class EnvVar(ApiModel):
 class Runtime(ApiModel):
     """The serving engine and its placement."""
 
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "self.engine == 'nim' || !has(self.precision)",
+                "runtime.precision picks a NIM profile; for vLLM set --dtype or --quantization in runtime.args",
+            )
+        )
+    )
+
     engine: Literal["nim", "vllm"] = Field(default="nim", description="nim (NVIDIA NIM for LLMs) or vllm.")
     image: str | None = Field(
         default=None,
         max_length=1024,
         description="Serving image; default from the operator's config per engine.",
+    )
+    engine_version: str | None = Field(
+        default=None,
+        max_length=32,
+        pattern=r"^v?[0-9]+(\.[0-9]+){0,2}$",
+        description=(
+            "The engine's version (e.g. 1.8, 2.0.6, 0.11.0): which metrics it exports (docs/engines.md). "
+            "Default: the image's tag; needed when the tag is not the version (latest, a digest)."
+        ),
+    )
+    precision: Literal["bf16", "fp16", "fp8", "nvfp4", "mxfp4"] | None = Field(
+        default=None,
+        description=(
+            "NIM: the precision of the model profile to run (default bf16); with the GPU type, tensor "
+            "parallelism and LoRA it picks NIM_MODEL_PROFILE from the operator's profile table. Not for vLLM "
+            "(set --dtype or --quantization in args)."
+        ),
     )
     tensor_parallel_size: Literal[1, 2, 4, 8] = Field(
         default=1, description="GPUs per replica the model is sharded over: 1, 2, 4 or 8."
@@ -84,6 +110,14 @@ class Runtime(ApiModel):
 
 class FineTuneJobReference(ApiModel):
     name: FineTuneJobName = Field(description="Name of the FineTuneJob, in the ModelDeployment's namespace.")
+    require_better_than_baseline: bool = Field(
+        default=True,
+        description=(
+            "Serve the champion only when it beats the base model: a FineTuneJob whose condition "
+            "ChampionNotBetterThanBaseline is True is not canaried (the stable revision keeps serving). "
+            "false serves its champion anyway."
+        ),
+    )
 
 
 class AdapterSource(ApiModel):
@@ -94,7 +128,11 @@ class AdapterSource(ApiModel):
             (
                 "has(self.fineTuneJobRef) != has(self.uri)",
                 "each adapter sets exactly one of fineTuneJobRef or uri",
-            )
+            ),
+            (
+                "!has(self.replaces) || self.replaces != self.name",
+                "adapters[].replaces names another adapter (the one this adapter takes over from), not itself",
+            ),
         )
     )
 
@@ -105,6 +143,14 @@ class AdapterSource(ApiModel):
     uri: Annotated[str, storage_uri("adapters[].uri")] | None = Field(
         default=None,
         description="A fixed adapter location (s3://, pvc://claim/path or a mounted path).",
+    )
+    replaces: AdapterName | None = Field(
+        default=None,
+        description=(
+            "The adapter this one takes over from, by name. While the stable revision does not serve this "
+            "adapter's name, the canary's paired judge compares it with that adapter on the stable revision "
+            "(which must serve it). Unset: with the base model. Ignored once the stable revision serves this name."
+        ),
     )
 
 
@@ -147,7 +193,8 @@ class ErrorRateAnalysis(ApiModel):
 
 
 class JudgeAnalysis(ApiModel):
-    """Paired judging: the same prompts to stable and canary, both answers scored."""
+    """Paired judging: the same prompts to stable and canary, both answers scored (mode rubric) or compared
+    by the judge, in both orders (mode pairwise)."""
 
     dataset: Annotated[
         str,
@@ -162,13 +209,43 @@ class JudgeAnalysis(ApiModel):
         ),
     )
     samples: int = Field(
-        default=100,
+        default=200,
         ge=1,
         le=1000,
-        description="Most prompts judged per canary (the sequential test usually decides after 50-70).",
+        description=(
+            "Most prompts judged per canary. The sequential test decides after 50-70 typically, 120-145 for the "
+            "slowest tenth (bench/judge): at 100 a fifth of canaries would stay undecided."
+        ),
+    )
+    concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=32,
+        description=(
+            "Prompts judged at a time: each sends one request to a stable and a canary pod and two to the judge. "
+            "Raise it for a faster verdict within the judge endpoint's rate limit."
+        ),
     )
     min_score: float | None = Field(default=None, ge=0, le=5, description="Lowest acceptable canary mean.")
     max_drop: float = Field(default=0.3, ge=0, le=5, description="Largest acceptable mean drop vs stable.")
+    mode: Literal["rubric", "pairwise"] = Field(
+        default="rubric",
+        description=(
+            "rubric: each answer scored 0-5, the paired scores tested (minScore, maxDrop). pairwise: the judge "
+            "sees the stable and the canary answer and says which is better or a tie, asked in both orders to "
+            "cancel position bias; the canary's win rate (ties count half) is tested against minWinRate. The "
+            "metric is then named pairwise."
+        ),
+    )
+    min_win_rate: float = Field(
+        default=0.45,
+        ge=0.05,
+        le=0.475,
+        description=(
+            "mode pairwise: the canary fails when its win rate against stable is shown to be below 0.5 (an equal "
+            "canary wins half), and passes once a win rate of minWinRate or less is refuted."
+        ),
+    )
     rubric: Rubric = Field(default_factory=lambda: Rubric(builtin="query-formulation"), description="Scoring rubric.")
     judge: Judge = Field(description="The judge endpoint.")
 
@@ -282,6 +359,10 @@ class RevisionStatus(ApiModel):
     adapters: dict[str, str] = Field(default_factory=dict, description="Served name -> adapter URI.")
     engine: str = Field(description="nim or vllm.")
     image: str = Field(description="Serving image.")
+    engine_version: str | None = Field(default=None, description="Engine version (spec or image tag).")
+    profile: str | None = Field(
+        default=None, description="NIM: the model profile in use (NIM_MODEL_PROFILE), and where it comes from."
+    )
     tensor_parallel_size: int = Field(description="TP size.")
     gpu_type: str = Field(description="GPU class.")
     replicas: int = Field(default=0, description="Desired replicas.")

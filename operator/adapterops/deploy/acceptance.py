@@ -1,6 +1,7 @@
 """Whether the operator can serve a ModelDeployment's spec (checks that need its knowledge: GPU
-classes, the URLs the cluster admin lets tenants point it at), and which adapter each served name
-resolves to (a fineTuneJobRef follows its champion)."""
+classes, the engine's version and NIM profile (deploy/engine.py), the URLs the cluster admin lets
+tenants point it at), and which adapter each served name resolves to (a fineTuneJobRef follows its
+champion)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from adapterops.api.modeldeployment import ModelDeploymentSpec
 from adapterops.api.names import object_name_problem
 from adapterops.config import Config
+from adapterops.deploy.engine import nim_profile, version_of
 from adapterops.runtime.acceptance import Refusal, parse_spec
 
 
@@ -26,6 +28,9 @@ def accept(name: str, spec_doc: dict[str, Any], config: Config) -> ModelDeployme
             f"spec.runtime.tensorParallelSize: {tp} GPUs per replica, but {spec.runtime.gpu_type} nodes have "
             f"{gpu.gpus_per_node}; use at most {gpu.gpus_per_node}",
         )
+    # Known before any pod starts: the engine version (the metrics the canary reads) and NIM's profile.
+    version_of(spec, config)
+    nim_profile(spec, config)
     # The operator itself calls these, from its own network position: only where the admin allowed.
     analysis = spec.canary.analysis
     if analysis.latency is not None and analysis.latency.prometheus_url:
@@ -59,5 +64,21 @@ def resolve_adapters(
                 f"adapter {adapter.name}: FineTuneJob {ref!r} has no champion yet "
                 f"({status.get('progress') or 'not started'})",
             )
+        if adapter.fine_tune_job_ref.require_better_than_baseline:
+            worse = _not_better_than_baseline(status)
+            if worse is not None:
+                return (
+                    None,
+                    f"adapter {adapter.name}: FineTuneJob {ref!r} champion {champion.get('trial')} is not better "
+                    f"than the base model ({worse}); set fineTuneJobRef.requireBetterThanBaseline: false to serve it",
+                )
         out[adapter.name] = champion["adapterUri"]
     return out, ""
+
+
+def _not_better_than_baseline(status: dict[str, Any]) -> str | None:
+    """The FineTuneJob's ChampionNotBetterThanBaseline message when that condition is True, else None."""
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "ChampionNotBetterThanBaseline" and condition.get("status") == "True":
+            return str(condition.get("message") or "ChampionNotBetterThanBaseline")
+    return None

@@ -36,6 +36,7 @@ class PairedJudge:
     samples: int
     pairs: list[tuple[float | None, float | None]] = field(default_factory=list)
     problem: str | None = None
+    compared: str = ""  # which served models the two sides are (e.g. "v2 on the canary vs v1 on stable")
     task: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
@@ -45,39 +46,64 @@ class PairedJudge:
         random.Random(0).shuffle(order)
         self.prompts = [self.prompts[i] for i in order[: self.samples]]
 
-    def start(self, stable_url: str, canary_url: str, model: str) -> None:
+    def start(self, stable_url: str, canary_url: str, stable_model: str, canary_model: str) -> None:
+        """Judge `stable_model` served by the stable pod against `canary_model` served by the canary pod."""
         if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._run(stable_url, canary_url, model))
+            self.task = asyncio.create_task(self._run(stable_url, canary_url, stable_model, canary_model))
 
     def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
 
-    async def _run(self, stable_url: str, canary_url: str, model: str) -> None:
+    async def _run(self, stable_url: str, canary_url: str, stable_model: str, canary_model: str) -> None:
+        """Judge the remaining prompts, `judge.concurrency` at a time; pairs are released in the prompts'
+        order (a finished prompt waits for the ones before it), never in order of completion, which could
+        depend on the answers (a long answer is slow to produce and to judge) and would bias the test."""
         config = JudgeConfig(endpoint=self.judge.judge.endpoint, model=self.judge.judge.model, api_key=self.api_key)
         rubric = rubric_text(self.judge.rubric.builtin, self.judge.rubric.text)
+        first = len(self.pairs)
+        todo = iter(range(first, len(self.prompts)))
+        done: dict[int, tuple[float | None, float | None]] = {}
         try:
             async with JudgeClient(config, rubric) as judge, httpx.AsyncClient(timeout=60) as http:
-                for row in self.prompts[len(self.pairs) :]:
-                    stable_answer, canary_answer = await asyncio.gather(
-                        _ask(http, stable_url, model, row), _ask(http, canary_url, model, row)
+
+                async def one(row: dict[str, Any]) -> tuple[float | None, float | None]:
+                    answers = await asyncio.gather(
+                        _ask(http, stable_url, stable_model, row), _ask(http, canary_url, canary_model, row)
                     )
-                    scores: list[float | None] = []
-                    for answer in (stable_answer, canary_answer):
-                        if answer is None:
-                            scores.append(None)
-                            continue
-                        verdict = await judge.score(row["prompt"], answer, row.get("reference"))
-                        scores.append(verdict.score if verdict.status == "ok" else None)
-                        if verdict.status != "ok":
+                    verdicts = await asyncio.gather(
+                        *(_score(judge, row, a) for a in answers)  # both sides at once: one prompt's latency
+                    )
+                    for verdict in verdicts:
+                        if verdict is not None and verdict.status != "ok":
                             log.info("judge %s: %s", verdict.status, verdict.message)
                             self.problem = describe(verdict)
-                    self.pairs.append((scores[0], scores[1]))
-                    if scores[0] is not None and scores[1] is not None:
-                        self.problem = None
+                    s, c = (v.score if v is not None and v.status == "ok" else None for v in verdicts)
+                    return s, c
+
+                async def worker() -> None:
+                    for i in todo:  # a shared iterator: each prompt is taken by one worker
+                        done[i] = await one(self.prompts[i])
+                        while len(self.pairs) in done:
+                            pair = done.pop(len(self.pairs))
+                            self.pairs.append(pair)
+                            if pair[0] is not None and pair[1] is not None:
+                                self.problem = None
+
+                async with asyncio.TaskGroup() as group:  # one worker failing stops the others
+                    for _ in range(max(1, self.judge.concurrency)):
+                        group.create_task(worker())
         except Exception as exc:  # the judge or a pod went away: the analysis says so and holds
+            while isinstance(exc, ExceptionGroup) and exc.exceptions:
+                exc = exc.exceptions[0]
             self.problem = f"paired judging stopped: {type(exc).__name__}"
             log.warning("paired judging stopped: %s: %s", type(exc).__name__, exc)
+
+
+async def _score(judge: JudgeClient, row: dict[str, Any], answer: str | None) -> Verdict | None:
+    if answer is None:
+        return None
+    return await judge.score(row["prompt"], answer, row.get("reference"))
 
 
 # What may be said of a failed judgement: an HTTP status, or the name of a transport error.
