@@ -5,8 +5,9 @@
 #     on the workflows' scripts);
 #   - the Python environment (.venv, from hack/requirements.lock, hash-checked, with uv; wheels come from uv's
 #     cache), with the three distributions installed editable: adapterops-common, adapterops-train, adapterops;
-#   - the local control plane, kwok and helm (hack/build-tools.sh) and the local S3 server (hack/build-s3.sh),
-#     into ~/.cache/adapterops, keyed by their pinned versions.
+#   - the local control plane, kwok and helm (hack/build-tools.sh), the local S3 server (hack/build-s3.sh),
+#     actionlint (hack/build-actionlint.sh) and the JobSet and Kueue controllers the cluster tests run
+#     (hack/build-controllers.sh), into ~/.cache/adapterops, keyed by their pinned versions.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -56,3 +57,4 @@ step "building the local cluster's binaries (only what is missing)"
 hack/build-tools.sh >/dev/null
 hack/build-s3.sh >/dev/null
 hack/build-actionlint.sh >/dev/null
+hack/build-controllers.sh >/dev/null

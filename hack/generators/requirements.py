@@ -86,14 +86,6 @@ IMAGES: tuple[ImageLock, ...] = (
         ("adapterops-train[hf]",),
     ),
     ImageLock(
-        "trainer-nemo",
-        "training-jobs/Dockerfile.nemo",
-        "what the NeMo trainer image adds to the NeMo container, without dependencies (TRL, for DPO trials; "
-        "the container brings torch, transformers and the rest)",
-        ("trl",),
-        no_deps=True,
-    ),
-    ImageLock(
         "build",
         "operator/Dockerfile, training-jobs/Dockerfile.*",
         "the build stages' setuptools, which builds the three distributions' wheels (pip wheel --no-build-isolation)",

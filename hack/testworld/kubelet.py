@@ -9,7 +9,13 @@ container exits its termination message (`terminationMessagePath`, at most 4096 
 are written back into the pod status. Deleting a pod terminates it as a kubelet does: preStop sleep,
 SIGTERM, SIGKILL when the grace period ends.
 
-Images without a command (serving engines) are mapped to local commands by `images`.
+Images without a command (serving engines) are mapped to local commands by `images`. As a kubelet does,
+`$(VAR)` in a container's command and args expands to its environment's VAR, and `fieldRef` env reads the
+pod's name, namespace, IP, labels and annotations. A pod with `hostname` and `subdomain` (a JobSet's pods,
+under their headless Service) gets a loopback IP of its own, and names `<hostname>.<subdomain>[.<ns>...]`
+of the pods under the same subdomain in a container's command and environment are replaced by those
+pods' IPs (the cluster DNS a kubelet's pods would ask; a peer not started yet gets its IP reserved), and
+`torchrun` runs as this interpreter's `-m torch.distributed.run`.
 
 What it does not enforce, since the processes run on this machine as its user: a pod's securityContext
 (runAsUser/runAsGroup/fsGroup, seccomp, dropped capabilities, readOnlyRootFilesystem: a process can still
@@ -25,6 +31,7 @@ import ipaddress
 import itertools
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -90,6 +97,7 @@ class Kubelet:
         self.root = TOOLS / "kubelet" / cluster.name
         self.pvc_root = TOOLS / "pvcs" / cluster.name
         self._ips = (str(ip) for ip in itertools.islice(POD_IPS.hosts(), 1, None))
+        self._dns: dict[tuple[str, str, str], str] = {}  # (namespace, subdomain, hostname) -> pod IP
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -154,13 +162,40 @@ class Kubelet:
             if (pod.get("status") or {}).get("containerStatuses"):
                 return  # started by an earlier harness run: leave its recorded outcome alone
             self.pods[uid] = RunningPod(
-                uid, meta["namespace"], meta["name"], next(self._ips), self.root / meta["namespace"] / meta["name"], pod
+                uid,
+                meta["namespace"],
+                meta["name"],
+                self._pod_ip(pod),
+                self.root / meta["namespace"] / meta["name"],
+                pod,
             )
         try:
             self._start(self.pods[uid])
         except Exception as exc:
             log.exception("could not start %s/%s", meta["namespace"], meta["name"])
             self._fail_pod(self.pods[uid], f"harness could not start the pod: {exc}")
+
+    def _pod_ip(self, pod: dict[str, Any]) -> str:
+        """A new IP, or the one reserved for the pod's DNS name when a peer referred to it first."""
+        spec, ns = pod["spec"], pod["metadata"]["namespace"]
+        if spec.get("hostname") and spec.get("subdomain"):
+            return self._dns_ip(ns, spec["subdomain"], spec["hostname"])
+        return next(self._ips)
+
+    def _dns_ip(self, namespace: str, subdomain: str, hostname: str) -> str:
+        with self._lock:
+            return self._dns.setdefault((namespace, subdomain, hostname), next(self._ips))
+
+    def _resolve(self, pod: RunningPod, value: str) -> str:
+        """`<host>.<subdomain>[.<ns>[.svc[.cluster.local]]]` of a pod under this pod's subdomain -> its IP."""
+        subdomain = pod.body["spec"].get("subdomain")
+        if not subdomain:
+            return value
+        name = re.compile(
+            rf"\b([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.{re.escape(subdomain)}"
+            rf"(\.{re.escape(pod.namespace)}(\.svc(\.cluster\.local)?)?)?(?![-a-z0-9.])"
+        )
+        return name.sub(lambda m: self._dns_ip(pod.namespace, subdomain, m.group(1)), value)
 
     def _terminate(self, running: RunningPod, pod: dict[str, Any]) -> None:
         """A kubelet's graceful termination: preStop sleep, SIGTERM, SIGKILL at the end of the grace period."""
@@ -239,12 +274,15 @@ class Kubelet:
                 secret = self.core.read_namespaced_secret(ref["name"], pod.namespace)
                 env[var["name"]] = base64.b64decode((secret.data or {})[ref["key"]]).decode()
             elif (ref := (var.get("valueFrom") or {}).get("fieldRef")) is not None:
-                env[var["name"]] = {
-                    "status.podIP": pod.ip,
-                    "metadata.name": pod.name,
-                    "metadata.namespace": pod.namespace,
-                }[ref["fieldPath"]]
+                env[var["name"]] = self._field(pod, ref["fieldPath"])
         return env
+
+    @staticmethod
+    def _field(pod: RunningPod, path: str) -> str:
+        meta = pod.body["metadata"]
+        if m := re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path):
+            return str((meta.get(m.group(1)) or {}).get(m.group(2), ""))
+        return {"status.podIP": pod.ip, "metadata.name": pod.name, "metadata.namespace": pod.namespace}[path]
 
     # ------------------------------------------------------------------ running
 
@@ -297,7 +335,7 @@ class Kubelet:
                 return str(root / value.lstrip("/"))
             return value
 
-        env = {k: mapped(v) for k, v in self._env(pod, container).items()}
+        env = {k: self._resolve(pod, mapped(v)) for k, v in self._env(pod, container).items()}
         command = container.get("command")
         if not command:  # the image's entrypoint: the test world maps images to local programs
             image_command = next(
@@ -307,7 +345,21 @@ class Kubelet:
                 raise RuntimeError(f"no local command for image {container['image']}")
             command = image_command(pod.body, container)
         argv = [*command, *(container.get("args") or [])]
-        argv = [sys.executable if a in ("python", "python3") and i == 0 else mapped(a) for i, a in enumerate(argv)]
+        # $(VAR) from the container's environment ($$ escapes), as the kubelet expands command and args.
+        argv = [
+            re.sub(
+                r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+                lambda m: env.get(m.group(1), m.group(0)) if m.group(1) else "$",
+                a,
+            )
+            for a in argv
+        ]
+        argv = [
+            sys.executable if a in ("python", "python3") and i == 0 else self._resolve(pod, mapped(a))
+            for i, a in enumerate(argv)
+        ]
+        if argv[0] == "torchrun":
+            argv = [sys.executable, "-m", "torch.distributed.run", *argv[1:]]
         for fault in self.faults:
             if fault.times > 0 and fault.matches(pod.body):
                 fault.times -= 1

@@ -1,5 +1,6 @@
 """Multi-node trials go to JobSet when it is installed (the JobSet CRD from its pinned module; its
-controller is not run here, so the trial stays pending: what is checked is what AdapterOps creates)."""
+controller is not run here, so the trial stays pending: what is checked is what AdapterOps creates, and how it
+reads a JobSet's failure). test_jobset_controller.py runs a 2-node trial through the real controller."""
 
 from __future__ import annotations
 

@@ -27,6 +27,7 @@ CONFIG = Config(
 def spec(**resources: Any) -> dict[str, Any]:
     return {
         "baseModel": {"name": "tiny", "uri": "pvc://models/tiny"},
+        "backend": "hf",  # nemo trains only the base models with a NeMo recipe
         "dataset": {"train": "pvc://data/train.jsonl"},
         "training": {"maxSteps": 10},
         "objective": {"metric": "validationLoss", "goal": "minimize"},

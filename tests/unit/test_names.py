@@ -269,6 +269,7 @@ def test_a_list_entry_is_named_as_the_api_server_names_it() -> None:
 def test_an_old_object_with_a_name_children_cannot_carry_is_not_accepted() -> None:
     ftj = {
         "baseModel": {"name": "tiny", "uri": "/m"},
+        "backend": "hf",
         "dataset": {"train": "/d"},
         "training": {"maxSteps": 1},
         "objective": {"metric": "validationLoss", "goal": "minimize"},

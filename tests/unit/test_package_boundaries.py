@@ -23,7 +23,7 @@ _spec.loader.exec_module(import_probe)
 OPERATOR_SIDE = ["adapterops", "kopf", "kubernetes", "kubernetes_asyncio", "lightkube"]
 TRAINER_SIDE = ["adapterops_train", "torch", "transformers", "peft", "trl", "datasets", "accelerate"]
 # The NeMo backend's imports come with the NeMo container (Dockerfile.nemo), not from our dependencies.
-NEMO_CONTAINER = ["nemo", "nemo_run", "lightning"]
+NEMO_CONTAINER = ["nemo", "nemo_run", "lightning", "fiddle"]
 
 
 def probe(

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from adapterops_common.contract import TRIAL_SPEC_VERSION, TrialSpec
-from adapterops_train.nemo_recipe import apply_assignments, recipe_settings
+from adapterops_common.nemo_models import nemo_recipe
+from adapterops_train.nemo_recipe import TorchDtype, UnsupportedBaseModel, apply_assignments, recipe_settings
 from adapterops_train.runner import DPO_ON_NEMO_REASON, choose_backend
 
 
@@ -57,9 +58,9 @@ def test_every_hyperparameter_is_mapped() -> None:
         "num_nodes": 1,
         "num_gpus_per_node": 2,
         "peft_scheme": "lora",
-        "seq_length": 4096,
         "packed_sequence": False,
-    }
+    }  # every listed recipe takes these; the sequence length goes to the model config and the data module
+    assert a["model.config.seq_length"] == 4096
     # 300 rows / 16 per step = 19 steps per epoch, 2 epochs
     assert a["trainer.max_steps"] == 38 and a["optim.lr_scheduler.max_steps"] == 38
     assert a["optim.config.lr"] == 2e-4 and a["optim.config.weight_decay"] == 0.05
@@ -86,22 +87,78 @@ def test_adamw_and_precision() -> None:
     assert a["trainer.max_steps"] == 50 and st.precision == "16-mixed" and a["optim.config.fp16"] is True
 
 
-def test_assignments_apply_to_a_config_tree() -> None:
-    def ns() -> SimpleNamespace:
-        return SimpleNamespace()
+def precision_fields(precision: str) -> dict[str, Any]:
+    training = spec().training.model_copy(update={"precision": precision})
+    a = settings_for(spec(training=training.model_dump(by_alias=True)))
+    return {k: v for k, v in a.items() if k.startswith(("trainer.plugins.", "trainer.strategy.pipeline_dtype"))}
 
-    recipe = SimpleNamespace(
-        trainer=SimpleNamespace(strategy=ns()),
-        model=SimpleNamespace(config=ns()),
-        optim=SimpleNamespace(config=ns(), lr_scheduler=ns()),
-        peft=ns(),
+
+def test_precision_overrides_the_recipes_plugin_field_by_field() -> None:
+    # bf16: the recipe's bf16_mixed() plugin as it is (params/pipeline dtypes, grad reduce in fp32 kept).
+    assert precision_fields("bf16") == {}
+    # fp16: exactly the fields NeMo's fp16_mixed() sets differently; autocast and the rest stay the recipe's.
+    fp16 = precision_fields("fp16")
+    assert fp16["trainer.plugins.precision"] == "16-mixed"
+    assert fp16["trainer.plugins.params_dtype"] == TorchDtype("float16")
+    assert fp16["trainer.plugins.pipeline_dtype"] == TorchDtype("float16")
+    assert fp16["trainer.plugins.grad_reduce_in_fp32"] is False
+    fp32 = precision_fields("fp32")
+    assert fp32["trainer.plugins.precision"] == "32" and fp32["trainer.plugins.params_dtype"] == TorchDtype("float32")
+    assert "trainer.plugins.grad_reduce_in_fp32" not in fp32
+
+
+def test_checkpoints_are_whole_on_rank_zero_and_finished_when_training_returns() -> None:
+    a = settings_for(spec(nodes=2))
+    assert a["trainer.strategy.ckpt_parallel_save"] is False and a["trainer.strategy.ckpt_async_save"] is False
+
+
+@pytest.mark.parametrize(
+    ("name", "recipe"),
+    [
+        ("nvidia/Llama-3.1-Nemotron-Nano-8B-v1", "llama31_nemotron_nano_8b"),
+        ("meta-llama/Llama-3.1-8B-Instruct", "llama31_8b"),
+        ("META-LLAMA/llama-3.2-1b", "llama32_1b"),
+        ("meta-llama/Meta-Llama-3-8B", "llama3_8b"),
+    ],
+)
+def test_the_recipe_comes_from_the_base_model(name: str, recipe: str) -> None:
+    st = recipe_settings(spec(baseModel={"name": name, "uri": "s3://m/x"}), 300, "/r", "/d")
+    assert st.recipe == recipe and st.as_dict()["recipe"] == recipe
+
+
+def test_a_base_model_without_a_recipe_is_named_with_the_supported_ones() -> None:
+    with pytest.raises(UnsupportedBaseModel) as err:
+        recipe_settings(spec(baseModel={"name": "mistralai/Mistral-7B-v0.3", "uri": "s3://m/x"}), 300, "/r", "/d")
+    assert "'mistralai/Mistral-7B-v0.3'" in str(err.value) and "meta-llama/Llama-3.1-8B" in str(err.value)
+    assert nemo_recipe("meta-llama/Llama-3.1-70B") is None  # needs tensor parallelism: not listed
+
+
+def recipe_tree(paths: list[str]) -> SimpleNamespace:
+    """An attribute tree holding every path (as a recipe has each field, set or defaulted)."""
+    root = SimpleNamespace()
+    for path in paths:
+        node = root
+        *parents, leaf = path.split(".")
+        for name in parents:
+            if not hasattr(node, name):
+                setattr(node, name, SimpleNamespace())
+            node = getattr(node, name)
+        setattr(node, leaf, None)
+    return root
+
+
+def test_assignments_apply_to_a_config_tree() -> None:
+    st = recipe_settings(
+        spec(training={**spec().training.model_dump(by_alias=True), "precision": "fp16"}), 300, "/r", "/d"
     )
-    st = recipe_settings(spec(), 300, "/r", "/d")
-    apply_assignments(recipe, st.assignments)
+    recipe = recipe_tree([path for path, _ in st.assignments])
+    apply_assignments(recipe, st.assignments, dtype=lambda d: f"resolved {d.name}")
     assert recipe.optim.lr_scheduler.min_lr == 0.0 and recipe.peft.dim == 32
     assert recipe.trainer.strategy.tensor_model_parallel_size == 1
+    assert recipe.trainer.plugins.params_dtype == "resolved float16"
+    # A field the recipe does not have (a typo, or renamed in another NeMo) fails instead of being added.
     with pytest.raises(AttributeError):
-        apply_assignments(recipe, [("data.missing.leaf", 1)])
+        apply_assignments(recipe, [("peft.missing", 1)])
 
 
 def test_dpo_on_nemo_routes_to_hf_with_the_reason() -> None:

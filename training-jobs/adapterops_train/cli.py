@@ -5,6 +5,8 @@ run       [--spec PATH] [--termination-log PATH]
           /etc/adapterops/trial.json. The result document always goes to the termination log
           (default /dev/termination-log) and, as the last line, to stdout. Exit 0 on success,
           1 when the trial failed, 2 when the spec could not be read (or speaks another contract version).
+          Under a launcher (torchrun: RANK, WORLD_SIZE, LOCAL_RANK, ...) every process runs this; only
+          global rank 0 writes the result, the others exit 0 (1 when their part failed) and write nothing.
 baseline  [--spec PATH] [--termination-log PATH] [--champion-adapter URI]
           Evaluates the base model (no adapter, no training) as a trial evaluates its adapter: its
           validation loss and judge score; with the champion's adapter, the judge also compares the
@@ -70,11 +72,22 @@ def _run(args: argparse.Namespace, baseline: bool, champion: str | None = None) 
         from adapterops_train.baseline import run_baseline
 
         result = run_baseline(spec, champion)
+        write_result(result, args.termination_log)
     else:
+        from adapterops_train.distributed import ranks_from_env
         from adapterops_train.runner import run_trial
 
-        result = run_trial(spec)
-    write_result(result, args.termination_log)
+        try:
+            ranks = ranks_from_env()
+        except ValueError as exc:
+            failed = TrialResult(status="failed", reason="BackendUnavailable", message=str(exc))
+            write_result(failed, args.termination_log)
+            return EXIT_PERMANENT
+        result = run_trial(spec, ranks)
+        if ranks.global_zero:
+            write_result(result, args.termination_log)
+        elif result.status != "succeeded":  # rank 0 reports the trial; this rank only says why its part stopped
+            print(f"rank {ranks.rank}: {result.reason}: {result.message}", file=sys.stderr, flush=True)
     if result.status == "succeeded":
         return 0
     return EXIT_PERMANENT if result.reason in PERMANENT_REASONS else EXIT_FAILED

@@ -1,15 +1,29 @@
 """Trial spec -> NeMo 2.x recipe settings: a pure function, testable without NeMo installed.
 
-The recipe is `nemo.collections.llm.recipes.llama31_nemotron_nano_8b.finetune_recipe(...)` (NeMo 2.7,
-the last release with `nemo.collections.llm`). `recipe_settings` returns the factory arguments and an
-ordered list of (dotted attribute path on the recipe, value) assignments; `backends.nemo` applies them
-to the real `run.Partial`. Every hyperparameter of the spec appears here; what NeMo cannot express is
-listed in `notes` instead of being dropped silently.
+The recipe is the base model's (`adapterops_common.nemo_models`: e.g. `llama31_nemotron_nano_8b` for
+nvidia/Llama-3.1-Nemotron-Nano-8B-v1, `llama31_8b` for meta-llama/Llama-3.1-8B), its
+`nemo.collections.llm.recipes.<recipe>.finetune_recipe(...)` (NeMo 2.7, the last release with
+`nemo.collections.llm`). `recipe_settings` returns the factory arguments and an ordered list of (dotted
+attribute path on the recipe, value) assignments; `backends.nemo` applies them to the real `run.Partial`.
+Every hyperparameter of the spec appears here; what NeMo cannot express is listed in `notes` instead of
+being dropped silently. Whatever the spec does not set keeps the recipe's value: the assignments override
+fields, never replace a recipe's object (its precision plugin, strategy, optimizer) wholesale.
 
-Recipe facts this relies on (NeMo 2.7 sources):
-- `finetune_recipe(dir, resume_path, name, num_nodes, num_gpus_per_node, peft_scheme, seq_length,
-  packed_sequence)`; with peft_scheme='lora' it sets `recipe.peft = LoRA(dim=8, alpha=16)` and
-  `optim.config.use_distributed_optimizer = False`.
+Recipe facts this relies on (NeMo sources, `nemo/collections/llm/recipes/`):
+- every listed recipe's `finetune_recipe` takes `dir, name, num_nodes, num_gpus_per_node, peft_scheme,
+  packed_sequence` (only some take `resume_path` or `seq_length`: the resume is replaced afterwards, and
+  the sequence length is assigned to the model config and the data module); with peft_scheme='lora' it
+  sets `recipe.peft = LoRA(dim=8, alpha=16)` and `optim.config.use_distributed_optimizer = False`.
+- the trainer is `finetune_default.default_finetune_trainer`: `plugins=bf16_mixed()`, i.e.
+  `MegatronMixedPrecision(precision="bf16-mixed", params_dtype=bfloat16, pipeline_dtype=bfloat16,
+  autocast_enabled=False, grad_reduce_in_fp32=True)` (`precision/mixed_precision.py`), and a
+  `MegatronStrategy(pipeline_dtype=bfloat16, ...)` with the strategy's defaults
+  `ckpt_async_save=True, ckpt_parallel_save=True` (`nemo/lightning/pytorch/strategies/megatron_strategy.py`).
+  fp16 sets the fields `fp16_mixed()` sets (precision "16-mixed", params/pipeline dtype float16,
+  grad_reduce_in_fp32 False); fp32 sets precision "32" and float32 dtypes; bf16 keeps the recipe's plugin.
+- checkpoints are saved synchronously and by the replica that owns each shard
+  (`ckpt_parallel_save=False`): with TP = PP = 1 that is global rank 0 for all of them, so the adapter
+  checkpoint rank 0 exports is complete on its own node without a filesystem shared across nodes.
 - `recipe.optim` is `MegatronOptimizerModule(config=OptimizerConfig(optimizer='adam', ...),
   lr_scheduler=CosineAnnealingScheduler(warmup_steps, constant_steps, min_lr, max_steps))`.
   `OptimizerConfig.decoupled_weight_decay` True = AdamW, False = Adam with L2 decay.
@@ -19,18 +33,49 @@ Recipe facts this relies on (NeMo 2.7 sources):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from adapterops_common.contract import TrialSpec
+from adapterops_common.nemo_models import NemoRecipe, nemo_recipe, unsupported_message
 from adapterops_train.hyper import StepPlan, nemo_target_modules, nemo_widening, plan_steps
 
-RECIPE = "llama31_nemotron_nano_8b"
 # Same clip and Adam constants as the hf backend, so both backends train the same way.
 ADAM_BETAS = (0.9, 0.98)
 ADAM_EPS = 1e-8
 CLIP_GRAD = 1.0
 PRECISION_PLUGIN = {"bf16": "bf16-mixed", "fp16": "16-mixed", "fp32": "32"}
+
+
+@dataclass(frozen=True)
+class TorchDtype:
+    """A torch dtype named without importing torch (`backends.nemo` resolves it)."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return f"torch.{self.name}"
+
+
+# Field by field over the recipe's bf16_mixed() plugin: what NeMo's own fp16_mixed() sets for fp16; for fp32
+# the plain precision with float32 weights. bf16: the recipe's plugin as it is.
+PRECISION_FIELDS: dict[str, list[tuple[str, Any]]] = {
+    "bf16": [],
+    "fp16": [
+        ("trainer.plugins.precision", "16-mixed"),
+        ("trainer.plugins.params_dtype", TorchDtype("float16")),
+        ("trainer.plugins.pipeline_dtype", TorchDtype("float16")),
+        ("trainer.plugins.grad_reduce_in_fp32", False),
+        ("trainer.strategy.pipeline_dtype", TorchDtype("float16")),
+    ],
+    "fp32": [
+        ("trainer.plugins.precision", "32"),
+        ("trainer.plugins.params_dtype", TorchDtype("float32")),
+        ("trainer.plugins.pipeline_dtype", TorchDtype("float32")),
+        ("trainer.strategy.pipeline_dtype", TorchDtype("float32")),
+    ],
+}
 
 
 @dataclass(frozen=True)
@@ -48,15 +93,27 @@ class NemoSettings:
         return {
             "recipe": self.recipe,
             "factory": self.factory,
-            "assignments": {path: value for path, value in self.assignments},
+            "assignments": {path: str(v) if isinstance(v, TorchDtype) else v for path, v in self.assignments},
             "dataModule": self.data_module,
             "precision": self.precision,
             "notes": self.notes,
         }
 
 
+class UnsupportedBaseModel(ValueError):
+    """The base model has no recipe the nemo backend runs (the operator refuses such a spec first)."""
+
+
+def recipe_for(spec: TrialSpec) -> NemoRecipe:
+    found = nemo_recipe(spec.base_model.name)
+    if found is None:
+        raise UnsupportedBaseModel(unsupported_message("baseModel.name", spec.base_model.name))
+    return found
+
+
 def recipe_settings(spec: TrialSpec, train_rows: int, run_dir: str, dataset_root: str) -> NemoSettings:
     """Everything the NeMo recipe needs for this trial. Pure: no NeMo import, no I/O."""
+    recipe = recipe_for(spec)
     t, lora = spec.training, spec.lora
     gpus = spec.gpus * spec.nodes
     plan = plan_steps(t, train_rows, data_parallel_size=gpus)  # LoRA on 8B fits one GPU: TP=PP=CP=1, DP=all
@@ -66,7 +123,6 @@ def recipe_settings(spec: TrialSpec, train_rows: int, run_dir: str, dataset_root
         "num_nodes": spec.nodes,
         "num_gpus_per_node": spec.gpus,
         "peft_scheme": "lora",
-        "seq_length": t.seq_length,
         "packed_sequence": False,
     }
     bf16, fp16 = t.precision == "bf16", t.precision == "fp16"
@@ -75,6 +131,9 @@ def recipe_settings(spec: TrialSpec, train_rows: int, run_dir: str, dataset_root
         ("trainer.strategy.tensor_model_parallel_size", 1),
         ("trainer.strategy.pipeline_model_parallel_size", 1),
         ("trainer.strategy.context_parallel_size", 1),
+        # checkpoints: complete on rank 0's node (see above), finished when fit returns
+        ("trainer.strategy.ckpt_parallel_save", False),
+        ("trainer.strategy.ckpt_async_save", False),
         # steps and validation
         ("trainer.max_steps", plan.max_steps),
         ("trainer.val_check_interval", plan.max_steps),  # validate once, at the end (validation loss)
@@ -103,6 +162,8 @@ def recipe_settings(spec: TrialSpec, train_rows: int, run_dir: str, dataset_root
         ("peft.alpha", lora.alpha),
         ("peft.dropout", lora.dropout),
         ("peft.target_modules", nemo_target_modules(lora.target_modules)),
+        # precision: the recipe's plugin, its fields overridden only where the spec's precision differs
+        *PRECISION_FIELDS[t.precision],
     ]
     data_module = {
         "class": "ChatDataModule",  # rows are written as {"messages": [...]}, rendered by the HF chat template
@@ -125,7 +186,7 @@ def recipe_settings(spec: TrialSpec, train_rows: int, run_dir: str, dataset_root
             f"(microBatchSize x {gpus} GPUs); Megatron derives it from the data module"
         )
     return NemoSettings(
-        recipe=RECIPE,
+        recipe=recipe.recipe,
         factory=factory,
         assignments=assignments,
         data_module=data_module,
@@ -135,11 +196,15 @@ def recipe_settings(spec: TrialSpec, train_rows: int, run_dir: str, dataset_root
     )
 
 
-def apply_assignments(recipe: Any, assignments: list[tuple[str, Any]]) -> None:
-    """Set each dotted path on a nemo_run config tree (works on any attribute tree)."""
+def apply_assignments(
+    recipe: Any, assignments: list[tuple[str, Any]], dtype: Callable[[TorchDtype], Any] = lambda d: d
+) -> None:
+    """Set each dotted path on a nemo_run config tree (works on any attribute tree); a path that does not
+    exist on the recipe is an AttributeError, never a new attribute. `dtype` turns TorchDtype into torch's."""
     for path, value in assignments:
         *parents, leaf = path.split(".")
         node = recipe
         for name in parents:
             node = getattr(node, name)
-        setattr(node, leaf, value)
+        getattr(node, leaf)  # the recipe must have it: a typo or a renamed field fails here, not silently
+        setattr(node, leaf, dtype(value) if isinstance(value, TorchDtype) else value)

@@ -1,7 +1,11 @@
 """One trial, end to end: data -> training -> adapter export -> evaluation -> outputs -> result.
 
 `run_trial` never raises for trial failures: every failure becomes a `TrialResult` with a CamelCase
-reason, and the CLI writes it to the termination log and exits non-zero. What is written:
+reason, and the CLI writes it to the termination log and exits non-zero. On several GPUs or nodes every
+process runs this under the pod's launcher (`adapterops_train.distributed`): each node's local rank 0
+fetches the inputs once into a folder the node's processes share, all ranks train, and global rank 0
+alone exports, evaluates, uploads and reports (the CLI writes no result for the other ranks). What is
+written:
 
   <outputUri>/adapter/adapter_config.json, adapter_model.safetensors   (PEFT, vLLM, NIM layout)
   <outputUri>/metrics.json   loss curve, validation loss, judge scores, timings, observed trainer
@@ -40,11 +44,13 @@ from adapterops_train.dataset import (
     split,
 )
 from adapterops_train.dataset import Fingerprint as DataFingerprint
+from adapterops_train.distributed import NodeReports, Ranks, fetch_timeout_seconds, launch_problem, ranks_from_env
 from adapterops_train.hyper import HyperparameterError, expected_learning_rate
 
 log = logging.getLogger(__name__)
 
 METRICS_VERSION = 1
+BASE_MODEL_KEY = "baseModel"  # where fetch_inputs records the base model's folder
 GENERATION_MAX_NEW_TOKENS = 128
 DPO_ON_NEMO_REASON = (
     "method dpo runs on the hf backend: NeMo 2.x (nemo.collections.llm, last in 2.7) has no DPO, and "
@@ -63,6 +69,7 @@ class TrialFailure(Exception):
 class Backend(Protocol):
     name: str
 
+    def prepare_node(self, data: SplitData) -> None: ...
     def train(self, data: SplitData) -> Any: ...
     def save_adapter(self, dest: Path) -> Path: ...
     def generate(self, items: list[ChallengeItem], max_new_tokens: int, batch_size: int = 8) -> list[str]: ...
@@ -87,15 +94,20 @@ def workdir_root() -> Path:
 # --------------------------------------------------------------------------- steps
 
 
-def prepare_data(spec: TrialSpec, scratch: Path) -> SplitData:
+def prepare_data(spec: TrialSpec, scratch: Path, fetched: dict[str, str] | None = None) -> SplitData:
+    """Fetch (or take from `fetched`, what this node's local rank 0 already fetched) and check the data."""
     ds = spec.dataset
     check_method(spec.method, ds.format, ds.train)
+
+    def local(uri: str, dest: Path) -> Path:
+        return Path(fetched[uri]) if fetched is not None and uri in fetched else storage.fetch_file(uri, dest)
+
     try:
-        train_path = storage.fetch_file(ds.train, scratch / "train")
+        train_path = local(ds.train, scratch / "train")
         examples = load_examples(train_path, ds.format, source=ds.train)
         fingerprints = {"train": DataFingerprint(ds.train, sha256_file(train_path), len(examples))}
         if ds.validation:
-            val_path = storage.fetch_file(ds.validation, scratch / "validation")
+            val_path = local(ds.validation, scratch / "validation")
             val = load_examples(val_path, ds.format, source=ds.validation)
             train = examples
             fingerprints["validation"] = DataFingerprint(ds.validation, sha256_file(val_path), len(val))
@@ -112,6 +124,21 @@ def prepare_data(spec: TrialSpec, scratch: Path) -> SplitData:
         "validationLinesDigest": lines_digest(val),
     }
     return SplitData(train=train, validation=val, fingerprints=fingerprints, split=how)
+
+
+def fetch_inputs(spec: TrialSpec, dest: Path) -> dict[str, str]:
+    """Fetch the data files and the base model once (a node's local rank 0): URI -> local path, which the
+    node's other processes read instead of fetching again."""
+    ds = spec.dataset
+    out: dict[str, str] = {}
+    try:
+        out[ds.train] = str(storage.fetch_file(ds.train, dest / "train"))
+        if ds.validation:
+            out[ds.validation] = str(storage.fetch_file(ds.validation, dest / "validation"))
+    except storage.UriNotFound as exc:
+        raise TrialFailure("DatasetNotFound", str(exc)) from exc
+    out[BASE_MODEL_KEY] = str(fetch_base_model(spec, dest))
+    return out
 
 
 def fetch_base_model(spec: TrialSpec, scratch: Path) -> Path:
@@ -133,18 +160,32 @@ def choose_backend(spec: TrialSpec) -> tuple[str, str | None]:
     return spec.backend, None
 
 
-def make_backend(name: str, spec: TrialSpec, base_dir: Path, workdir: Path) -> Backend:
+def make_backend(
+    name: str,
+    spec: TrialSpec,
+    base_dir: Path,
+    workdir: Path,
+    ranks: Ranks | None = None,
+    shared: Path | None = None,
+) -> Backend:
+    """`workdir`: this process's scratch; `shared`: the folder the node's processes share."""
+    ranks = ranks or Ranks()
+    shared = shared or workdir
     # Imported here: torch/NeMo load only in the trial pod, never in the operator.
     if name == "nemo":
+        from adapterops_common.nemo_models import nemo_recipe, unsupported_message
         from adapterops_train.backends.nemo import NemoBackend, nemo_available
 
         problem = nemo_available()
         if problem:
             raise TrialFailure("BackendUnavailable", problem)
-        return NemoBackend(spec, base_dir, workdir)
+        recipe = nemo_recipe(spec.base_model.name)
+        if recipe is None:
+            raise TrialFailure("BackendUnavailable", unsupported_message("baseModel.name", spec.base_model.name))
+        return NemoBackend(spec, base_dir, workdir, recipe, ranks, shared)
     from adapterops_train.backends.hf import HfBackend
 
-    return HfBackend(spec, base_dir, workdir)
+    return HfBackend(spec, base_dir, workdir, ranks)
 
 
 def evaluate(
@@ -220,13 +261,21 @@ def schedule_check(spec: TrialSpec, outcome: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the trial
 
 
-def run_trial(spec: TrialSpec) -> TrialResult:
+def run_trial(spec: TrialSpec, ranks: Ranks | None = None) -> TrialResult:
+    """This process's part of the trial. For a rank other than 0 the result only says whether its part
+    succeeded (the CLI writes none of it)."""
     started = time.monotonic()
     timer = Timer()
-    scratch = Path(tempfile.mkdtemp(prefix=f"trial-{spec.name}-", dir=workdir_root()))
+    ranks = ranks_from_env() if ranks is None else ranks
+    scratch = Path(tempfile.mkdtemp(prefix=f"trial-{spec.name}-r{ranks.rank}-", dir=workdir_root()))
+    # The node's processes share what its local rank 0 fetched; another attempt (a new pod) starts afresh.
+    shared = workdir_root() / f"trial-{spec.name}-node" if ranks.distributed else scratch
     backend_name, routed = choose_backend(spec)
     try:
-        return _run(spec, backend_name, routed, scratch, timer, started)
+        problem = launch_problem(ranks, spec.gpus, spec.nodes, strict=backend_name == "nemo")
+        if problem:
+            raise TrialFailure("BackendUnavailable", problem)
+        return _run(spec, backend_name, routed, ranks, scratch, shared, timer, started)
     except TrialFailure as exc:
         return _failed(exc.reason, str(exc), backend_name, started)
     except DatasetError as exc:
@@ -242,6 +291,8 @@ def run_trial(spec: TrialSpec) -> TrialResult:
         return _failed("TrainingFailed", f"{type(exc).__name__}: {exc}", backend_name, started)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        if shared != scratch and ranks.local_zero:  # the node's other processes are done with it by now
+            shutil.rmtree(shared, ignore_errors=True)
 
 
 def _failed(reason: str, message: str, backend: str, started: float) -> TrialResult:
@@ -254,13 +305,68 @@ def _failed(reason: str, message: str, backend: str, started: float) -> TrialRes
     )
 
 
+def _failure_of(exc: Exception) -> tuple[str, str]:
+    """(reason, message) of a failure in a node's preparation, as run_trial would report it."""
+    if isinstance(exc, TrialFailure):
+        return exc.reason, str(exc)
+    if isinstance(exc, DatasetError):
+        return "DatasetInvalid", str(exc)
+    if isinstance(exc, HyperparameterError):
+        return "SpecInvalid", str(exc)
+    return "TrainingFailed", f"{type(exc).__name__}: {exc}"
+
+
+def _prepare(
+    spec: TrialSpec, backend_name: str, ranks: Ranks, scratch: Path, shared: Path, timer: Timer
+) -> tuple[SplitData, Backend]:
+    """Data and a ready backend: fetched and prepared once per node (its local rank 0) while the node's
+    other processes wait; every process waits until every node is ready or one has failed."""
+    if not ranks.distributed:
+        data = timer.measure("data", lambda: prepare_data(spec, scratch))
+        base_dir = timer.measure("baseModel", lambda: fetch_base_model(spec, scratch))
+        backend = timer.measure("setup", lambda: make_backend(backend_name, spec, base_dir, scratch, ranks, shared))
+        timer.measure("prepareNode", lambda: backend.prepare_node(data))
+        return data, backend
+    reports = NodeReports(ranks, fetch_timeout_seconds())
+    manifest = shared / "inputs.json"
+    if ranks.local_zero:
+        failure: tuple[str, str] | None = None
+        try:
+            shared.mkdir(parents=True, exist_ok=True)
+            fetched = timer.measure("fetch", lambda: fetch_inputs(spec, shared / "inputs"))
+            data = prepare_data(spec, shared, fetched)
+            base_dir = Path(fetched[BASE_MODEL_KEY])
+            backend = make_backend(backend_name, spec, base_dir, scratch, ranks, shared)
+            timer.measure("prepareNode", lambda: backend.prepare_node(data))
+            manifest.write_text(json.dumps(fetched), encoding="utf-8")
+        except Exception as exc:
+            failure = _failure_of(exc)
+            log.exception("preparing node %d failed", ranks.node_rank)
+        reports.report(failure)
+    failed = timer.measure("waitForNodes", reports.wait_all)
+    if failed is not None:
+        raise TrialFailure(*failed)
+    if not ranks.local_zero:
+        fetched = json.loads(manifest.read_text(encoding="utf-8"))
+        data = prepare_data(spec, shared, fetched)
+        backend = make_backend(backend_name, spec, Path(fetched[BASE_MODEL_KEY]), scratch, ranks, shared)
+    return data, backend
+
+
 def _run(
-    spec: TrialSpec, backend_name: str, routed: str | None, scratch: Path, timer: Timer, started: float
+    spec: TrialSpec,
+    backend_name: str,
+    routed: str | None,
+    ranks: Ranks,
+    scratch: Path,
+    shared: Path,
+    timer: Timer,
+    started: float,
 ) -> TrialResult:
-    data = timer.measure("data", lambda: prepare_data(spec, scratch))
-    base_dir = timer.measure("baseModel", lambda: fetch_base_model(spec, scratch))
-    backend = timer.measure("setup", lambda: make_backend(backend_name, spec, base_dir, scratch))
+    data, backend = _prepare(spec, backend_name, ranks, scratch, shared, timer)
     outcome = timer.measure("train", lambda: backend.train(data))
+    if not ranks.global_zero:  # its share of training is done; rank 0 exports, evaluates and reports
+        return TrialResult(status="succeeded", backend=backend_name, steps=outcome.steps)
     out = scratch / "output"
     timer.measure("export", lambda: backend.save_adapter(out / "adapter"))
     judge_summary: JudgeSummary | None = None
@@ -294,6 +400,7 @@ def _run(
             "samples": samples,
         },
         "timings": {"phases": timer.seconds, "trainer": outcome.seconds},
+        "distributed": ranks.describe(),
         "versions": versions(),
         "adapterUri": adapter_uri,
     }

@@ -56,8 +56,9 @@ OURS: Final = (FINETUNEJOB, MODELDEPLOYMENT)
 JOBSET = Kind("jobset.x-k8s.io", "v1alpha2", "JobSet", "jobsets")
 PYTORCHJOB = Kind("kubeflow.org", "v1", "PyTorchJob", "pytorchjobs")
 LOCALQUEUE = Kind("kueue.x-k8s.io", "v1beta1", "LocalQueue", "localqueues")
+WORKLOAD = Kind("kueue.x-k8s.io", "v1beta1", "Workload", "workloads")
 HTTPROUTE = Kind("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
-ADDONS: Final = (JOBSET, PYTORCHJOB, LOCALQUEUE, HTTPROUTE)
+ADDONS: Final = (JOBSET, PYTORCHJOB, LOCALQUEUE, WORKLOAD, HTTPROUTE)
 
 
 def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:

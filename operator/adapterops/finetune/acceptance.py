@@ -13,6 +13,7 @@ from adapterops.api.names import object_name_problem
 from adapterops.config import Config
 from adapterops.finetune.plan import PlanError, PlannedTrial, plan
 from adapterops.runtime.acceptance import Refusal, parse_spec
+from adapterops_common.nemo_models import nemo_recipe, unsupported_message
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ def accept(name: str, spec_doc: dict[str, Any], config: Config, namespace: str =
         trials = plan(name, spec)
     except PlanError as exc:
         raise Refusal("InvalidSweep", str(exc)) from exc
+    # The nemo backend trains a base model with its NeMo recipe (DPO runs on hf, whatever the backend says).
+    if spec.backend == "nemo" and spec.method != "dpo" and nemo_recipe(spec.base_model.name) is None:
+        raise Refusal("UnsupportedBaseModel", unsupported_message("spec.baseModel.name", spec.base_model.name))
     return Accepted(spec, trials)
 
 

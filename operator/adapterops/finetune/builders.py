@@ -233,16 +233,7 @@ def pod_template(owner: dict[str, Any], trial: PlannedTrial, spec: FineTuneJobSp
         "name": CONTAINER,
         "image": spec.image
         or (config.trainer_image_hf if spec.backend == "hf" or spec.method == "dpo" else config.trainer_image_nemo),
-        "command": [
-            "python",
-            "-m",
-            "adapterops_train",
-            "run",
-            "--spec",
-            TRIAL_SPEC_PATH,
-            "--termination-log",
-            TERMINATION_LOG,
-        ],
+        "command": _command(spec),
         "env": env,
         "resources": _resources(spec.resources.gpus_per_trial, gpu_class),
         "volumeMounts": mounts,
@@ -345,11 +336,21 @@ def baseline_job(
 # A trial on several nodes runs on an existing distributed engine, never a home-made launcher: a JobSet
 # (one Indexed Job, one pod per node, DNS hostnames for the rendezvous) or, where the Kubeflow Training
 # Operator is installed instead, a PyTorchJob (which injects MASTER_ADDR / RANK / WORLD_SIZE itself).
-# Each pod runs torchrun, which starts one process per GPU; rank 0 writes the result.
+# One launcher per pod: torchrun starts one trainer process per GPU, and the trainer runs its backend in
+# that process (NeMo included: no second launcher under it). Global rank 0 writes the result.
 
 JOBSET_API = "jobset.x-k8s.io/v1alpha2"
 PYTORCHJOB_API = "kubeflow.org/v1"
 RENDEZVOUS_PORT = 29500
+RUN = ["-m", "adapterops_train", "run", "--spec", TRIAL_SPEC_PATH, "--termination-log", TERMINATION_LOG]
+
+
+def _command(spec: FineTuneJobSpec) -> list[str]:
+    """One process for one GPU; several GPUs of one node: torchrun on the node alone (--standalone)."""
+    gpus = spec.resources.gpus_per_trial
+    if gpus == 1:
+        return ["python", *RUN]
+    return ["torchrun", "--standalone", "--nnodes=1", f"--nproc-per-node={gpus}", *RUN]
 
 
 def _torchrun(spec: FineTuneJobSpec, master: str, node_rank: str) -> list[str]:
@@ -360,13 +361,7 @@ def _torchrun(spec: FineTuneJobSpec, master: str, node_rank: str) -> list[str]:
         f"--node-rank={node_rank}",
         f"--master-addr={master}",
         f"--master-port={RENDEZVOUS_PORT}",
-        "-m",
-        "adapterops_train",
-        "run",
-        "--spec",
-        TRIAL_SPEC_PATH,
-        "--termination-log",
-        TERMINATION_LOG,
+        *RUN,
     ]
 
 

@@ -166,6 +166,49 @@ def pod_item(pod: Pod) -> Item[TrialPod] | None:
     return Item(meta.uid, owner[0], owner[1], trial_pod)
 
 
+@dataclass(frozen=True)
+class QueueState:
+    """What Kueue says of a trial's Workload: why it is not (or no longer) admitted."""
+
+    trial: str
+    created: datetime | None
+    admitted: bool
+    reason: str = ""
+    message: str = ""
+
+    def explain(self) -> str:
+        return f"{self.reason}: {self.message}".strip(": ")
+
+
+def workload_item(body: dict[str, Any]) -> Item[QueueState] | None:
+    """A Kueue Workload of a trial's Job or JobSet. Kueue copies the pod template into the Workload's pod
+    sets, and with it the trial's labels (the Workload's own labels are Kueue's)."""
+    meta = body.get("metadata") or {}
+    pod_sets = (body.get("spec") or {}).get("podSets") or []
+    labels = ((pod_sets[0].get("template") or {}).get("metadata") or {}).get("labels") if pod_sets else None
+    owner = _owner(labels, meta.get("namespace"))
+    if owner is None or not meta.get("uid") or labels is None:
+        return None
+    conditions = {c.get("type"): c for c in (body.get("status") or {}).get("conditions") or []}
+    admitted = (conditions.get("Admitted") or {}).get("status") == "True"
+    why: dict[str, Any] = next(
+        (
+            c
+            for t, state in (("Evicted", "True"), ("QuotaReserved", "False"), ("Admitted", "False"))
+            if (c := conditions.get(t)) and c.get("status") == state
+        ),
+        {},
+    )
+    state = QueueState(
+        trial=labels.get(LABEL_TRIAL, ""),
+        created=parse(meta.get("creationTimestamp")),
+        admitted=admitted,
+        reason=why.get("reason", ""),
+        message=why.get("message", ""),
+    )
+    return Item(meta["uid"], owner[0], owner[1], state)
+
+
 def trial_specs_item(configmap: ConfigMap) -> Item[tuple[str, str]] | None:
     """A trials ConfigMap: its name and the content hash it was written with."""
     meta = configmap.metadata
@@ -211,8 +254,14 @@ def _latest(pods: list[TrialPod], phase: str) -> TrialPod | None:
     return max(matching, key=lambda p: p.created or datetime.min) if matching else None
 
 
-def observe_trial(planned: PlannedTrial, run: TrialRun | None, pods: list[TrialPod], old: Trial | None) -> Trial:
-    """One leaderboard row, recomputed from the trial's Job and pods."""
+def observe_trial(
+    planned: PlannedTrial,
+    run: TrialRun | None,
+    pods: list[TrialPod],
+    old: Trial | None,
+    queue: QueueState | None = None,
+) -> Trial:
+    """One leaderboard row, recomputed from the trial's Job and pods (and Kueue's Workload, when queued)."""
     row = Trial(name=planned.name, index=planned.index, parameters=planned.parameters, state="Pending")
     if run is None:
         return row
@@ -235,7 +284,10 @@ def observe_trial(planned: PlannedTrial, run: TrialRun | None, pods: list[TrialP
         row.completion_time = failed.time
         return row.model_copy(update={"state": "Failed", "message": _failure_message(pods, failed)})
     if run.suspended:
-        return row.model_copy(update={"message": "waiting for Kueue to admit the Job"})
+        waiting = "waiting for Kueue to admit the Job"
+        if queue is not None and not queue.admitted and queue.explain():
+            waiting = f"{waiting}: {queue.explain()}"  # e.g. Pending: insufficient unused quota, Preempted: ...
+        return row.model_copy(update={"message": waiting})
     if run.active or any(p.phase == "Running" for p in pods):
         return row.model_copy(update={"state": "Running"})
     return row

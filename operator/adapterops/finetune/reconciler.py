@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from lightkube.resources.batch_v1 import Job
@@ -17,11 +18,12 @@ from lightkube.resources.core_v1 import ConfigMap, Pod
 from pydantic import ValidationError
 
 from adapterops.api.finetunejob import Baseline, FineTuneJobSpec, FineTuneJobStatus, PairwiseResult, Trial
-from adapterops.api.kinds import FINETUNEJOB, JOBSET, LOCALQUEUE, PYTORCHJOB
+from adapterops.api.kinds import FINETUNEJOB, JOBSET, LOCALQUEUE, PYTORCHJOB, WORKLOAD
 from adapterops.finetune import builders
 from adapterops.finetune.acceptance import Accepted, accept
 from adapterops.finetune.observe import (
     TERMINAL,
+    QueueState,
     TrialPod,
     baseline_pairwise,
     engine_item,
@@ -29,6 +31,7 @@ from adapterops.finetune.observe import (
     observe_trial,
     pod_item,
     trial_specs_item,
+    workload_item,
 )
 from adapterops.finetune.plan import PlannedTrial, baseline_trial, legacy_trial_name, to_start
 from adapterops.finetune.status import NOT_BETTER, baseline_wanted, champion, refused_status, sweep_status
@@ -71,7 +74,10 @@ class FineTuneJobReconciler:
         self.trial_specs = informers.get(
             "trial-specs", ConfigMap, trial_specs_item, labels={**SELECTOR, builders.LABEL_COMPONENT: "trial-specs"}
         )
-        for informer in (self.jobs, self.trial_jobs, self.trial_pods, self.trial_specs, *self.engines.values()):
+        # Kueue's Workloads: why a queued trial waits (quota, preemption), shown in its row.
+        self.workloads = informers.get("workloads", WORKLOAD.resource, workload_item, optional=True)
+        informers_of_trials = (self.trial_jobs, self.trial_pods, self.trial_specs, self.workloads)
+        for informer in (self.jobs, *informers_of_trials, *self.engines.values()):
             informer.subscribe(ctx.queue.add)
         # Per object, dropped with it: the validated plan (uid, generation), Jobs created but not yet seen
         # by the informer (controller-runtime's "expectations"), and the trials ConfigMaps' names and content
@@ -115,13 +121,21 @@ class FineTuneJobReconciler:
             if trial.name not in runs and legacy != trial.name and legacy in runs:
                 runs[trial.name] = runs.pop(legacy)
                 pods[trial.name] = pods.pop(legacy, [])
+        queues: dict[str, QueueState] = {}
+        for q in sorted(self.workloads.data(owner), key=lambda q: q.created or datetime.min.replace(tzinfo=UTC)):
+            queues[q.trial] = q  # the newest Workload of each trial
         old_rows = {r.name: r for r in old.trials}
-        rows = [observe_trial(t, runs.get(t.name), pods.get(t.name, []), old_rows.get(t.name)) for t in accepted.trials]
+        rows = [
+            observe_trial(t, runs.get(t.name), pods.get(t.name, []), old_rows.get(t.name), queues.get(t.name))
+            for t in accepted.trials
+        ]
         baseline = baseline_trial(meta["name"], accepted.trials) if baseline_wanted(old, spec) else None
         base_row, pairwise = None, None
         if baseline is not None:
             base_pods = pods.get(baseline.name, [])
-            base_row = observe_trial(baseline, runs.get(baseline.name), base_pods, _row(old.baseline))
+            base_row = observe_trial(
+                baseline, runs.get(baseline.name), base_pods, _row(old.baseline), queues.get(baseline.name)
+            )
             found = baseline_pairwise(base_pods)
             pairwise = old.baseline.pairwise if old.baseline else None  # recorded before, if the pod is gone
             if found is not None:
@@ -262,6 +276,8 @@ class FineTuneJobReconciler:
         await asyncio.gather(*(create(t) for t in starting))
         if engine in self.engines:
             self.engines[engine].poke()
+        if accepted.spec.resources.queue_name:
+            self.workloads.poke()  # Kueue makes a Workload of each: look for the kind now if it was absent
         if taken:
             log.info("%s/%s: trial names still held by another object: %s", *key, ", ".join(taken))
         return not taken

@@ -34,6 +34,7 @@ def with_judge(endpoint: str) -> dict[str, Any]:
 def finetunejob(endpoint: str) -> dict[str, Any]:
     return {
         "baseModel": {"name": "tiny", "uri": "/models/tiny"},
+        "backend": "hf",  # nemo trains only the base models with a NeMo recipe
         "dataset": {"train": "/data/train.jsonl"},
         "training": {"maxSteps": 10},
         "objective": {"metric": "judgeScore", "goal": "maximize"},

@@ -1,4 +1,8 @@
-"""The `hf` backend: transformers + PEFT LoRA + TRL (SFTTrainer, DPOTrainer), on CPU or one GPU.
+"""The `hf` backend: transformers + PEFT LoRA + TRL (SFTTrainer, DPOTrainer), on CPU or GPUs.
+
+Under a launcher (torchrun: one process per GPU, or per CPU trainer) the Trainer trains data-parallel
+(DistributedDataParallel through accelerate, over gloo on CPU and NCCL on GPUs): each process takes its
+share of every global batch, so gradient accumulation is globalBatchSize / (microBatchSize x processes).
 
 Every hyperparameter of the trial spec is mapped explicitly, and what the trainer actually used
 (optimizer class and its param groups, the learning rate of every step, the LoRA layers it wrapped)
@@ -15,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import transformers
 from peft import LoraConfig, PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, TrainerCallback, set_seed
 
 from adapterops_common.contract import TrialSpec
 from adapterops_train.backends import TrainOutcome
 from adapterops_train.dataset import ChallengeItem, Example, SplitData
+from adapterops_train.distributed import Ranks
 from adapterops_train.hyper import StepPlan, hf_target_modules, plan_steps
 
 log = logging.getLogger(__name__)
@@ -77,15 +83,27 @@ def _describe_optimizer(opt: torch.optim.Optimizer) -> dict[str, Any]:
     return {"class": f"{type(opt).__module__}.{type(opt).__qualname__}", "paramGroups": groups}
 
 
-def device_and_dtype(precision: str) -> tuple[str, torch.dtype, str]:
-    """(device, dtype, precision used). bf16/fp16 only on CUDA: on CPU they are slow or unsupported."""
+def dtype_argument(dtype: torch.dtype) -> dict[str, torch.dtype]:
+    """`from_pretrained`'s dtype keyword in the installed transformers: `dtype` since 4.56 (transformers PR
+    #39782, `torch_dtype` kept as a deprecated alias), `torch_dtype` before. The NeMo container's transformers
+    is older (NeMo's requirements pin transformers~=4.53.0; training-jobs/nemo-container.txt), and there
+    `from_pretrained(path, dtype=torch.bfloat16)` raises TypeError ("Object of type dtype is not JSON
+    serializable", tried with transformers 4.53.3): the evaluation after a NeMo run would fail."""
+    major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
+    return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
+
+
+def device_and_dtype(precision: str, local_rank: int = 0) -> tuple[str, torch.dtype, str]:
+    """(device, dtype, precision used). bf16/fp16 only on CUDA: on CPU they are slow or unsupported.
+    Under a launcher each process takes the GPU of its local rank."""
     if not torch.cuda.is_available():
         return "cpu", torch.float32, "fp32"
+    device = f"cuda:{local_rank}"
     if precision == "bf16" and torch.cuda.is_bf16_supported():
-        return "cuda", torch.bfloat16, "bf16"
+        return device, torch.bfloat16, "bf16"
     if precision in ("bf16", "fp16"):
-        return "cuda", torch.float16, "fp16"
-    return "cuda", torch.float32, "fp32"
+        return device, torch.float16, "fp16"
+    return device, torch.float32, "fp32"
 
 
 def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
@@ -99,16 +117,20 @@ class HfBackend:
 
     name = "hf"
 
-    def __init__(self, spec: TrialSpec, base_dir: Path, workdir: Path) -> None:
+    def __init__(self, spec: TrialSpec, base_dir: Path, workdir: Path, ranks: Ranks | None = None) -> None:
         self.spec = spec
         self.base_dir = base_dir
         self.workdir = workdir
-        self.device, self.dtype, self.precision = device_and_dtype(spec.training.precision)
+        self.ranks = ranks or Ranks()
+        self.device, self.dtype, self.precision = device_and_dtype(spec.training.precision, self.ranks.local_rank)
         self.tokenizer = self._load_tokenizer()
         self.trainer: Any = None
         self.plan: StepPlan | None = None
 
     # ------------------------------------------------------------------ setup
+
+    def prepare_node(self, data: SplitData) -> None:
+        """Nothing beyond the fetched files: every process loads the HF checkpoint itself."""
 
     def _load_tokenizer(self) -> PreTrainedTokenizerBase:
         tok = AutoTokenizer.from_pretrained(str(self.base_dir))
@@ -118,7 +140,7 @@ class HfBackend:
         return tok
 
     def _load_model(self) -> Any:
-        model: Any = AutoModelForCausalLM.from_pretrained(str(self.base_dir), dtype=self.dtype)
+        model: Any = AutoModelForCausalLM.from_pretrained(str(self.base_dir), **dtype_argument(self.dtype))
         return model.to(self.device)
 
     def lora_config(self) -> LoraConfig:
@@ -157,6 +179,8 @@ class HfBackend:
             "bf16": self.precision == "bf16",
             "fp16": self.precision == "fp16",
             "use_cpu": self.device == "cpu",
+            # LoRA leaves the base weights frozen: DDP has nothing unused to look for.
+            "ddp_find_unused_parameters": False,
             "dataloader_num_workers": 0,
             "disable_tqdm": True,
         }
@@ -170,7 +194,7 @@ class HfBackend:
 
     def build_trainer(self, data: SplitData, observer: TrainerCallback | None = None) -> Any:
         """The TRL trainer for this spec (exposed so tests can inspect it before training)."""
-        plan = self.plan = plan_steps(self.spec.training, len(data.train))
+        plan = self.plan = plan_steps(self.spec.training, len(data.train), data_parallel_size=self.ranks.world_size)
         train_ds, val_ds = self._datasets(data)
         set_seed(self.spec.training.seed)  # LoRA init and data order
         model = self._load_model()
@@ -231,6 +255,7 @@ class HfBackend:
             "lora": _observed_lora(trainer.model),
             "precision": self.precision,
             "device": self.device,
+            "dataParallelSize": trainer.args.world_size,
             "gradientAccumulationSteps": trainer.args.gradient_accumulation_steps,
             "schedulerClass": type(trainer.lr_scheduler).__name__,
         }
@@ -353,6 +378,6 @@ def load_for_generation(base_dir: Path, adapter_dir: Path, precision: str) -> tu
     tok = AutoTokenizer.from_pretrained(str(base_dir))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    base: Any = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=dtype)
+    base: Any = AutoModelForCausalLM.from_pretrained(str(base_dir), **dtype_argument(dtype))
     base = base.to(device)
     return PeftModel.from_pretrained(base, str(adapter_dir)), tok

@@ -1,27 +1,40 @@
-"""The `nemo` backend: NeMo 2.x `llama31_nemotron_nano_8b` LoRA fine-tune, exported to Hugging Face PEFT.
+"""The `nemo` backend: the base model's NeMo 2.x LoRA recipe, run in this process, exported to HF PEFT.
 
 Runs only inside the pinned NeMo container on CUDA GPUs (see training-jobs/README.md): NeMo 2's LLM
 training calls CUDA unconditionally (Megatron-core). Nothing here imports NeMo at module import time,
 so the runner can report `BackendUnavailable` cleanly anywhere else.
 
-Flow: write the split as ChatDataModule JSONL -> `llm.import_ckpt` the HF base into NeMo format ->
-`finetune_recipe(...)` + the pure settings of `nemo_recipe.recipe_settings` -> `run.run` (torchrun
-over this pod's GPUs) -> `llm.peft.export_lora` to HF PEFT -> evaluate with transformers + PEFT.
+Flow, per node (local rank 0, before the others start): write the split as ChatDataModule JSONL and
+`llm.import_ckpt` the HF base into NeMo format, into the node's shared folder. Then every process:
+`<recipe>.finetune_recipe(...)` + the pure settings of `nemo_recipe.recipe_settings`, run in this process
+(`run.run(recipe, direct=True)`: NeMo-Run builds the `run.Partial` and calls `llm.finetune`, no executor
+and no second launcher): Lightning finds the pod launcher's torchrun environment (TorchElasticEnvironment)
+and Megatron trains data-parallel across all the trial's processes. Then global rank 0 alone:
+`llm.peft.export_lora` to HF PEFT, evaluation with transformers + PEFT.
+
+The import and the export each build a one-process Lightning trainer of their own (NeMo's
+`ModelConnector.nemo_setup`: `Trainer(devices=1, accelerator="cpu")`), which must not see this process's
+world of N ranks: they run in a child process without the launcher's variables (`nemo_tools`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from adapterops_common.contract import TrialSpec
+from adapterops_common.nemo_models import NemoRecipe
 from adapterops_train.backends import TrainOutcome
 from adapterops_train.dataset import ChallengeItem, Example, SplitData
-from adapterops_train.nemo_recipe import NemoSettings, apply_assignments, recipe_settings
+from adapterops_train.distributed import Ranks
+from adapterops_train.nemo_recipe import NemoSettings, TorchDtype, apply_assignments, recipe_settings
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "nemo-metrics.jsonl"
@@ -60,66 +73,93 @@ def _write_split(root: Path, data: SplitData) -> None:
     (root / "validation.jsonl").write_text(rows(data.validation), encoding="utf-8")
 
 
+# What a launcher puts in a process's environment: a child without them is a world of one.
+LAUNCHER_VARIABLES = (
+    "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "ROLE_RANK",
+    "ROLE_WORLD_SIZE", "ROLE_NAME", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "JOB_COMPLETION_INDEX",
+)  # fmt: skip
+
+
+def single_process_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES and not k.startswith("TORCHELASTIC_")}
+
+
+def run_tool(*args: str) -> None:
+    """`python -m adapterops_train.backends.nemo_tools ...` as a world of one; its failure is this trial's."""
+    cmd = [sys.executable, "-m", "adapterops_train.backends.nemo_tools", *args]
+    done = subprocess.run(cmd, env=single_process_env(), capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout)[-2000:]
+        raise RuntimeError(f"nemo_tools {args[0]} exited with {done.returncode}: {tail}")
+
+
 class NemoBackend:
     name = "nemo"
 
-    def __init__(self, spec: TrialSpec, base_dir: Path, workdir: Path) -> None:
+    def __init__(
+        self,
+        spec: TrialSpec,
+        base_dir: Path,
+        workdir: Path,
+        recipe: NemoRecipe,
+        ranks: Ranks | None = None,
+        shared: Path | None = None,
+    ) -> None:
         self.spec = spec
         self.base_dir = base_dir
         self.workdir = workdir
+        self.recipe = recipe
+        self.ranks = ranks or Ranks()
+        # The node's processes share the imported base and the data; the run folder is the same path on
+        # every node, so every rank writes the checkpoint where rank 0 later reads it.
+        self.shared = shared or workdir
+        self.dataset_root = self.shared / "nemo-data"
+        self.base_nemo = self.shared / "base-nemo"
         self.adapter_dir = workdir / "nemo-export"
         self._generator: tuple[Any, Any] | None = None
 
+    def prepare_node(self, data: SplitData) -> None:
+        """Once per node: the split as JSONL and the HF base imported into NeMo's format."""
+        _write_split(self.dataset_root, data)
+        run_tool("import", "--recipe", self.recipe.recipe, "--source", str(self.base_dir), "--out", str(self.base_nemo))
+
     def train(self, data: SplitData) -> TrainOutcome:
         import nemo_run as run
+        import torch
         from nemo import lightning as nl
         from nemo.collections import llm
 
         t0 = time.monotonic()
-        dataset_root = self.workdir / "nemo-data"
-        _write_split(dataset_root, data)
-        settings = recipe_settings(self.spec, len(data.train), str(self.workdir / "nemo-run"), str(dataset_root))
-        base_nemo = self.workdir / "base-nemo"
-        llm.import_ckpt(
-            model=llm.LlamaNemotronModel(llm.Llama31NemotronNano8BConfig()),
-            source=f"hf://{self.base_dir}",
-            output_path=str(base_nemo),
-        )
-        t_import = time.monotonic()
-        recipe = self._recipe(settings, base_nemo, run, nl, llm)
+        settings = recipe_settings(self.spec, len(data.train), str(self.shared / "nemo-run"), str(self.dataset_root))
+        recipe = self._recipe(settings, run, nl, llm, torch)
         metrics_path = self.workdir / METRICS_FILE
         recipe.trainer.callbacks = [
             *(recipe.trainer.callbacks or []),
             run.Config(_callback_class(), path=str(metrics_path)),
         ]
-        gpus = self.spec.gpus
-        executor = run.LocalExecutor(ntasks_per_node=gpus, launcher="torchrun" if gpus > 1 else None)
-        run.run(recipe, executor=executor, name=self.spec.name)
+        run.run(recipe, direct=True, name=self.spec.name)  # in this process, under the pod's launcher
         t_train = time.monotonic()
+        seconds = {"train": t_train - t0}
+        if not self.ranks.global_zero:
+            return TrainOutcome(
+                steps=settings.plan.max_steps, train_loss=None, validation_loss=None, validation_loss_before=None,
+                loss_curve=[], observed={}, plan=settings.plan, seconds=seconds,
+            )  # fmt: skip
         checkpoint = _last_checkpoint(Path(settings.factory["dir"]))
-        llm.peft.export_lora(lora_checkpoint_path=str(checkpoint), output_path=str(self.adapter_dir))
-        t_export = time.monotonic()
-        return self._outcome(
-            settings,
-            recipe,
-            metrics_path,
-            {
-                "importCheckpoint": t_import - t0,
-                "train": t_train - t_import,
-                "exportLora": t_export - t_train,
-            },
-        )
+        run_tool("export", "--checkpoint", str(checkpoint), "--out", str(self.adapter_dir))
+        seconds["exportLora"] = time.monotonic() - t_train
+        return self._outcome(settings, recipe, metrics_path, seconds)
 
-    def _recipe(self, settings: NemoSettings, base_nemo: Path, run: Any, nl: Any, llm: Any) -> Any:
-        from nemo.collections.llm.recipes import llama31_nemotron_nano_8b
+    def _recipe(self, settings: NemoSettings, run: Any, nl: Any, llm: Any, torch: Any) -> Any:
+        import importlib
 
-        recipe = llama31_nemotron_nano_8b.finetune_recipe(resume_path=str(base_nemo), **settings.factory)
-        recipe.resume = run.Config(nl.AutoResume, restore_config=run.Config(nl.RestoreConfig, path=str(base_nemo)))
+        module = importlib.import_module(f"nemo.collections.llm.recipes.{settings.recipe}")
+        recipe = module.finetune_recipe(**settings.factory)
+        recipe.resume = run.Config(nl.AutoResume, restore_config=run.Config(nl.RestoreConfig, path=str(self.base_nemo)))
         dm = dict(settings.data_module)
         dm.pop("class")
         recipe.data = run.Config(llm.ChatDataModule, **dm)
-        recipe.trainer.plugins = run.Config(nl.MegatronMixedPrecision, precision=settings.precision)
-        apply_assignments(recipe, settings.assignments)
+        apply_assignments(recipe, settings.assignments, dtype=lambda d: _torch_dtype(torch, d))
         return recipe
 
     def _outcome(
@@ -143,6 +183,7 @@ class NemoBackend:
             "lora": {"ranks": [cfg.get("r")], "modules": sorted(cfg.get("target_modules") or [])},
             "precision": settings.precision,
             "device": "cuda",
+            "recipe": settings.recipe,
             "nemo": settings.as_dict(),
         }
         return TrainOutcome(
@@ -181,6 +222,10 @@ def _last_checkpoint(run_dir: Path) -> Path:
     if not candidates:
         raise RuntimeError(f"no NeMo checkpoint under {run_dir}")
     return candidates[-1]
+
+
+def _torch_dtype(torch: Any, dtype: TorchDtype) -> Any:
+    return getattr(torch, dtype.name)
 
 
 def _callback_class() -> Any:
