@@ -12,6 +12,7 @@ import json
 import logging
 import random
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,13 +23,22 @@ from adapterops_common.judge import JudgeClient, JudgeConfig, Verdict, rubric_te
 
 log = logging.getLogger(__name__)
 
+# A judgement the judge failed (unavailable, or no valid score) is no evidence about either revision: the
+# same prompt is judged again after a backoff (doubling to the cap) instead of being used up, so a judge
+# outage neither exhausts the canary's prompts nor floods the judge, and judging resumes once it is back.
+# A prompt the judge keeps failing on its own (say, an answer it cannot score) is given up after
+# PROMPT_ATTEMPTS, as missing data, and the next one tried (at the same backoff until one succeeds).
+RETRY_SECONDS, MAX_RETRY_SECONDS, PROMPT_ATTEMPTS = 1.0, 30.0, 5
+SLOW_SECONDS = 15.0  # a judgement pending this long is reported (a judge that hangs says nothing)
+
 
 @dataclass
 class PairedJudge:
     """Sends the same prompts to a stable and a canary pod and judges both answers, in the background.
 
-    Pairs are appended in judging order (the sequential test needs that); a failed judgement is a pair
-    with None on the failing side, which the analysis counts as missing data."""
+    Pairs are appended in judging order (the sequential test needs that); a revision that did not answer
+    is a pair with None on its side, which the analysis counts as missing data. A judgement the judge
+    failed is retried on the same prompt (RETRY_SECONDS): `problem` says why meanwhile."""
 
     prompts: list[dict[str, Any]]
     judge: JudgeAnalysis
@@ -37,6 +47,7 @@ class PairedJudge:
     pairs: list[tuple[float | None, float | None]] = field(default_factory=list)
     problem: str | None = None
     task: asyncio.Task[None] | None = None
+    asking_since: float | None = None  # monotonic time the pending judgement was sent
 
     def __post_init__(self) -> None:
         # Keep only the prompts this canary will judge, in judging order (a fixed shuffle): the dataset
@@ -53,29 +64,50 @@ class PairedJudge:
         if self.task is not None:
             self.task.cancel()
 
+    def trouble(self) -> str | None:
+        """Why there is no new evidence: a judgement pending for long, else the last problem."""
+        if self.asking_since is not None and (waited := time.monotonic() - self.asking_since) >= SLOW_SECONDS:
+            return f"judge has not answered for {waited:.0f}s"
+        return self.problem
+
     async def _run(self, stable_url: str, canary_url: str, model: str) -> None:
         config = JudgeConfig(endpoint=self.judge.judge.endpoint, model=self.judge.judge.model, api_key=self.api_key)
         rubric = rubric_text(self.judge.rubric.builtin, self.judge.rubric.text)
+        failures = 0
         try:
             async with JudgeClient(config, rubric) as judge, httpx.AsyncClient(timeout=60) as http:
-                for row in self.prompts[len(self.pairs) :]:
-                    stable_answer, canary_answer = await asyncio.gather(
+                while len(self.pairs) < len(self.prompts):
+                    row = self.prompts[len(self.pairs)]
+                    answers = await asyncio.gather(
                         _ask(http, stable_url, model, row), _ask(http, canary_url, model, row)
                     )
                     scores: list[float | None] = []
-                    for answer in (stable_answer, canary_answer):
+                    for answer in answers:
                         if answer is None:
                             scores.append(None)
                             continue
-                        verdict = await judge.score(row["prompt"], answer, row.get("reference"))
-                        scores.append(verdict.score if verdict.status == "ok" else None)
+                        self.asking_since = time.monotonic()
+                        try:
+                            verdict = await judge.score(row["prompt"], answer, row.get("reference"))
+                        finally:
+                            self.asking_since = None
                         if verdict.status != "ok":
                             log.info("judge %s: %s", verdict.status, verdict.message)
                             self.problem = describe(verdict)
+                            break
+                        scores.append(verdict.score)
+                    if len(scores) < len(answers):  # the judge failed this prompt: the same one, later
+                        failures += 1
+                        await asyncio.sleep(min(RETRY_SECONDS * 2 ** (failures - 1), MAX_RETRY_SECONDS))
+                        if failures % PROMPT_ATTEMPTS:
+                            continue
+                        scores += [None] * (len(answers) - len(scores))
+                    else:
+                        failures = 0
                     self.pairs.append((scores[0], scores[1]))
                     if scores[0] is not None and scores[1] is not None:
                         self.problem = None
-        except Exception as exc:  # the judge or a pod went away: the analysis says so and holds
+        except Exception as exc:  # a bug, or the client could not be set up: the analysis says so and holds
             self.problem = f"paired judging stopped: {type(exc).__name__}"
             log.warning("paired judging stopped: %s: %s", type(exc).__name__, exc)
 

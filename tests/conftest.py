@@ -1,6 +1,7 @@
-"""The cluster tests' world: a real local control plane, the chart installed, the operator running
-under the chart's identity. Started once per session; torn down at the end unless
-ADAPTEROPS_KEEP_CLUSTER=1 (handy while developing: the next session reuses it)."""
+"""The cluster tests' world (tests/cluster, tests/chaos): a real local control plane, the chart installed,
+the operator running under the chart's identity. Started once per session, only when a test asks for it,
+and shared by both folders; torn down at the end unless ADAPTEROPS_KEEP_CLUSTER=1 (handy while
+developing: the next session reuses it)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ CHART_VALUES = {
     },
     "reconcileSeconds": 5,
 }
-NIM_STANDIN = str(Path(__file__).resolve().parents[2] / "hack" / "testworld" / "nim.py")
+NIM_STANDIN = str(Path(__file__).resolve().parents[1] / "hack" / "testworld" / "nim.py")
 # Serving images have no command in the pod spec (their entrypoint): the harness runs the stand-in.
 SERVING_IMAGES = {
     "nvcr.io/nim/": lambda pod, container: ["python", NIM_STANDIN, "--engine", "nim"],
@@ -43,7 +44,7 @@ SERVING_IMAGES = {
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "tests/cluster/" in str(item.fspath):
+        if any(folder in str(item.fspath) for folder in ("tests/cluster/", "tests/chaos/")):
             item.add_marker(pytest.mark.cluster)
 
 
