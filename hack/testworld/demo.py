@@ -170,15 +170,17 @@ def main() -> int:
     prometheus = Prometheus(cluster).start()
     print(f"Prometheus {prometheus.url} (scraping serving pods every second)")
 
-    banner("helm install adapterops (CRDs, RBAC, operator Deployment, GPU classes)")
-    cluster.install_chart(values={**VALUES, "prometheusUrl": prometheus.url})
+    judge = StandInJudge()
+    judge.start()
+
+    banner("helm install adapterops (CRDs, RBAC, operator Deployment, GPU classes, the judge the admin allows)")
+    egress = {"allowedJudgeEndpoints": [judge.url]}  # the admin's allowlist: tenants' judges must be on it
+    cluster.install_chart(values={**VALUES, "prometheusUrl": prometheus.url, "egress": egress})
     print(cluster.helm("list", "-n", "adapterops-system").stdout)
 
     banner("operator: python -m adapterops under the chart's ServiceAccount; kubelet harness for GPU pods")
     operator = OperatorProcess(cluster).start()
     kubelet = Kubelet(cluster, images=IMAGES).start()
-    judge = StandInJudge()
-    judge.start()
     traffic: Traffic | None = None
     print(f"operator log: {operator.log_path}; stand-in judge {judge.url}")
     try:

@@ -81,6 +81,16 @@ def load_gpu_classes(path: Path) -> dict[str, GpuClass]:
         raise ConfigError(f"GPU class table {path}: {exc}") from exc
 
 
+def _json_object(value: Any, what: str) -> Any:
+    """An environment variable's JSON object, parsed (values from code pass through)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value or "{}")
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"must be a JSON object of {what}, got {value!r}") from exc
+    return value
+
+
 class Config(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ADAPTEROPS_", frozen=True, extra="ignore")
 
@@ -236,31 +246,17 @@ class Config(BaseSettings):
     @field_validator("pod_labels", mode="before")
     @classmethod
     def _labels(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value or "{}")
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"must be a JSON object of label -> value, got {value!r}") from exc
-        return value
+        return _json_object(value, "label -> value")
 
     @field_validator("default_queues", mode="before")
     @classmethod
     def _queues(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value or "{}")
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"must be a JSON object of namespace -> queue name, got {value!r}") from exc
-        return value
+        return _json_object(value, "namespace -> queue name")
 
     @field_validator("container_users", mode="before")
     @classmethod
     def _users(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value or "{}")
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"must be a JSON object of image role -> user, got {value!r}") from exc
+        value = _json_object(value, "image role -> user")
         if not isinstance(value, dict):
             raise ValueError(f"must be a JSON object of image role -> user, got {value!r}")
         users = dict(CONTAINER_USERS)

@@ -190,7 +190,7 @@ def test_a_completed_jobset_is_a_succeeded_trial_read_from_rank_0() -> None:
     labels = {LABEL_JOB: "sweep", LABEL_JOB_UID: "owner"}
     jobset["metadata"].update(namespace="ml", labels=labels)
     item = engine_item(jobset)
-    assert item is not None and item.group == "owner" and item.key == ("ml", "sweep")
+    assert item is not None and item.group == ("ml", "owner") and item.key == ("ml", "sweep")
 
     def trial_pod(name: str, index: str, message: str) -> Pod:
         return Pod.from_dict(

@@ -90,3 +90,56 @@ def test_a_sweep_named_by_an_older_operator_keeps_its_trial_names_reachable() ->
     assert legacy_trial_name(name, 1) == name + "-t01" != trial_name(name, 1)
     very_long = "b" * 63
     assert len(legacy_trial_name(very_long, 1)) == 63 and legacy_trial_name(very_long, 1).endswith("-t01")
+
+
+# A range for every sweepable field that takes one (lora.rank takes values: ranks NIM and vLLM serve;
+# training.optimizer takes choices), drawn at random: each draw has the field's type and gives a valid spec.
+RANGES: dict[str, tuple[float, float, str]] = {
+    "training.learningRate": (1e-5, 1e-3, "log"),
+    "training.weightDecay": (0.0, 0.1, "linear"),
+    "training.scheduler.warmupSteps": (0, 50, "linear"),
+    "training.scheduler.minLearningRate": (1e-8, 1e-7, "log"),
+    "training.globalBatchSize": (8, 64, "log"),
+    "training.microBatchSize": (1, 2, "linear"),  # divides the default globalBatchSize (8) either way
+    "training.maxSteps": (10, 5000, "log"),
+    "training.epochs": (0.5, 3.0, "linear"),
+    "training.seed": (0, 100000, "linear"),
+    "lora.alpha": (8, 64, "log"),
+    "lora.dropout": (0.0, 0.2, "linear"),
+}
+
+
+@pytest.mark.parametrize("path", sorted(RANGES))
+def test_random_draws_have_each_fields_type_and_give_a_valid_spec(path: str) -> None:
+    from adapterops.api.common import SWEEPABLE_PARAMETERS
+
+    low, high, scale = RANGES[path]
+    trials = plan(
+        "sweep", spec(strategy="random", maxTrials=20, parameters={path: {"min": low, "max": high, "scale": scale}})
+    )
+    values = [t.parameters[path] for t in trials]
+    kind = SWEEPABLE_PARAMETERS[path]
+    if kind == "integer":
+        assert all(isinstance(v, int) and not isinstance(v, bool) and low <= v <= high for v in values), values
+    else:
+        assert all(isinstance(v, float) and low <= v <= high for v in values), values
+    assert len(set(values)) > 1
+    base = spec(strategy="random", maxTrials=20, parameters={path: {"min": low, "max": high, "scale": scale}})
+    for trial in trials:
+        trial.spec_of(base)  # valid: the plan already refused any invalid draw
+
+
+def test_every_sweepable_field_that_takes_a_range_is_covered() -> None:
+    from adapterops.api.common import SWEEPABLE_PARAMETERS
+
+    assert set(RANGES) == set(SWEEPABLE_PARAMETERS) - {"lora.rank", "training.optimizer"}
+
+
+def test_an_integer_range_that_holds_no_integer_is_refused_naming_the_field() -> None:
+    with pytest.raises(PlanError, match=r"parameters\[training.scheduler.warmupSteps\].*holds no integer"):
+        plan(
+            "s",
+            spec(
+                strategy="random", maxTrials=2, parameters={"training.scheduler.warmupSteps": {"min": 1.2, "max": 1.8}}
+            ),
+        )

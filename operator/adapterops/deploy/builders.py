@@ -27,7 +27,7 @@ from adapterops.podsecurity import (
 from adapterops_common.contract import PVC_ROOT
 
 LABEL_MD = "adapterops.io/modeldeployment"
-LABEL_MD_UID = "adapterops.io/modeldeployment-uid"  # children are matched by their owner's UID
+LABEL_MD_UID = "adapterops.io/modeldeployment-uid"  # children are matched by their namespace and owner's UID
 LABEL_REVISION = "adapterops.io/revision"
 LABEL_COMPONENT = "adapterops.io/component"
 PORT = 8000

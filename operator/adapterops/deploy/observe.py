@@ -1,5 +1,7 @@
 """What a ModelDeployment's children say: each revision's Deployment and the serving pods, summarised
-as the informers keep them (matched to the ModelDeployment by its UID label)."""
+as the informers keep them (matched to the ModelDeployment by its namespace and UID label: anyone who may
+create a Deployment, Service or pod in another namespace can copy the labels, and such an object is
+nobody's child; within the namespace, whoever can create one could edit the ModelDeployment too)."""
 
 from __future__ import annotations
 
@@ -39,13 +41,17 @@ def deployment_item(deployment: Deployment) -> Item[RevisionDeployment] | None:
         replicas=(deployment.spec.replicas if deployment.spec else None) or 0,
         ready_replicas=(deployment.status.readyReplicas if deployment.status else None) or 0,
     )
-    return Item(meta.uid, labels[LABEL_MD_UID], (meta.namespace, labels[LABEL_MD]), revision)
+    return Item(meta.uid, (meta.namespace, labels[LABEL_MD_UID]), (meta.namespace, labels[LABEL_MD]), revision)
 
 
 def pod_item(pod: Pod) -> Item[ServingPod] | None:
     meta = pod.metadata
     labels = (meta.labels if meta else None) or {}
     if meta is None or meta.uid is None or meta.name is None or meta.namespace is None or LABEL_MD_UID not in labels:
+        return None
+    if pod.spec is not None and pod.spec.hostNetwork:
+        # Never a serving pod of ours: its IP is the node's, and the canary judge would post prompts to
+        # whatever listens on the node at the serving port.
         return None
     status = pod.status
     ready = any(c.type == "Ready" and c.status == "True" for c in (status.conditions if status else None) or [])
@@ -55,7 +61,7 @@ def pod_item(pod: Pod) -> Item[ServingPod] | None:
         ip=status.podIP if status else None,
         ready=ready and meta.deletionTimestamp is None,
     )
-    return Item(meta.uid, labels[LABEL_MD_UID], (meta.namespace, labels[LABEL_MD]), serving)
+    return Item(meta.uid, (meta.namespace, labels[LABEL_MD_UID]), (meta.namespace, labels[LABEL_MD]), serving)
 
 
 def service_item(service: Service) -> Item[str] | None:
@@ -64,4 +70,4 @@ def service_item(service: Service) -> Item[str] | None:
     labels = (meta.labels if meta else None) or {}
     if meta is None or meta.uid is None or meta.name is None or meta.namespace is None or LABEL_MD_UID not in labels:
         return None
-    return Item(meta.uid, labels[LABEL_MD_UID], (meta.namespace, labels[LABEL_MD]), meta.name)
+    return Item(meta.uid, (meta.namespace, labels[LABEL_MD_UID]), (meta.namespace, labels[LABEL_MD]), meta.name)

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 2.0  # how often a canary (or a revision not yet ready) is looked at
 EVIDENCE_SAVE_SECONDS = 10.0
 SELECTOR = {builders.LABEL_MD_UID: None}
+Owner = tuple[str, str]  # a ModelDeployment's namespace and UID: what its children are grouped by
 
 
 def dump(status: ModelDeploymentStatus) -> dict[str, Any]:
@@ -97,12 +98,14 @@ class ModelDeploymentReconciler:
 
     # ------------------------------------------------------------------ observing
 
-    def _revisions(self, uid: str) -> dict[str, RevisionDeployment]:
-        return {d.revision: d for d in self.revisions.data(uid)}
+    # Children are looked up by `owner`, (namespace, UID) of their ModelDeployment: never another namespace's.
 
-    def _ready_pod(self, uid: str, revision: str) -> str | None:
+    def _revisions(self, owner: Owner) -> dict[str, RevisionDeployment]:
+        return {d.revision: d for d in self.revisions.data(owner)}
+
+    def _ready_pod(self, owner: Owner, revision: str) -> str | None:
         pods = sorted(
-            (p for p in self.pods.data(uid) if p.revision == revision and p.ready and p.ip), key=lambda p: p.name
+            (p for p in self.pods.data(owner) if p.revision == revision and p.ready and p.ip), key=lambda p: p.name
         )
         return f"http://{pods[0].ip}:{builders.PORT}" if pods else None
 
@@ -134,7 +137,7 @@ class ModelDeploymentReconciler:
         s.conditions = set_condition(s.conditions, "Accepted", True, "Accepted", "spec accepted", generation)
         try:
             stable_service = builders.stable_service(body)
-            await self._apply(stable_service, self._exists(meta["uid"], "Service", stable_service["metadata"]["name"]))
+            await self._apply(stable_service, self._exists(_owner(body), "Service", stable_service["metadata"]["name"]))
             if old.stable is None:
                 await self._first_revision(body, spec, s, desired, adapters, waiting)
             else:
@@ -169,12 +172,12 @@ class ModelDeploymentReconciler:
         self, body: dict[str, Any], spec: ModelDeploymentSpec, revision: str, adapters: dict[str, str], replicas: int
     ) -> None:
         config = self.ctx.config
-        uid = body["metadata"]["uid"]
+        owner = _owner(body)
         for manifest in (
             builders.revision_deployment(body, spec, adapters, revision, replicas, config),
             builders.revision_service(body, revision),
         ):
-            await self._apply(manifest, self._exists(uid, manifest["kind"], manifest["metadata"]["name"]))
+            await self._apply(manifest, self._exists(owner, manifest["kind"], manifest["metadata"]["name"]))
 
     async def _apply(self, manifest: dict[str, Any], exists: bool = False) -> None:
         """Server-side apply; skipped when this exact manifest was applied recently and the child still exists."""
@@ -186,10 +189,10 @@ class ModelDeploymentReconciler:
             await self.ctx.client.apply(manifest)
         self.applied.remember(owner, manifest)
 
-    def _exists(self, uid: str, kind: str, name: str) -> bool:
+    def _exists(self, owner: Owner, kind: str, name: str) -> bool:
         if kind == "Deployment":
-            return any(d.name == name for d in self.revisions.data(uid))
-        return name in self.services.data(uid)
+            return any(d.name == name for d in self.revisions.data(owner))
+        return name in self.services.data(owner)
 
     async def _first_revision(
         self,
@@ -206,7 +209,7 @@ class ModelDeploymentReconciler:
             return
         replicas = spec.runtime.replicas
         await self._ensure_revision(body, spec, desired, adapters, replicas)
-        found = self._revisions(body["metadata"]["uid"]).get(desired)
+        found = self._revisions(_owner(body)).get(desired)
         ready = found.ready_replicas if found else 0
         s.stable = revision_status(spec, desired, adapters, replicas, ready, 100, self.ctx.config)
         s.record(history_entry(desired, adapters, "Initial", "first revision"))
@@ -222,11 +225,11 @@ class ModelDeploymentReconciler:
         adapters: dict[str, str] | None,
         waiting: str,
     ) -> None:
-        key, uid = (s.namespace, s.name), body["metadata"]["uid"]
+        key = (s.namespace, s.name)
         assert s.old.stable is not None
         stable = s.old.stable.model_copy(update={"weight": 100})  # all traffic, unless a canary takes its share
         replicas = spec.runtime.replicas
-        revisions = self._revisions(uid)
+        revisions = self._revisions(_owner(body))
         if desired == stable.revision:
             await self._ensure_revision(body, spec, stable.revision, stable.adapters, replicas)
         else:
@@ -272,7 +275,7 @@ class ModelDeploymentReconciler:
         old_canary: RevisionStatus | None,
     ) -> None:
         assert s.stable is not None
-        c, key, uid = spec.canary, (s.namespace, s.name), body["metadata"]["uid"]
+        c, key, owner = spec.canary, (s.namespace, s.name), _owner(body)
         if old_canary is not None and s.old.analysis is not None:
             analysis = s.old.analysis.model_copy(deep=True)
         else:
@@ -280,7 +283,7 @@ class ModelDeploymentReconciler:
         target = c.steps[analysis.step]
         replicas = builders.split_replicas(spec.runtime.replicas, target, c.traffic.mode)
         await self._ensure_revision(body, spec, desired, adapters, replicas)
-        found = self._revisions(uid).get(desired)
+        found = self._revisions(owner).get(desired)
         ready = found.ready_replicas if found else 0
         canary_ready = ready >= replicas
         route_weight = target if canary_ready else 0
@@ -322,8 +325,8 @@ class ModelDeploymentReconciler:
             body,
             spec,
             test,
-            self._ready_pod(uid, s.stable.revision),
-            self._ready_pod(uid, desired),
+            self._ready_pod(owner, s.stable.revision),
+            self._ready_pod(owner, desired),
             changed[0] if changed else None,
         )
         verdicts = await analyse(
@@ -386,13 +389,13 @@ class ModelDeploymentReconciler:
     ) -> None:
         """Delete the children this object owns but no longer needs (revisions no longer stable or canary,
         and any child whose name this version of the operator would not give it, e.g. from before an
-        upgrade), once no route sends them traffic. Matched by the owner's UID, named as observed."""
+        upgrade), once no route sends them traffic. Matched by the owner's namespace and UID, named as observed."""
         meta = body["metadata"]
-        namespace, uid = meta["namespace"], meta["uid"]
+        namespace, owner = meta["namespace"], _owner(body)
         keep = {builders.revision_name(meta["name"], r.revision) for r in (status.stable, status.canary) if r}
-        stale_deployments = [d.name for d in self.revisions.data(uid) if d.name not in keep]
+        stale_deployments = [d.name for d in self.revisions.data(owner) if d.name not in keep]
         stale_services = [
-            n for n in self.services.data(uid) if n not in keep | {builders.stable_service_name(meta["name"])}
+            n for n in self.services.data(owner) if n not in keep | {builders.stable_service_name(meta["name"])}
         ]
         if not stale_deployments and not stale_services:
             return
@@ -421,6 +424,10 @@ class ModelDeploymentReconciler:
             with failures.writing("update", "Deployment", current.name):
                 patch = {"spec": {"replicas": replicas}}
                 await self.ctx.client.patch_merge(Deployment, s.namespace, current.name, patch)
+
+
+def _owner(body: dict[str, Any]) -> Owner:
+    return body["metadata"]["namespace"], body["metadata"]["uid"]
 
 
 def _status(body: dict[str, Any]) -> ModelDeploymentStatus:

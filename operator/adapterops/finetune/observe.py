@@ -66,12 +66,15 @@ class TrialPod:
     terminated: Terminated | None = None
 
 
-def _owner(labels: dict[str, str] | None, namespace: str | None) -> tuple[str, tuple[str, str]] | None:
-    """(owner UID, owner key) from a child's labels; None for an object that is not a trial's."""
+def _owner(labels: dict[str, str] | None, namespace: str | None) -> tuple[tuple[str, str], tuple[str, str]] | None:
+    """((namespace, owner UID), owner key) from a child's labels; None for an object that is not a trial's.
+    The group holds the child's own namespace: an owner's children are in its namespace (as owner references
+    are), and anyone who may create a Job elsewhere can copy the labels, so a child of the same UID label in
+    another namespace is nobody's."""
     labels = labels or {}
     if LABEL_JOB_UID not in labels or LABEL_JOB not in labels or namespace is None:
         return None
-    return labels[LABEL_JOB_UID], (namespace, labels[LABEL_JOB])
+    return (namespace, labels[LABEL_JOB_UID]), (namespace, labels[LABEL_JOB])
 
 
 def job_item(job: Job) -> Item[TrialRun] | None:

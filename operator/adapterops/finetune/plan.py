@@ -63,7 +63,7 @@ def _options(param: SweepParameter) -> list[Any] | None:
     return list(param.values) if param.values is not None else param.choices
 
 
-def _sample(param: SweepParameter, rng: random.Random) -> Any:
+def _sample(path: str, param: SweepParameter, rng: random.Random) -> Any:
     options = _options(param)
     if options is not None:
         return rng.choice(options)
@@ -72,6 +72,14 @@ def _sample(param: SweepParameter, rng: random.Random) -> Any:
         value = math.exp(rng.uniform(math.log(param.min), math.log(param.max)))
     else:
         value = rng.uniform(param.min, param.max)
+    if SWEEPABLE_PARAMETERS[path] == "integer":  # e.g. warmupSteps: the nearest integer inside the range
+        low, high = math.ceil(param.min), math.floor(param.max)
+        if low > high:
+            raise PlanError(
+                f"spec.sweep.parameters[{path}]: the range [{param.min}, {param.max}] holds no integer; "
+                f"{path} takes integers"
+            )
+        return min(high, max(low, round(value)))
     return float(f"{value:.4g}")  # readable values in the leaderboard, still deterministic
 
 
@@ -104,7 +112,7 @@ def combinations(spec: FineTuneJobSpec) -> list[dict[str, Any]]:
             )
         return [dict(zip(paths, combo, strict=True)) for combo in itertools.product(*value_lists)]
     rng = random.Random(sweep.seed)
-    return [{p: _sample(sweep.parameters[p], rng) for p in paths} for _ in range(sweep.max_trials)]
+    return [{p: _sample(p, sweep.parameters[p], rng) for p in paths} for _ in range(sweep.max_trials)]
 
 
 def apply_parameters(spec: FineTuneJobSpec, parameters: dict[str, Any]) -> FineTuneJobSpec:

@@ -104,10 +104,11 @@ class FineTuneJobReconciler:
                 await announce(self.ctx.events, body, old.conditions, new.conditions)
             return REFUSED_RETRY_SECONDS
         spec = accepted.spec
-        runs = {r.name: r for r in self.trial_jobs.data(uid)}
-        runs |= {r.name: r for engine_informer in self.engines.values() for r in engine_informer.data(uid)}
+        owner = (namespace, uid)  # children are matched in the job's own namespace only
+        runs = {r.name: r for r in self.trial_jobs.data(owner)}
+        runs |= {r.name: r for engine_informer in self.engines.values() for r in engine_informer.data(owner)}
         pods: dict[str, list[TrialPod]] = {}
-        for pod in self.trial_pods.data(uid):
+        for pod in self.trial_pods.data(owner):
             pods.setdefault(pod.trial, []).append(pod)
         for trial in accepted.trials:  # Jobs an older operator named otherwise (0.1): carried on as they are
             legacy = legacy_trial_name(meta["name"], trial.index)
@@ -197,7 +198,7 @@ class FineTuneJobReconciler:
             kept = {n for n in before[1] if before[0].get(n) == wanted.get(n)}
             self.configmaps[key] = (uid, generation, wanted, kept)
         wanted, seen = self.configmaps[key][2:]
-        observed = dict(self.trial_specs.data(uid))
+        observed = dict(self.trial_specs.data((meta["namespace"], uid)))
         seen |= {name for name, digest in wanted.items() if observed.get(name) == digest}
         if all(observed.get(name) == digest for name, digest in wanted.items()):
             return

@@ -4,8 +4,9 @@ children (trial Jobs and pods, JobSets, PyTorchJobs, serving Deployments and pod
 
 An event costs a JSON decode, a summary and, when the summary changed, the subscribers' calls: most
 updates of a pod or Job touch nothing a reconcile reads and wake nobody. Items are grouped for lookups
-(children by their owner's UID, so a deleted and re-created owner of the same name never inherits the
-old children; our own objects by namespace and name). Add-on kinds (JobSet, PyTorchJob) may be absent
+(children by their owner's namespace and UID, so a deleted and re-created owner of the same name never
+inherits the old children, and an object of another namespace carrying the owner's labels is never one;
+our own objects by namespace and name). Add-on kinds (JobSet, PyTorchJob) may be absent
 or removed at run time: while the API server does not serve them the view is empty and the kind is
 looked for again every `poll_seconds` or when poked. Any failure (a 410, a dropped or silent
 connection, a 403 in one namespace) restarts that namespace's list and watch after a backoff; the
@@ -19,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -40,12 +41,18 @@ RETRY_SECONDS = 1.0
 MAX_RETRY_SECONDS = 60.0
 
 
+# Items are grouped in their namespace, by (namespace, owner's UID) for children and (namespace, name) for
+# our own objects: a lookup always names the namespace, so an object in one namespace can never be taken
+# for another namespace's child, whatever labels it carries.
+Group = tuple[str, str]
+
+
 @dataclass(frozen=True)
 class Item(Generic[T]):
     """One object as the reconcilers see it."""
 
     uid: str
-    group: Hashable  # what lookups ask for: the owner's UID for children, (namespace, name) for our kinds
+    group: Group  # what lookups ask for: (namespace, owner's UID) for children, (namespace, name) for our kinds
     key: Key  # the work-queue key this object wakes: its owner's (namespace, name), or its own
     data: T
 
@@ -65,7 +72,7 @@ class Informer:
     subscribers: list[Callable[[Key], None]] = field(default_factory=list)
     served: bool = True
     # namespace ("" for cluster-wide) -> group -> uid -> item
-    _items: dict[str, dict[Hashable, dict[str, Item[Any]]]] = field(default_factory=dict)
+    _items: dict[str, dict[Group, dict[str, Item[Any]]]] = field(default_factory=dict)
     _listed: set[str] = field(default_factory=set)
     listed: asyncio.Event = field(default_factory=asyncio.Event)  # set once every namespace was listed
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -88,13 +95,13 @@ class Informer:
         """Look for an absent kind now (the operator has just created one of it)."""
         self._wake.set()
 
-    def items(self, group: Hashable) -> list[Item[Any]]:
+    def items(self, group: Group) -> list[Item[Any]]:
         return [item for by_group in self._items.values() for item in by_group.get(group, {}).values()]
 
-    def data(self, group: Hashable) -> list[Any]:
+    def data(self, group: Group) -> list[Any]:
         return [item.data for item in self.items(group)]
 
-    def one(self, group: Hashable) -> Any | None:
+    def one(self, group: Group) -> Any | None:
         found = self.items(group)
         return found[0].data if found else None
 
@@ -201,7 +208,7 @@ class Informer:
     def _replace(self, namespace: str, objects: list[Any]) -> None:
         """A fresh listing: objects no longer there are forgotten, and every affected owner is told."""
         old = self._items.pop(namespace, {})
-        new: dict[Hashable, dict[str, Item[Any]]] = {}
+        new: dict[Group, dict[str, Item[Any]]] = {}
         for obj in objects:
             item = self.summarize(obj)
             if item is not None:

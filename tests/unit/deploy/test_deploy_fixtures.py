@@ -100,12 +100,13 @@ async def test_informers_see_the_store_when_synced_and_pods_go_with_their_deploy
     assert status is not None and status.stable is not None
     revision = status.stable.revision
     world.run_pods(revision, ready=1)
-    uid = md(world.client)["metadata"]["uid"]
+    meta = md(world.client)["metadata"]
+    owner = (meta["namespace"], meta["uid"])  # children are grouped by their owner's namespace and UID
     revisions = world.reconciler.revisions
-    assert revisions.data(uid) == []  # applied by that reconcile, not delivered yet: the watch lags
+    assert revisions.data(owner) == []  # applied by that reconcile, not delivered yet: the watch lags
     world.sync()
-    assert [(d.revision, d.replicas, d.ready_replicas) for d in revisions.data(uid)] == [(revision, 2, 1)]
-    assert sorted((p.ready, p.ip is not None) for p in world.reconciler.pods.data(uid)) == [
+    assert [(d.revision, d.replicas, d.ready_replicas) for d in revisions.data(owner)] == [(revision, 2, 1)]
+    assert sorted((p.ready, p.ip is not None) for p in world.reconciler.pods.data(owner)) == [
         (False, False),
         (True, True),
     ]
@@ -113,4 +114,4 @@ async def test_informers_see_the_store_when_synced_and_pods_go_with_their_deploy
     world.client.remove(DEPLOYMENT, builders.revision_name(NAME, revision))
     assert world.client.of_kind(POD) == []
     world.sync()
-    assert revisions.data(uid) == [] and world.reconciler.pods.data(uid) == []
+    assert revisions.data(owner) == [] and world.reconciler.pods.data(owner) == []
