@@ -79,6 +79,7 @@ def test_a_canary_holds_while_prometheus_is_down_and_is_promoted_once_it_is_back
     assert events(cluster, namespace, "Promoted")
 
 
+@pytest.mark.slow
 def test_a_judge_answering_garbage_500s_or_nothing_holds_the_canary_until_it_recovers(
     cluster: LocalCluster,
     operator: OperatorProcess,
@@ -133,6 +134,7 @@ def test_a_judge_answering_garbage_500s_or_nothing_holds_the_canary_until_it_rec
     assert holds and "judge" in holds[0], holds
 
 
+@pytest.mark.slow
 def test_trials_report_a_judge_that_fails_them_and_no_champion_is_chosen_without_a_score(
     cluster: LocalCluster,
     operator: OperatorProcess,

@@ -111,6 +111,7 @@ def test_the_standby_takes_over_a_sweep_and_a_canary_when_the_leader_is_killed(
     assert leader_events(cluster, chart, identity), "no Event on the Lease says who leads now"
 
 
+@pytest.mark.slow
 def test_an_api_server_and_etcd_crash_costs_a_sweep_and_a_canary_only_a_delay(
     cluster: LocalCluster,
     chart: str,

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from chaos_helpers import (
     OWNER_UID,
     TRIAL,
@@ -48,6 +49,7 @@ def replacement(cluster: LocalCluster, namespace: str, trial: str, gone: str) ->
     return next((p for p in pods if p["metadata"]["labels"][TRIAL] == trial and p["metadata"]["uid"] != gone), None)
 
 
+@pytest.mark.slow
 def test_a_trial_whose_pod_or_node_is_lost_is_retried_elsewhere_within_its_backoff_limit(
     cluster: LocalCluster, operator: OperatorProcess, kubelet: Kubelet, namespace: str, tiny_model: Path
 ) -> None:
@@ -83,6 +85,7 @@ def test_a_trial_whose_pod_or_node_is_lost_is_retried_elsewhere_within_its_backo
     assert not jobs["lost-t01"]["status"].get("failed"), jobs["lost-t01"]["status"]
 
 
+@pytest.mark.slow
 def test_a_finetunejob_deleted_and_recreated_under_its_name_keeps_nothing_of_the_old_run(
     cluster: LocalCluster, operator: OperatorProcess, kubelet: Kubelet, namespace: str, tiny_model: Path
 ) -> None:
@@ -109,6 +112,7 @@ def test_a_finetunejob_deleted_and_recreated_under_its_name_keeps_nothing_of_the
     assert all(f"/again-{new_uid[:8]}/" in r["adapterUri"] for r in status["trials"]), status["trials"]
 
 
+@pytest.mark.slow
 def test_a_deleted_trials_configmap_is_applied_again_and_no_trial_pod_is_left_stuck(
     cluster: LocalCluster, operator: OperatorProcess, kubelet: Kubelet, namespace: str, tiny_model: Path
 ) -> None:
