@@ -91,8 +91,10 @@ async def test_a_lost_lease_ends_the_term_and_the_next_one_starts_afresh_in_the_
 
     election.lead()
     await until(lambda: first.reconciled == [("ml", "a")], "the leader reconciles what its view holds")
+    first.ctx.queue.add_after(("ml", "a"), 60)  # a later look the old term had planned
     election.lose()
     await until(lambda: first.closed and len(Recorder.made) == 2, "the term ends: its reconciler is dropped")
+    assert not first.ctx.queue._timers, "the old term's planned looks must not outlive it"
     second = Recorder.made[1]
     assert informer.subscribers == [second.ctx.queue.add], "the old term's queue still hears the informer"
     informer._remember("", ftj("b"))  # an event between terms: queued, not acted on

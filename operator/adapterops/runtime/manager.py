@@ -188,6 +188,7 @@ class Manager:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
         for controller in self.controllers:
+            controller.queue.close()
             close = getattr(controller.reconciler, "close", None)
             if close is not None:
                 await close()
