@@ -264,24 +264,28 @@ class CanaryTrail:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+        self._look()  # what the test saw last (a promotion it waited for) is in the trail too
 
     def _run(self) -> None:
         while not self._stop.wait(0.5):
-            try:
-                obj = mdep(self.cluster, self.name, self.namespace)
-            except Exception:  # the API server is down: nothing to see
-                continue
-            status = obj.get("status") or {}
-            self.looks.append(
-                Look(
-                    time.monotonic(),
-                    (status.get("stable") or {}).get("revision"),
-                    (status.get("canary") or {}).get("revision"),
-                    int(status.get("canaryWeight") or 0),
-                    cond(obj, "Suspended"),
-                    list((status.get("analysis") or {}).get("metrics") or []),
-                )
+            self._look()
+
+    def _look(self) -> None:
+        try:
+            obj = mdep(self.cluster, self.name, self.namespace)
+        except Exception:  # the API server is down: nothing to see
+            return
+        status = obj.get("status") or {}
+        self.looks.append(
+            Look(
+                time.monotonic(),
+                (status.get("stable") or {}).get("revision"),
+                (status.get("canary") or {}).get("revision"),
+                int(status.get("canaryWeight") or 0),
+                cond(obj, "Suspended"),
+                list((status.get("analysis") or {}).get("metrics") or []),
             )
+        )
 
     def promoted_at(self, first_stable: str) -> float | None:
         return next((look.at for look in self.looks if look.stable and look.stable != first_stable), None)
