@@ -36,8 +36,8 @@ build() { # name package
   echo "building $name ($pkg)" >&2
   local start=$SECONDS
   # Build to a temporary name so an interrupted build never leaves a half-written binary behind.
-  go build -trimpath -ldflags "-s -w" -o "$bin/.$name.tmp" "$pkg"
-  mv "$bin/.$name.tmp" "$bin/$name"
+  go build -trimpath -ldflags "-s -w" -o "$bin/.$name.$$.tmp" "$pkg"
+  mv "$bin/.$name.$$.tmp" "$bin/$name"
   echo "built $name in $((SECONDS - start))s" >&2
 }
 

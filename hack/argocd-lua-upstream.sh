@@ -26,8 +26,8 @@ if [[ ! -x "$bin/argocd-lua-upstream" ]]; then
   echo "building argocd-lua-upstream (Argo CD v3.6.1 util/lua, Go 1.27.3)" >&2
   start=$SECONDS
   cd "$mod"
-  go build -trimpath -ldflags "-s -w" -o "$bin/.argocd-lua-upstream.tmp" .
-  mv "$bin/.argocd-lua-upstream.tmp" "$bin/argocd-lua-upstream"
+  go build -trimpath -ldflags "-s -w" -o "$bin/.argocd-lua-upstream.$$.tmp" .
+  mv "$bin/.argocd-lua-upstream.$$.tmp" "$bin/argocd-lua-upstream"
   echo "built argocd-lua-upstream in $((SECONDS - start))s" >&2
 fi
 if [[ "${1:-}" == run ]]; then

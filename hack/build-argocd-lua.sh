@@ -25,8 +25,8 @@ if [[ ! -x "$bin/argocd-lua" ]]; then
   start=$SECONDS
   cd "$mod"
   # Build to a temporary name so an interrupted build never leaves a half-written binary behind.
-  go build -trimpath -ldflags "-s -w" -o "$bin/.argocd-lua.tmp" .
-  mv "$bin/.argocd-lua.tmp" "$bin/argocd-lua"
+  go build -trimpath -ldflags "-s -w" -o "$bin/.argocd-lua.$$.tmp" .
+  mv "$bin/.argocd-lua.$$.tmp" "$bin/argocd-lua"
   echo "built argocd-lua in $((SECONDS - start))s" >&2
 fi
 echo "$bin/argocd-lua"

@@ -27,9 +27,9 @@ if [[ ! -x "$bin/versitygw" ]]; then
   start=$SECONDS
   cd "$mod"
   # Build to a temporary name so an interrupted build never leaves a half-written binary behind.
-  go build -trimpath -ldflags "-s -w -X main.Version=$version" -o "$bin/.versitygw.tmp" \
+  go build -trimpath -ldflags "-s -w -X main.Version=$version" -o "$bin/.versitygw.$$.tmp" \
     github.com/versity/versitygw/cmd/versitygw
-  mv "$bin/.versitygw.tmp" "$bin/versitygw"
+  mv "$bin/.versitygw.$$.tmp" "$bin/versitygw"
   echo "built versitygw in $((SECONDS - start))s" >&2
 fi
 echo "$bin/versitygw"

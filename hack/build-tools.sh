@@ -56,8 +56,8 @@ for t in "${targets[@]}"; do
   echo "building $name ($pkg)" >&2
   start=$SECONDS
   # Build to a temporary name so an interrupted build never leaves a half-written binary behind.
-  go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ldflags" -o "$bin/.$name.tmp" "$pkg"
-  mv "$bin/.$name.tmp" "$bin/$name"
+  go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ldflags" -o "$bin/.$name.$$.tmp" "$pkg"
+  mv "$bin/.$name.$$.tmp" "$bin/$name"
   echo "$stamp" >"$bin/.$name.stamp"
   echo "built $name in $((SECONDS - start))s" >&2
 done

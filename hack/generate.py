@@ -11,6 +11,8 @@ Targets (generators in hack/generators/):
     commerce-dataset     the shipped commerce-agent dataset (training-jobs/datasets/commerce)
     argocd-cm            Argo CD's argocd-cm entries from the Lua checks and actions (manifests/argocd)
     image-locks          each image's hash-pinned part of hack/requirements.lock (hack/requirements/*.lock)
+    engines-doc          docs/engines.md from the engine facts the stand-in serves (hack/testworld/engines.py)
+                         and the operator's queries and NIM profile table
 
 `base` and `argocd-cm` run Go tools, built on first use by hack/build-tools.sh and
 hack/build-argocd-lua.sh. Exit status: 0 current (or written), 1 stale, 2 a generator could not run.
@@ -68,6 +70,12 @@ def _argocd_cm(root: Path) -> Files:
     return argocd.argocd_cm(root)
 
 
+def _engines_doc(root: Path) -> Files:
+    from generators import engines
+
+    return engines.engines_doc(root)
+
+
 def _image_locks(root: Path) -> Files:
     from generators import requirements
 
@@ -80,6 +88,7 @@ TARGETS: tuple[Target, ...] = (
     Target("commerce-dataset", _commerce_dataset),
     Target("argocd-cm", _argocd_cm),
     Target("image-locks", _image_locks, owns=("hack/requirements/*.lock",)),
+    Target("engines-doc", _engines_doc),
 )
 
 

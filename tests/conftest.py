@@ -12,12 +12,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
-from testworld.cluster import TOOLS, LocalCluster, OperatorProcess
+from testworld.cluster import CHART, TOOLS, LocalCluster, OperatorProcess
+from testworld.engines import nim_profiles
 from testworld.judge import StandInJudge
 from testworld.kubelet import Kubelet
 from testworld.listener import Listener
+from testworld.nim import serving_images
 from testworld.prometheus import Prometheus
+from testworld.prometheus_operator import OperatorPrometheus
 
 CLUSTER = os.environ.get("ADAPTEROPS_TEST_CLUSTER", "adapterops-test")
 OPERATOR_NAMESPACE = "adapterops-system"
@@ -33,13 +37,12 @@ CHART_VALUES = {
         "fetcher": "adapterops/adapter-fetcher:local",
     },
     "reconcileSeconds": 5,
+    # The profiles of the stand-in's NIM images (testworld/engines.py), over the chart's defaults.
+    "nimProfiles": nim_profiles(),
 }
-NIM_STANDIN = str(Path(__file__).resolve().parents[1] / "hack" / "testworld" / "nim.py")
-# Serving images have no command in the pod spec (their entrypoint): the harness runs the stand-in.
-SERVING_IMAGES = {
-    "nvcr.io/nim/": lambda pod, container: ["python", NIM_STANDIN, "--engine", "nim"],
-    "vllm/vllm-openai": lambda pod, container: ["python", NIM_STANDIN, "--engine", "vllm"],
-}
+# Serving images have no command in the pod spec (their entrypoint): the harness runs the stand-in of
+# the engine version the image is, told the GPUs the pod got.
+SERVING_IMAGES = serving_images()
 
 
 # CI (CI=true, as CI services set it) skips the tests marked slow, to keep its run short; ADAPTEROPS_SLOW=1,
@@ -72,6 +75,19 @@ def prometheus(cluster: LocalCluster) -> Iterator[Prometheus]:
 
 
 @pytest.fixture(scope="session")
+def operator_prometheus(cluster: LocalCluster) -> Iterator[OperatorPrometheus]:
+    """A Prometheus configured as the Prometheus Operator configures it from the chart's serving PodMonitor
+    (testworld/prometheus_operator.py); started by the tests that use it, reachable by the operator."""
+    # Scraped every second, as the plain Prometheus of the test world is.
+    enabled = ("--set", "metrics.servingPodMonitor.enabled=true", "--set", "metrics.servingPodMonitor.interval=1s")
+    rendered = cluster.helm("template", "adapterops", str(CHART), "-n", OPERATOR_NAMESPACE, *enabled).stdout
+    monitors = [d for d in yaml.safe_load_all(rendered) if d and d.get("kind") == "PodMonitor"]
+    server = OperatorPrometheus(cluster, monitors)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
 def tenant_endpoint() -> Iterator[Listener]:
     """An address tenants may reach through the operator only under /allowed (test_egress_on_cluster.py)."""
     with Listener() as server:
@@ -79,11 +95,18 @@ def tenant_endpoint() -> Iterator[Listener]:
 
 
 @pytest.fixture(scope="session")
-def chart(cluster: LocalCluster, prometheus: Prometheus, judge: StandInJudge, tenant_endpoint: Listener) -> str:
+def chart(
+    cluster: LocalCluster,
+    prometheus: Prometheus,
+    judge: StandInJudge,
+    tenant_endpoint: Listener,
+    operator_prometheus: OperatorPrometheus,
+) -> str:
     # What the admin lets tenants point AdapterOps at: the test world's judges (the stand-in, and a port
     # nothing listens on for "judge down"), NVIDIA's hosted API (the examples), and /allowed of the listener.
     egress = {
-        "allowedPrometheusUrls": [f"{tenant_endpoint.url}/allowed"],
+        # The listener's /allowed, and the Prometheus Operator's Prometheus (test_prometheus_operator.py).
+        "allowedPrometheusUrls": [f"{tenant_endpoint.url}/allowed", operator_prometheus.url],
         "allowedJudgeEndpoints": [
             judge.url,
             "http://127.0.0.1:9/v1",

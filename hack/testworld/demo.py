@@ -18,17 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from testworld.cluster import REPO, TOOLS, LocalCluster, OperatorProcess, local_volume, wait_for
+from testworld.engines import nim_profiles
 from testworld.judge import StandInJudge
 from testworld.kubelet import Kubelet
+from testworld.nim import serving_images
 from testworld.prometheus import Prometheus
 from testworld.traffic import Traffic
 
 NAMESPACE = "ml-team"
-NIM = str(REPO / "hack" / "testworld" / "nim.py")
-IMAGES = {
-    "nvcr.io/nim/": lambda pod, c: ["python", NIM, "--engine", "nim"],
-    "vllm/vllm-openai": lambda pod, c: ["python", NIM, "--engine", "vllm"],
-}
+IMAGES = serving_images()  # the stand-in of the engine version each image is (testworld/engines.py)
 VALUES = {
     "podLabels": {"kwok.adapterops.io/kubelet": "harness"},
     "images": {
@@ -39,6 +37,7 @@ VALUES = {
         "fetcher": "adapterops/adapter-fetcher:local",
     },
     "reconcileSeconds": 10,
+    "nimProfiles": nim_profiles(),  # the stand-in NIM images' profiles
 }
 
 
@@ -251,7 +250,7 @@ def main() -> int:
                 "runtime": {
                     "env": [
                         {"name": "NIM_KVCACHE_PERCENT", "value": "0.9"},
-                        {"name": "STANDIN_LATENCY_MEDIAN", "value": "0.15"},
+                        {"name": "STANDIN_LATENCY_MEDIAN", "value": "3.0"},
                     ]
                 }
             }

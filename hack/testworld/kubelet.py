@@ -386,7 +386,11 @@ class Kubelet:
             link.symlink_to(target)
 
         def mapped(value: str) -> str:
-            """A path under one of the container's mounts, as this machine sees it."""
+            """A path under one of the container's mounts, as this machine sees it; also the path after the
+            first `=` of an argument (`--lora-modules name=/adapters/name`, `--flag=/path`)."""
+            if not value.startswith("/") and "=" in value:
+                key, _, path = value.partition("=")
+                return f"{key}={mapped(path)}" if path.startswith("/") else value
             if value.startswith("/") and any(
                 value == m or value.startswith(m.rstrip("/") + "/") or m.startswith(value.rstrip("/") + "/")
                 for m in mounts

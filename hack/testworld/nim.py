@@ -1,16 +1,24 @@
-"""A stand-in for NIM (and vLLM) serving containers: real HTTP, real Prometheus histograms.
+"""A stand-in for the NIM and vLLM serving containers: real HTTP, real Prometheus series, and exactly the
+behaviour testworld/engines.py documents for the engine version the image is (docs/engines.md): its
+port, health and metrics paths, metric names, labels and bucket bounds, its HTTP counter or the lack of
+one, NIM's model profiles (a pinned profile that does not fit the GPUs stops start-up), adapters listed
+only once loaded, and how a failing request is counted. It cannot run a model, so it answers the shipped
+challenge prompts with their reference answer (with probability STANDIN_QUALITY, otherwise a degraded
+answer) after a log-normal delay.
 
-It cannot run a GPU engine, so it answers the shipped challenge prompts with their reference answer
-(with probability STANDIN_QUALITY, otherwise a degraded answer), after a log-normal delay, and
-exports what the engine exports under the engine's metric names. Tests set latency, error rate and
-quality through the container's environment (a change of env is a new revision, as for the engine).
+    python nim.py --image IMAGE [--visible-gpus N] [--gpu-product NAME] [engine flags ...]
 
-    python -m testworld.nim [--engine nim|vllm] [vllm flags ...]
-
-Environment: POD_IP (bind address; the kubelet harness sets it), NIM_SERVER_PORT (8000),
-NIM_PEFT_SOURCE (adapter directory; one folder per served adapter), NIM_SERVED_MODEL_NAME,
-STANDIN_LATENCY_MEDIAN (seconds, 0.05), STANDIN_LATENCY_SIGMA (log-normal sigma, 0.35),
-STANDIN_ERROR_RATE (0), STANDIN_QUALITY (0.9), STANDIN_STARTUP_SECONDS (0.5).
+`--image` says which engine version to be (engines.by_image); `--visible-gpus` and `--gpu-product` are
+what the device plugin and nvidia-smi would tell the engine (the test world's kubelet command passes
+them from the pod: `command`). Engine settings as the real one reads them: NIM from its environment
+(NIM_SERVER_PORT, NIM_SERVED_MODEL_NAME, NIM_PEFT_SOURCE, NIM_PEFT_REFRESH_INTERVAL, NIM_MAX_LORA_RANK,
+NIM_MODEL_PROFILE), vLLM from its flags (--port, --model, --served-model-name, --tensor-parallel-size,
+--enable-lora, --max-lora-rank, --lora-modules). POD_IP is the bind address (the kubelet harness sets it).
+vLLM with VLLM_ALLOW_RUNTIME_LORA_UPDATING also loads and unloads adapters at run time
+(/v1/load_lora_adapter, /v1/unload_lora_adapter).
+Test knobs: STANDIN_LATENCY_MEDIAN (seconds, 1.0), STANDIN_LATENCY_SIGMA (log-normal sigma, 0.35),
+STANDIN_ERROR_RATE (0), STANDIN_QUALITY (0.9), STANDIN_STARTUP_SECONDS (0.5), STANDIN_SEED,
+STANDIN_LORA_LOAD_SECONDS (a run-time adapter load's duration, 0).
 """
 
 from __future__ import annotations
@@ -22,16 +30,43 @@ import json
 import math
 import os
 import random
+import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script by the kubelet harness
+from testworld import engines
+from testworld.engines import EngineVersion, Profile
 
 REPO = Path(__file__).resolve().parents[2]
 CHALLENGE = REPO / "training-jobs" / "datasets" / "commerce" / "challenge.jsonl"
-# Log-spaced from 10 ms to 10 s: fine enough for the short latencies the tests use.
-BUCKETS = tuple(round(0.01 * 10 ** (i / 8), 4) for i in range(25))
+VLLM_RANKS = {"vllm-0.11": (8, 16, 32, 64, 128, 256, 320, 512), "vllm-0.34": (1, 8, 16, 32, 64, 128, 256, 320, 512)}
+# Handlers prometheus-fastapi-instrumentator leaves out of http_requests_total in vLLM.
+UNCOUNTED = {"/metrics", "/health", "/load", "/ping", "/version", "/server_info"}
+THIS = str(Path(__file__).resolve())
+
+
+class StartupError(Exception):
+    """The engine would not start: the message is what it prints, the process exits 1."""
+
+
+def command(pod: dict[str, Any], container: dict[str, Any]) -> list[str]:
+    """The kubelet harness's command for a serving container: this stand-in, told the image and the GPUs
+    the pod was given (its GPU limit, its node's GPU product from the node selector)."""
+    limits = (container.get("resources") or {}).get("limits") or {}
+    gpus = next((str(v) for k, v in limits.items() if k.endswith("/gpu")), "0")
+    product = (pod["spec"].get("nodeSelector") or {}).get("nvidia.com/gpu.product", "")
+    return ["python", THIS, "--image", container["image"], "--visible-gpus", gpus, "--gpu-product", product]
+
+
+def serving_images() -> dict[str, Callable[[dict[str, Any], dict[str, Any]], list[str]]]:
+    """Image prefix -> command, for testworld.kubelet.Kubelet(images=...)."""
+    return {"nvcr.io/nim/": command, "vllm/vllm-openai": command}
 
 
 def references() -> dict[str, str]:
@@ -51,38 +86,212 @@ def degrade(answer: str, rng: random.Random) -> str:
     return " ".join([*keep, "item"])
 
 
-class StandIn:
-    def __init__(self, engine: str, served: str, adapter_dir: Path | None, lora_modules: dict[str, str]) -> None:
-        self.engine = engine
-        self.served = served
-        self.adapter_dir = adapter_dir
-        self.lora_modules = lora_modules
-        self.median = float(os.environ.get("STANDIN_LATENCY_MEDIAN", "0.05"))
-        self.sigma = float(os.environ.get("STANDIN_LATENCY_SIGMA", "0.35"))
-        self.error_rate = float(os.environ.get("STANDIN_ERROR_RATE", "0"))
-        self.quality = float(os.environ.get("STANDIN_QUALITY", "0.9"))
-        self.ready_at = time.monotonic() + float(os.environ.get("STANDIN_STARTUP_SECONDS", "0.5"))
-        self.rng = random.Random(int(os.environ.get("STANDIN_SEED", "0")) or None)
-        self.refs = references()
-        prefix = "vllm:" if engine == "vllm" else ""
-        self.registry = CollectorRegistry()
-        self.latency = Histogram(
-            f"{prefix}e2e_request_latency_seconds",
-            "End-to-end request latency.",
-            ["model_name"],
-            buckets=BUCKETS,
-            registry=self.registry,
-        )
-        self.requests = Counter(
-            "http_requests", "HTTP requests by status.", ["handler", "status"], registry=self.registry
-        )
-        self.success = Counter(f"{prefix}request_success", "Finished requests.", ["model_name"], registry=self.registry)
+def adapter_rank(path: Path) -> int | None:
+    """The LoRA rank of an adapter folder (HF `adapter_config.json`, key r), None when it is not one."""
+    config = path / "adapter_config.json"
+    if not config.is_file():
+        return None
+    has_weights = any((path / w).is_file() for w in ("adapter_model.safetensors", "adapter_model.bin"))
+    try:
+        rank = json.loads(config.read_text()).get("r", 8)
+    except (OSError, ValueError):
+        return None
+    return int(rank) if has_weights else None
 
-    def models(self) -> list[str]:
-        names = set(self.lora_modules)
-        if self.adapter_dir and self.adapter_dir.is_dir():
-            names |= {p.name for p in self.adapter_dir.iterdir() if (p / "adapter_config.json").exists()}
-        return sorted(names)
+
+def choose_profile(
+    version: EngineVersion, image: str, pinned: str | None, gpus: int, product: str, lora: bool
+) -> tuple[Profile, str]:
+    """The profile NIM runs, and a log line; StartupError as NIM refuses (engines.py, profile facts)."""
+    manifest = version.profiles.get(image)
+    if manifest is None:
+        raise StartupError(f"stand-in: no model manifest for {image} in testworld/engines.py")
+
+    def fits(p: Profile) -> bool:
+        return (p.gpu is None or p.gpu.lower() in product.lower()) and p.tp * p.pp <= gpus
+
+    if pinned:
+        profile = next((p for p in manifest if pinned in (p.id, p.name)), None)
+        if profile is None:
+            valid = ", ".join(sorted(p.id for p in manifest))
+            raise StartupError(
+                f"ERROR: Not all of the provided profiles are supported. Unknown profiles provided: {{{pinned!r}}} "
+                f"All valid profiles: {{{valid}}}"
+            )
+        if not fits(profile):
+            raise StartupError(
+                f"ERROR: Could not match a profile in manifest: NIM_MODEL_PROFILE={pinned} ({profile.name}) needs "
+                f"{profile.tp * profile.pp} x {profile.gpu or 'any GPU'}, this system has {gpus} x {product or '?'}"
+            )
+        used = f"using {profile.tp * profile.pp} of {gpus} GPUs" if profile.tp * profile.pp < gpus else ""
+        return profile, f"selected profile {profile.id} ({profile.name}) from NIM_MODEL_PROFILE {used}".strip()
+    candidates = [p for p in manifest if fits(p)]
+    if not candidates:
+        raise StartupError(f"ERROR: Could not match a profile in manifest for {gpus} x {product or '?'}")
+    # The documented default prefers hardware-specific profiles; the rest of the order is the stand-in's.
+    best = max(candidates, key=lambda p: (p.lora == lora, p.gpu is not None, p.tp * p.pp))
+    return best, f"selected profile {best.id} ({best.name}) automatically"
+
+
+class Engine:
+    def __init__(self, version: EngineVersion, args: argparse.Namespace, env: dict[str, str]) -> None:
+        self.version, self.env = version, env
+        self.nim = version.engine == "nim"
+        self.served = (
+            env.get("NIM_SERVED_MODEL_NAME", "base") if self.nim else (args.served_model_name or args.model or "base")
+        )
+        self.port = int(env.get("NIM_SERVER_PORT", "8000")) if self.nim else args.port
+        self.median = float(env.get("STANDIN_LATENCY_MEDIAN", "1.0"))
+        self.sigma = float(env.get("STANDIN_LATENCY_SIGMA", "0.35"))
+        self.error_rate = float(env.get("STANDIN_ERROR_RATE", "0"))
+        self.quality = float(env.get("STANDIN_QUALITY", "0.9"))
+        self.startup = float(env.get("STANDIN_STARTUP_SECONDS", "0.5"))
+        self.rng = random.Random(int(env.get("STANDIN_SEED", "0")) or None)
+        self.refs = references()
+        self.adapters: dict[str, Path] = {}  # loaded: listed in /v1/models and served
+        self.loaded = False
+        self.running = 0
+        self.log: list[str] = []
+        self.profile: Profile | None = None
+        self.lora = False
+        self.lora_modules: dict[str, str] = {}
+        if self.nim:
+            self.adapter_source = Path(env["NIM_PEFT_SOURCE"]) if env.get("NIM_PEFT_SOURCE") else None
+            self.max_rank = int(env["NIM_MAX_LORA_RANK"]) if env.get("NIM_MAX_LORA_RANK") else None
+            self.refresh = float(env.get("NIM_PEFT_REFRESH_INTERVAL", "0") or 0)
+            self.profile, line = choose_profile(
+                version,
+                args.image,
+                env.get("NIM_MODEL_PROFILE"),
+                args.visible_gpus,
+                args.gpu_product,
+                self.adapter_source is not None,
+            )
+            self.say(line)
+            self.lora = self.profile.lora
+            if self.adapter_source is not None and not self.lora:
+                self.say(f"profile {self.profile.name} has no LoRA support: adapters in NIM_PEFT_SOURCE are not served")
+        else:
+            ranks = VLLM_RANKS[version.key]
+            if args.max_lora_rank not in ranks:
+                raise StartupError(f"ValueError: max_lora_rank ({args.max_lora_rank}) must be one of {ranks}")
+            if args.tensor_parallel_size > args.visible_gpus:
+                raise StartupError(
+                    f"ValueError: tensor_parallel_size ({args.tensor_parallel_size}) is larger than the number of "
+                    f"available GPUs ({args.visible_gpus})"
+                )
+            self.lora = args.enable_lora
+            self.max_rank = args.max_lora_rank
+            self.refresh = 0.0
+            self.adapter_source = None
+            self.lora_modules = dict(m.split("=", 1) for m in args.lora_modules)
+            if self.lora_modules and not self.lora:
+                raise StartupError("ValueError: --lora-modules needs --enable-lora")
+        # vLLM's envs.VLLM_ALLOW_RUNTIME_LORA_UPDATING: "1" or "true" (any case) mounts the load/unload routes.
+        self.runtime_lora = not self.nim and env.get("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "0").strip().lower() in (
+            "1",
+            "true",
+        )
+        self.lora_load_seconds = float(env.get("STANDIN_LORA_LOAD_SECONDS", "0"))
+        # NIM 1.x has its own registry; NIM 2.x is modelled as passing vLLM's through (engines.py).
+        self.vllm_registry = version.metric("vllm:e2e_request_latency_seconds") is not None
+        self.registry = CollectorRegistry()
+        self.series = self._series()
+
+    def say(self, line: str) -> None:
+        self.log.append(line)
+        print(line, flush=True)
+
+    # ------------------------------------------------------------------ metrics, as the table says
+
+    def _series(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for m in self.version.metrics:
+            kind = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}[m.type]
+            kwargs: dict[str, Any] = {"registry": self.registry}
+            if m.buckets:
+                kwargs["buckets"] = m.buckets
+            if m.name == "vllm:lora_requests_info" and not self.lora:
+                continue  # only with --enable-lora
+            out[m.name] = kind(m.name, m.help, list(m.labels), **kwargs)
+        for name in ("request_success", "request_failure"):  # present, 0, from the start (the real scrape)
+            if name in out:
+                out[name].labels(self.served).inc(0)
+        return out
+
+    def _model_labels(self) -> dict[str, str]:
+        labels = {"model_name": self.served}
+        return {**labels, "engine": "0"} if self.vllm_registry else labels
+
+    def _finished(self, reason: str, seconds: float, prompt_tokens: int, output_tokens: int) -> None:
+        """A request the engine finished with `reason`: what the version counts for it."""
+        s, ml = self.series, self._model_labels()
+        s[self.e2e].labels(**ml).observe(seconds)
+        if "request_finish" in s:
+            s["request_finish"].labels(finished_reason=reason, **ml).inc()
+            ok = reason in ("stop", "length")
+            s["request_success" if ok else "request_failure"].labels(**ml).inc()
+        elif "vllm:request_success" in s:
+            s["vllm:request_success"].labels(finished_reason=reason, **ml).inc()
+        prefix = "vllm:" if self.vllm_registry else ""
+        s[f"{prefix}prompt_tokens"].labels(**ml).inc(prompt_tokens)
+        s[f"{prefix}generation_tokens"].labels(**ml).inc(output_tokens)
+        s[f"{prefix}time_to_first_token_seconds"].labels(**ml).observe(seconds * 0.1)
+        per_token = seconds * 0.9 / max(1, output_tokens)
+        for name in (f"{prefix}time_per_output_token_seconds", "vllm:inter_token_latency_seconds"):
+            if name in s:
+                s[name].labels(**ml).observe(per_token)
+        for name, n in (("request_prompt_tokens", prompt_tokens), ("request_generation_tokens", output_tokens)):
+            if name in s:
+                s[name].labels(**ml).observe(n)
+
+    @property
+    def e2e(self) -> str:
+        return "vllm:e2e_request_latency_seconds" if self.vllm_registry else "e2e_request_latency_seconds"
+
+    def _gauges(self) -> None:
+        s, ml = self.series, self._model_labels()
+        prefix = "vllm:" if self.vllm_registry else ""
+        s[f"{prefix}num_requests_running"].labels(**ml).set(self.running)
+        s[f"{prefix}num_requests_waiting"].labels(**ml).set(0)
+        cache = "vllm:kv_cache_usage_perc" if self.vllm_registry else "gpu_cache_usage_perc"
+        s[cache].labels(**ml).set(min(1.0, self.running / 64))
+        if "num_request_max" in s:
+            s["num_request_max"].labels(**ml).set(64)
+        if "vllm:lora_requests_info" in s:
+            s["vllm:lora_requests_info"].labels(
+                max_lora=str(max(1, len(self.adapters))), waiting_lora_adapters="", running_lora_adapters=""
+            ).set(time.time())
+
+    # ------------------------------------------------------------------ adapters
+
+    def load_adapters(self) -> None:
+        """What the engine has loaded: vLLM's static --lora-modules (fatal when one fails), or NIM's
+        NIM_PEFT_SOURCE folders (a bad one is skipped; only with a LoRA profile)."""
+        if not self.nim:
+            for name, path in self.lora_modules.items():
+                rank = adapter_rank(Path(path))
+                if rank is None:
+                    raise StartupError(f"ValueError: Loading lora {name} failed: No adapter found for {path}")
+                if self.max_rank is not None and rank > self.max_rank:
+                    raise StartupError(f"ValueError: LoRA rank {rank} is greater than max_lora_rank {self.max_rank}.")
+                self.adapters[name] = Path(path)
+            return
+        if self.adapter_source is None or not self.lora or not self.adapter_source.is_dir():
+            return
+        for folder in sorted(self.adapter_source.iterdir()):
+            if folder.name in self.adapters or not folder.is_dir():
+                continue
+            rank = adapter_rank(folder)
+            if rank is None:
+                self.say(f"skipping adapter {folder.name}: not a readable LoRA adapter folder")
+            elif self.max_rank is not None and rank > self.max_rank:
+                self.say(f"skipping adapter {folder.name}: rank {rank} > NIM_MAX_LORA_RANK {self.max_rank}")
+            else:
+                self.adapters[folder.name] = folder
+                self.say(f"loaded adapter {folder.name}")
+
+    # ------------------------------------------------------------------ HTTP
 
     def answer(self, model: str, prompt: str) -> str:
         reference = self.refs.get(prompt.strip())
@@ -92,76 +301,211 @@ class StandIn:
         digest = int(hashlib.sha256(f"{model}|{prompt}|{self.quality}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
         return reference if digest < self.quality else degrade(reference, random.Random(digest))
 
-    async def chat(self, request: web.Request) -> web.Response:
+    def not_found(self, model: str) -> web.Response:
+        # vLLM's NotFoundError body (serving_engine._check_model); NIM 2.x is vLLM underneath.
+        message = f"The model `{model}` does not exist."
+        error = {"message": message, "type": "NotFoundError", "param": None, "code": 404}
+        return web.json_response({"error": error}, status=self.version.not_found_status)
+
+    async def completion(self, request: web.Request) -> web.Response:
         start = time.monotonic()
-        body = await request.json()
-        model = body.get("model", "")
-        if model not in (self.served, *self.models()):
-            self.requests.labels("/v1/chat/completions", "404").inc()
-            return web.json_response({"error": {"message": f"model {model!r} not found"}}, status=404)
-        delay = self.median * math.exp(self.sigma * self.rng.gauss(0, 1))
-        await asyncio.sleep(delay)
+        try:
+            body = await request.json()
+        except ValueError:
+            error = {"message": "invalid JSON body", "type": "BadRequestError", "param": None, "code": 400}
+            return web.json_response({"error": error}, status=400)
+        model = str(body.get("model", ""))
+        if model != self.served and model not in self.adapters:
+            return self.not_found(model)  # refused before the engine: no engine series
+        chat = request.path.endswith("/chat/completions")
+        if chat:
+            prompt = next((m["content"] for m in reversed(body.get("messages", [])) if m.get("role") == "user"), "")
+        else:
+            prompt = str(body.get("prompt", ""))
+        self.running += 1
+        try:
+            await asyncio.sleep(self.median * math.exp(self.sigma * self.rng.gauss(0, 1)))
+        finally:
+            self.running -= 1
+        prompt_tokens = len(str(prompt).split())
         if self.rng.random() < self.error_rate:
-            self.requests.labels("/v1/chat/completions", "500").inc()
-            self.latency.labels(model).observe(time.monotonic() - start)
-            return web.json_response({"error": {"message": "internal error"}}, status=500)
-        prompt = next((m["content"] for m in reversed(body.get("messages", [])) if m.get("role") == "user"), "")
-        text = self.answer(model, prompt)
-        self.latency.labels(model).observe(time.monotonic() - start)
-        self.success.labels(model).inc()
-        self.requests.labels("/v1/chat/completions", "200").inc()
-        return web.json_response(
-            {
-                "id": f"chatcmpl-{self.rng.getrandbits(32):08x}",
-                "object": "chat.completion",
-                "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split())},
-            }
-        )
+            if self.version.error_finish_reason is not None:
+                self._finished(self.version.error_finish_reason, time.monotonic() - start, prompt_tokens, 0)
+            if self.version.error_body_empty:
+                return web.Response(status=self.version.error_status)
+            error = {"message": "internal error", "type": "InternalServerError", "param": None, "code": 500}
+            return web.json_response({"error": error}, status=self.version.error_status)
+        text = self.answer(model, str(prompt))
+        self._finished("stop", time.monotonic() - start, prompt_tokens, len(text.split()))
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split())}
+        ident = f"{'chatcmpl' if chat else 'cmpl'}-{self.rng.getrandbits(32):08x}"
+        if chat:
+            choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text}}
+        else:
+            choice = {"index": 0, "text": text}
+        choice["finish_reason"] = "stop"
+        obj = "chat.completion" if chat else "text_completion"
+        return web.json_response({"id": ident, "object": obj, "model": model, "choices": [choice], "usage": usage})
+
+    @staticmethod
+    def _error(message: str, type_: str, status: int) -> web.Response:
+        return web.json_response({"object": "error", "message": message, "type": type_, "code": status}, status=status)
+
+    async def load_lora_adapter(self, request: web.Request) -> web.Response:
+        """vLLM's POST /v1/load_lora_adapter {lora_name, lora_path} (serving_models.load_lora_adapter): the
+        adapter is served and listed from then on; 400 for a missing field, a name already loaded or a rank
+        above --max-lora-rank, 404 when no adapter is found at the path."""
+        body = await request.json()
+        name, path = str(body.get("lora_name") or ""), str(body.get("lora_path") or "")
+        if not name or not path:
+            return self._error("Both 'lora_name' and 'lora_path' must be provided.", "InvalidUserInput", 400)
+        if name in self.adapters:
+            return self._error(f"The lora adapter '{name}' has already been loaded.", "InvalidUserInput", 400)
+        await asyncio.sleep(self.lora_load_seconds)
+        rank = adapter_rank(Path(path))
+        if rank is None:
+            return self._error(f"Loading lora {name} failed: No adapter found for {path}", "NotFoundError", 404)
+        if self.max_rank is not None and rank > self.max_rank:
+            message = f"LoRA rank {rank} is greater than max_lora_rank {self.max_rank}."
+            return self._error(message, "BadRequestError", 400)
+        self.adapters[name] = Path(path)
+        self.say(f"Loaded new LoRA adapter: name '{name}', path '{path}'")
+        return web.Response(text=f"Success: LoRA adapter '{name}' added successfully.")
+
+    async def unload_lora_adapter(self, request: web.Request) -> web.Response:
+        """vLLM's POST /v1/unload_lora_adapter {lora_name}: 404 when no adapter of that name is loaded."""
+        body = await request.json()
+        name = str(body.get("lora_name") or "")
+        if not name and not body.get("lora_int_id"):
+            return self._error("either 'lora_name' and 'lora_int_id' needs to be provided.", "InvalidUserInput", 400)
+        if self.adapters.pop(name, None) is None:
+            return self._error(f"The lora adapter '{name}' cannot be found.", "NotFoundError", 404)
+        self.say(f"Removed LoRA adapter: name '{name}'")
+        return web.Response(text=f"Success: LoRA adapter '{name}' removed successfully.")
 
     async def list_models(self, _: web.Request) -> web.Response:
-        data = [{"id": self.served, "object": "model"}] + [
-            {"id": m, "object": "model", "parent": self.served} for m in self.models()
+        owner = "vllm" if not self.nim else "system"
+        data = [{"id": self.served, "object": "model", "owned_by": owner, "root": self.served, "parent": None}]
+        data += [
+            {"id": name, "object": "model", "owned_by": owner, "root": str(path), "parent": self.served}
+            for name, path in sorted(self.adapters.items())
         ]
         return web.json_response({"object": "list", "data": data})
 
     async def ready(self, _: web.Request) -> web.Response:
-        ok = time.monotonic() >= self.ready_at
-        return web.json_response({"ready": ok}, status=200 if ok else 503)
+        ok = self.loaded
+        return web.json_response(
+            {"object": "health.response", "message": "ready" if ok else "not ready"}, status=200 if ok else 503
+        )
 
     async def live(self, _: web.Request) -> web.Response:
-        return web.json_response({"live": True})
+        return web.json_response({"object": "health.response", "message": "live"})
+
+    async def health(self, _: web.Request) -> web.Response:
+        return web.Response(status=200)
 
     async def metrics(self, _: web.Request) -> web.Response:
+        self._gauges()
         return web.Response(body=generate_latest(self.registry), content_type="text/plain")
 
+    @web.middleware
+    async def count(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """vLLM's instrumentator: the route template, the method, the status grouped to `2xx`/`4xx`/`5xx`."""
+        start = time.monotonic()
+        route = request.match_info.route.resource
+        template = route.canonical if route is not None else None
+        response = await handler(request)
+        counter, duration = self.series.get("http_requests"), self.series.get("http_request_duration_seconds")
+        nim_front_end = self.nim and template in (self.version.live_path, self.version.ready_path, "/v1/metrics")
+        if counter is not None and template is not None and template not in UNCOUNTED and not nim_front_end:
+            status = f"{str(response.status)[0]}xx"
+            counter.labels(handler=template, method=request.method, status=status).inc()
+            if duration is not None:
+                duration.labels(handler=template, method=request.method).observe(time.monotonic() - start)
+        return response
+
     def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self.chat)
+        app = web.Application(middlewares=[self.count])
+        app.router.add_post("/v1/chat/completions", self.completion)
+        app.router.add_post("/v1/completions", self.completion)
         app.router.add_get("/v1/models", self.list_models)
-        if self.engine == "nim":
-            app.router.add_get("/v1/health/ready", self.ready)
-            app.router.add_get("/v1/health/live", self.live)
-            app.router.add_get("/v1/metrics", self.metrics)
+        if self.nim:
+            app.router.add_get(self.version.ready_path, self.ready)
+            app.router.add_get(self.version.live_path, self.live)
         else:
-            app.router.add_get("/health", self.ready)
-            app.router.add_get("/metrics", self.metrics)
+            app.router.add_get("/health", self.health)
+            app.router.add_get("/ping", self.health)
+            app.router.add_post("/ping", self.health)
+            if self.runtime_lora:
+                app.router.add_post("/v1/load_lora_adapter", self.load_lora_adapter)
+                app.router.add_post("/v1/unload_lora_adapter", self.unload_lora_adapter)
+        app.router.add_get(self.version.metrics_path, self.metrics)
         return app
 
+    async def refresh_adapters(self) -> None:
+        while self.refresh > 0:
+            await asyncio.sleep(self.refresh)
+            self.load_adapters()
 
-def main() -> None:
+
+async def serve(engine: Engine, host: str) -> None:
+    """NIM listens at once (live 200, ready 503 until loaded); vLLM only once loaded (connection refused
+    before). A StartupError on the way exits 1, as the engine does."""
+    runner = web.AppRunner(engine.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, engine.port)
+    if engine.version.listens_while_loading:
+        await site.start()
+    await asyncio.sleep(engine.startup)
+    engine.load_adapters()
+    if not engine.version.listens_while_loading:
+        await site.start()
+    engine.loaded = True
+    engine.say(f"{engine.version.title} stand-in serving {engine.served} on {host}:{engine.port}")
+    await engine.refresh_adapters()
+    await asyncio.Event().wait()
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--engine", choices=["nim", "vllm"], default="nim")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("NIM_SERVER_PORT", "8000")))
-    parser.add_argument("--served-model-name", default=os.environ.get("NIM_SERVED_MODEL_NAME", "base"))
+    parser.add_argument("--image", default="", help="the image this container runs (which engine version)")
+    parser.add_argument("--engine-version", default="", help="an engines.py key, instead of --image")
+    parser.add_argument("--visible-gpus", type=int, default=1)
+    parser.add_argument("--gpu-product", default="")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--model", default="")
+    parser.add_argument("--served-model-name", default="")
+    parser.add_argument("--tensor-parallel-size", type=int, default=1)
+    parser.add_argument("--enable-lora", action="store_true")
+    parser.add_argument("--max-lora-rank", type=int, default=16)
     parser.add_argument("--lora-modules", nargs="*", default=[])
-    args, _unknown = parser.parse_known_args()  # the engine's other flags (TP, max rank...) mean nothing here
-    adapter_dir = os.environ.get("NIM_PEFT_SOURCE")
-    lora = dict(m.split("=", 1) for m in args.lora_modules)
-    standin = StandIn(args.engine, args.served_model_name, Path(adapter_dir) if adapter_dir else None, lora)
-    web.run_app(standin.app(), host=os.environ.get("POD_IP", "127.0.0.1"), port=args.port, print=None)
+    args, _unknown = parser.parse_known_args(argv)  # the engine's other flags change nothing here
+    return args
+
+
+def version_of(args: argparse.Namespace) -> EngineVersion:
+    if args.engine_version:
+        return engines.by_key(args.engine_version)
+    found = engines.by_image(args.image)
+    if found is None:
+        known = ", ".join(i for v in engines.VERSIONS for i in v.images)
+        raise StartupError(f"stand-in: no engine version for image {args.image!r}; known: {known}")
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    disable_created_metrics()  # as the engines' scrapes show: no *_created series
+    try:
+        engine = Engine(version_of(args), args, dict(os.environ))
+        asyncio.run(serve(engine, os.environ.get("POD_IP", "127.0.0.1")))
+    except StartupError as exc:
+        print(exc, file=sys.stderr, flush=True)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

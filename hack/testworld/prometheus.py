@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,7 @@ class Prometheus:
             shutil.rmtree(self.dir / "data", ignore_errors=True)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._write_targets()
-        (self.dir / "prometheus.yml").write_text(yaml.safe_dump(config(self.dir / "targets.json")))
+        self.write_config()
         LOGS.mkdir(parents=True, exist_ok=True)
         log = open(LOGS / f"prometheus-{self.cluster.name}.log", "ab")  # noqa: SIM115 (owned by the child)
         self.proc = subprocess.Popen(
@@ -95,6 +96,15 @@ class Prometheus:
             self._discovery = threading.Thread(target=self._discover, daemon=True)
             self._discovery.start()
         return self
+
+    def write_config(self) -> None:
+        (self.dir / "prometheus.yml").write_text(yaml.safe_dump(config(self.dir / "targets.json")))
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """An instant query's result vector."""
+        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return list(json.load(resp)["data"]["result"])
 
     def _write_targets(self) -> None:
         try:

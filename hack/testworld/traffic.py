@@ -33,6 +33,7 @@ class Traffic:
         self.route: dict[str, int] | None = None
         self.sent = 0
         self.errors = 0
+        self.first_served: dict[str, float] = {}  # revision -> time.monotonic() of its first answered request
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -107,6 +108,8 @@ class Traffic:
                 try:
                     with urllib.request.urlopen(request, timeout=10):
                         pass
+                    revision = next((p[1] for p in self.pods if p[0] == ip), "")
+                    self.first_served.setdefault(revision, time.monotonic())
                 except OSError:
                     self.errors += 1
                 self.sent += 1

@@ -65,6 +65,24 @@ CONTAINER_USERS: dict[str, ContainerUser] = {
     "vllm": ContainerUser(run_as_user=1000, run_as_group=1000, read_only_root_filesystem=False),
     "fetcher": ContainerUser(run_as_user=65532, run_as_group=65532, read_only_root_filesystem=True),
 }
+# The profile table shipped for the default NIM image (the chart's nimProfiles; a test keeps the two equal):
+# only what the research could back, each entry's evidence in docs/engines.md. No LoRA (feat_lora) profile
+# ID of this image was found: a NIM ModelDeployment serving adapters on it is refused until the admin adds
+# one from `list-model-profiles` (the refusal says which key).
+DEFAULT_NIM_IMAGE = "nvcr.io/nim/nvidia/llama-3.1-nemotron-nano-8b-v1:1.8"
+DEFAULT_NIM_PROFILES: dict[str, dict[str, str]] = {
+    DEFAULT_NIM_IMAGE: {
+        # vLLM bf16 TP1 of 1.8.4, as a public deployment pinned it (third-party); that it is generic (no GPU
+        # tag, so valid on H100 and B200) and the same in every 1.8 build is not verified.
+        "H100/tp1/bf16": "4f904d571fe60ff24695b5ee2aa42da58cb460787a968f1e8a09f5a7e862728d",
+        "B200/tp1/bf16": "4f904d571fe60ff24695b5ee2aa42da58cb460787a968f1e8a09f5a7e862728d",
+    }
+}
+# The NIM profile table's keys and values (see Config.nim_profiles, docs/engines.md).
+PROFILE_KEY = re.compile(
+    r"^(?P<gpu>[^/\s]+)/tp(?P<tp>1|2|4|8)/(?P<precision>bf16|fp16|fp8|nvfp4|mxfp4)(?P<lora>/lora)?$"
+)
+PROFILE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 
 
@@ -103,9 +121,7 @@ class Config(BaseSettings):
     gpu_classes: dict[str, GpuClass] = Field(default_factory=dict, description="Loaded from gpu_classes_file.")
     trainer_image_nemo: str = Field(default="ghcr.io/adapterops/trainer-nemo:0.1.0", description="backend nemo.")
     trainer_image_hf: str = Field(default="ghcr.io/adapterops/trainer-hf:0.1.0", description="backend hf.")
-    nim_image: str = Field(
-        default="nvcr.io/nim/nvidia/llama-3.1-nemotron-nano-8b-v1:1.8", description="Default NIM image."
-    )
+    nim_image: str = Field(default=DEFAULT_NIM_IMAGE, description="Default NIM image.")
     vllm_image: str = Field(default="vllm/vllm-openai:v0.11.0", description="Default vLLM image.")
     fetcher_image: str = Field(
         default="ghcr.io/adapterops/adapter-fetcher:0.1.0", description="Init container that fetches adapters."
@@ -160,6 +176,15 @@ class Config(BaseSettings):
         description=(
             "JSON object namespace -> Kueue LocalQueue: the queue of a FineTuneJob in that namespace that names "
             "none (the chart's tenantPolicy.defaultQueues; its admission policy consults the same map)."
+        ),
+    )
+    nim_profiles: Annotated[dict[str, dict[str, str]], NoDecode] = Field(
+        default_factory=lambda: {k: dict(v) for k, v in DEFAULT_NIM_PROFILES.items()},
+        description=(
+            'JSON object: NIM image prefix -> {"<gpuType>/tp<N>/<precision>[/lora]": profile ID or name}, the '
+            "NIM_MODEL_PROFILE a ModelDeployment on that image runs (the longest matching prefix wins; `/lora` "
+            "entries are feat_lora profiles, used when adapters are served). A NIM ModelDeployment whose key is "
+            "missing is refused (Accepted=False, NimProfileMissing). IDs: `list-model-profiles` of the image."
         ),
     )
     bind_address: str = Field(default="0.0.0.0", description="Address of the health and metrics servers.")
@@ -277,6 +302,37 @@ class Config(BaseSettings):
                 raise ValueError(f"{where}: {err['msg']} (got {err.get('input')!r}{why})") from exc
         return users
 
+    @field_validator("nim_profiles", mode="before")
+    @classmethod
+    def _profiles(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value or "{}")
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"must be a JSON object of image prefix -> profile table, got {value!r}") from exc
+        if not isinstance(value, dict):
+            raise ValueError(f"must be a JSON object of image prefix -> profile table, got {value!r}")
+        for image, table in value.items():
+            if not isinstance(table, dict):
+                raise ValueError(f"{image}: must be an object of <gpuType>/tp<N>/<precision>[/lora] -> profile")
+            for key, profile in table.items():
+                if not PROFILE_KEY.match(str(key)):
+                    raise ValueError(
+                        f"{image}: key {key!r} is not <gpuType>/tp<N>/<precision>[/lora] (N 1, 2, 4 or 8; precision "
+                        "bf16, fp16, fp8, nvfp4 or mxfp4), e.g. H100/tp1/bf16/lora"
+                    )
+                if not isinstance(profile, str) or not PROFILE_ID.match(profile):
+                    raise ValueError(f"{image}: {key}: {profile!r} is not a profile ID or name")
+        return value
+
+    def nim_profile_table(self, image: str) -> tuple[str, dict[str, str]] | None:
+        """The profile table of `image` (longest matching prefix) and that prefix, or None."""
+        prefixes = [p for p in self.nim_profiles if image.startswith(p)]
+        if not prefixes:
+            return None
+        best = max(prefixes, key=len)
+        return best, self.nim_profiles[best]
+
     @field_validator("trial_scratch_size", "engine_cache_size", "adapters_size")
     @classmethod
     def _quantity(cls, value: str) -> str:
@@ -288,6 +344,14 @@ class Config(BaseSettings):
     def _load_gpu_classes(self) -> Config:
         if not self.gpu_classes:
             object.__setattr__(self, "gpu_classes", load_gpu_classes(self.gpu_classes_file))
+        return self
+
+    @model_validator(mode="after")
+    def _warn_unknown_profile_gpus(self) -> Config:
+        for image, table in self.nim_profiles.items():
+            unknown = sorted({k.split("/", 1)[0] for k in table} - set(self.gpu_classes))
+            if unknown:  # a removed GPU class leaves its entries unused: not worth refusing to start
+                log.warning("ADAPTEROPS_NIM_PROFILES %s: no GPU class %s; those entries are never used", image, unknown)
         return self
 
     @model_validator(mode="after")

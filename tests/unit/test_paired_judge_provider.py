@@ -97,7 +97,7 @@ PROMPTS = [{"prompt": f"find item {i}", "reference": f"item {i} under $30"} for 
 async def test_a_judge_answering_garbage_uses_up_no_prompt_and_judging_resumes_when_it_recovers(quick: None) -> None:
     with StandInJudge(mode="garbage") as server:
         judge = PairedJudge(list(PROMPTS), analysis(server.url, 6), None, 6)
-        judge.start("http://stable", "http://canary", "m")
+        judge.start("http://stable", "http://canary", "m", "m")
         await until(lambda: server.requests >= 6, "the judge to be asked a few times")
         # Each failed judgement costs one of a prompt's PROMPT_ATTEMPTS, not the prompt.
         assert len(judge.pairs) <= server.requests // (2 * provider.PROMPT_ATTEMPTS)
@@ -112,7 +112,7 @@ async def test_a_judge_answering_garbage_uses_up_no_prompt_and_judging_resumes_w
 async def test_a_judge_that_hangs_is_reported_while_it_hangs(quick: None) -> None:
     with StandInJudge(mode="hang") as server:
         judge = PairedJudge(list(PROMPTS), analysis(server.url, 2), None, 2)
-        judge.start("http://stable", "http://canary", "m")
+        judge.start("http://stable", "http://canary", "m", "m")
         await until(lambda: (judge.trouble() or "").startswith("judge has not answered for"), "a report")
         assert server.hanging == 1 and judge.pairs == []
         server.mode = "score"  # it lets go: the connection drops unanswered, the client tries again

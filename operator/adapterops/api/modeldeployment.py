@@ -47,11 +47,37 @@ class EnvVar(ApiModel):
 class Runtime(ApiModel):
     """The serving engine and its placement."""
 
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "self.engine == 'nim' || !has(self.precision)",
+                "runtime.precision picks a NIM profile; for vLLM set --dtype or --quantization in runtime.args",
+            )
+        )
+    )
+
     engine: Literal["nim", "vllm"] = Field(default="nim", description="nim (NVIDIA NIM for LLMs) or vllm.")
     image: str | None = Field(
         default=None,
         max_length=1024,
         description="Serving image; default from the operator's config per engine.",
+    )
+    engine_version: str | None = Field(
+        default=None,
+        max_length=32,
+        pattern=r"^v?[0-9]+(\.[0-9]+){0,2}$",
+        description=(
+            "The engine's version (e.g. 1.8, 2.0.6, 0.11.0): which metrics it exports (docs/engines.md). "
+            "Default: the image's tag; needed when the tag is not the version (latest, a digest)."
+        ),
+    )
+    precision: Literal["bf16", "fp16", "fp8", "nvfp4", "mxfp4"] | None = Field(
+        default=None,
+        description=(
+            "NIM: the precision of the model profile to run (default bf16); with the GPU type, tensor "
+            "parallelism and LoRA it picks NIM_MODEL_PROFILE from the operator's profile table. Not for vLLM "
+            "(set --dtype or --quantization in args)."
+        ),
     )
     tensor_parallel_size: Literal[1, 2, 4, 8] = Field(
         default=1, description="GPUs per replica the model is sharded over: 1, 2, 4 or 8."
@@ -94,7 +120,11 @@ class AdapterSource(ApiModel):
             (
                 "has(self.fineTuneJobRef) != has(self.uri)",
                 "each adapter sets exactly one of fineTuneJobRef or uri",
-            )
+            ),
+            (
+                "!has(self.replaces) || self.replaces != self.name",
+                "adapters[].replaces names another adapter (the one this adapter takes over from), not itself",
+            ),
         )
     )
 
@@ -105,6 +135,14 @@ class AdapterSource(ApiModel):
     uri: Annotated[str, storage_uri("adapters[].uri")] | None = Field(
         default=None,
         description="A fixed adapter location (s3://, pvc://claim/path or a mounted path).",
+    )
+    replaces: AdapterName | None = Field(
+        default=None,
+        description=(
+            "The adapter this one takes over from, by name. While the stable revision does not serve this "
+            "adapter's name, the canary's paired judge compares it with that adapter on the stable revision "
+            "(which must serve it). Unset: with the base model. Ignored once the stable revision serves this name."
+        ),
     )
 
 
@@ -282,6 +320,10 @@ class RevisionStatus(ApiModel):
     adapters: dict[str, str] = Field(default_factory=dict, description="Served name -> adapter URI.")
     engine: str = Field(description="nim or vllm.")
     image: str = Field(description="Serving image.")
+    engine_version: str | None = Field(default=None, description="Engine version (spec or image tag).")
+    profile: str | None = Field(
+        default=None, description="NIM: the model profile in use (NIM_MODEL_PROFILE), and where it comes from."
+    )
     tensor_parallel_size: int = Field(description="TP size.")
     gpu_type: str = Field(description="GPU class.")
     replicas: int = Field(default=0, description="Desired replicas.")

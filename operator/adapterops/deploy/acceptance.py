@@ -1,6 +1,7 @@
 """Whether the operator can serve a ModelDeployment's spec (checks that need its knowledge: GPU
-classes, the URLs the cluster admin lets tenants point it at), and which adapter each served name
-resolves to (a fineTuneJobRef follows its champion)."""
+classes, the engine's version and NIM profile (deploy/engine.py), the URLs the cluster admin lets
+tenants point it at), and which adapter each served name resolves to (a fineTuneJobRef follows its
+champion)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from adapterops.api.modeldeployment import ModelDeploymentSpec
 from adapterops.api.names import object_name_problem
 from adapterops.config import Config
+from adapterops.deploy.engine import nim_profile, version_of
 from adapterops.runtime.acceptance import Refusal, parse_spec
 
 
@@ -26,6 +28,9 @@ def accept(name: str, spec_doc: dict[str, Any], config: Config) -> ModelDeployme
             f"spec.runtime.tensorParallelSize: {tp} GPUs per replica, but {spec.runtime.gpu_type} nodes have "
             f"{gpu.gpus_per_node}; use at most {gpu.gpus_per_node}",
         )
+    # Known before any pod starts: the engine version (the metrics the canary reads) and NIM's profile.
+    version_of(spec, config)
+    nim_profile(spec, config)
     # The operator itself calls these, from its own network position: only where the admin allowed.
     analysis = spec.canary.analysis
     if analysis.latency is not None and analysis.latency.prometheus_url:

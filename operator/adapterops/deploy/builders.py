@@ -17,6 +17,7 @@ from adapterops.api.kinds import owner_reference
 from adapterops.api.modeldeployment import ModelDeploymentSpec
 from adapterops.api.names import DNS1035_LABEL, child_name, claim_volume_name
 from adapterops.config import Config
+from adapterops.deploy.engine import PROFILE_ENV, image_of, profile_or_none
 from adapterops.podsecurity import (
     SMALL_SCRATCH,
     container_security_context,
@@ -51,10 +52,6 @@ VLLM_HOME = "/home/vllm"
 FETCH_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
 
 
-def image_of(spec: ModelDeploymentSpec, config: Config) -> str:
-    return spec.runtime.image or (config.nim_image if spec.runtime.engine == "nim" else config.vllm_image)
-
-
 def revision_of(spec: ModelDeploymentSpec, adapters: dict[str, str], config: Config) -> str:
     r = spec.runtime
     served = {
@@ -68,6 +65,9 @@ def revision_of(spec: ModelDeploymentSpec, adapters: dict[str, str], config: Con
         "baseModel": spec.base_model.model_dump(by_alias=True, exclude_none=True),
         "adapters": dict(sorted(adapters.items())),
     }
+    profile = profile_or_none(spec, config)
+    if profile is not None and profile.source == "table":  # the table changing what runs is a new revision
+        served["nimProfile"] = profile.value
     return hashlib.sha256(json.dumps(served, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -125,13 +125,17 @@ def _engine_container(spec: ModelDeploymentSpec, adapters: dict[str, str], confi
         env += [
             {"name": "NIM_PEFT_SOURCE", "value": ADAPTER_DIR},
             {"name": "NIM_MAX_LORA_RANK", "value": str(r.max_lora_rank)},
-            {"name": "NIM_TENSOR_PARALLEL_SIZE", "value": str(r.tensor_parallel_size)},
             {"name": "NIM_SERVED_MODEL_NAME", "value": spec.base_model.name},
             {"name": "NIM_SERVER_PORT", "value": str(PORT)},
             {"name": "NIM_CACHE_PATH", "value": NIM_CACHE},
             # As NVIDIA's nim-llm chart sets it: structured generation's cache out of the image's HOME.
             {"name": "OUTLINES_CACHE_DIR", "value": "/tmp/outlines"},
         ]
+        # The profile carries TP, precision and LoRA support (NIM runs the profile's TP x PP GPUs); a
+        # profile the spec pins itself comes with the spec's env below.
+        profile = profile_or_none(spec, config)
+        if profile is not None and profile.source == "table":
+            env.append({"name": PROFILE_ENV, "value": profile.value})
         if r.api_key_secret_ref:
             ref = r.api_key_secret_ref
             env.append({"name": "NGC_API_KEY", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +33,47 @@ log = logging.getLogger(__name__)
 
 EVIDENCE_SAVE_SECONDS = 10.0
 Pair = tuple[float | None, float | None]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What the paired judge asks each side: the served model name on the stable and on the canary
+    revision. Like with like: never a name the stable revision does not serve (that request must 404)."""
+
+    stable_model: str
+    canary_model: str
+    problem: str | None = None  # the spec's declared baseline is not served by the stable revision
+
+    @property
+    def said(self) -> str:
+        if self.stable_model == self.canary_model:
+            return f"{self.canary_model} on both revisions"
+        return f"{self.canary_model} on the canary vs {self.stable_model} on stable"
+
+
+def comparison(spec: ModelDeploymentSpec, stable: dict[str, str], canary: dict[str, str]) -> Comparison:
+    """The first changed adapter (by name) against what it is compared with on stable: the same name when
+    stable serves it; else the adapter it `replaces`, or the base model when the spec declares none."""
+    base = spec.base_model.name
+    changed = sorted(n for n, u in canary.items() if stable.get(n) != u)
+    if not changed:  # only removals, or nothing changed in the adapters: the first adapter both serve
+        both = sorted(set(canary) & set(stable))
+        return Comparison(both[0], both[0]) if both else Comparison(base, base)
+    name = changed[0]
+    if name in stable:
+        return Comparison(name, name)
+    declared = next((a.replaces for a in spec.adapters if a.name == name), None)
+    if declared is None:
+        return Comparison(base, name)
+    if declared not in stable:
+        serves = ", ".join(sorted(stable)) or "no adapter, only the base model"
+        return Comparison(
+            base,
+            name,
+            problem=f"spec.adapters[{name}].replaces: the stable revision serves no adapter {declared!r} (it serves: "
+            f"{serves}); name one it serves, or remove the field to compare {name} with the base model {base}",
+        )
+    return Comparison(declared, name)
 
 
 class CanaryJudges:
@@ -74,12 +116,17 @@ class CanaryJudges:
         test: str,
         stable_url: str | None,
         canary_url: str | None,
-        model: str | None,
+        compared: Comparison,
     ) -> PairedJudge | None:
-        """This canary test's judge, judging once both sides have a ready pod; None without a judge metric."""
+        """This canary test's judge, judging once both sides have a ready pod; None without a judge metric.
+        A comparison of other models is another test (its evidence is not this one's)."""
         j = spec.canary.analysis.judge
         if j is None:
             return None
+        if compared.stable_model != compared.canary_model:
+            test = f"{test} {compared.stable_model}->{compared.canary_model}"
+        if compared.problem:  # a spec that fixes it (e.g. by dropping `replaces`) is tried at once
+            test = f"{test} (no baseline)"
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         current = self.by_key.get(key)
@@ -91,6 +138,8 @@ class CanaryJudges:
             if failed is not None and (now() - failed[2]).total_seconds() < REFUSED_RETRY_SECONDS:
                 return PairedJudge([], j, None, 0, problem=failed[1])
             try:
+                if compared.problem:
+                    raise ValueError(compared.problem)
                 text = await read_dataset(self.client, self.config, key[0], j.dataset, spec.storage_secret_ref)
                 prompts = parse_prompts(text)
                 del text  # up to judge_dataset_max_bytes: not kept beside the parsed prompts
@@ -105,11 +154,12 @@ class CanaryJudges:
                 return PairedJudge([], j, None, 0, problem=problem)
             self.failures.pop(key, None)
             pairs = await self._recorded(key, test)
-            current = self.by_key[key] = (test, PairedJudge(prompts, j, api_key, j.samples, pairs=pairs))
+            judge = PairedJudge(prompts, j, api_key, j.samples, pairs=pairs, compared=compared.said)
+            current = self.by_key[key] = (test, judge)
             self.saved[key] = (len(pairs), now())
         judge = current[1]
-        if stable_url and canary_url and model:
-            judge.start(stable_url, canary_url, model)
+        if stable_url and canary_url:
+            judge.start(stable_url, canary_url, compared.stable_model, compared.canary_model)
         return judge
 
     async def save(self, body: dict[str, Any], key: Key, judge: PairedJudge) -> None:

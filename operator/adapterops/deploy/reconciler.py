@@ -25,7 +25,7 @@ from adapterops.api.kinds import FINETUNEJOB, HTTPROUTE, MODELDEPLOYMENT
 from adapterops.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus, RevisionStatus
 from adapterops.deploy import builders, canary
 from adapterops.deploy.acceptance import accept, resolve_adapters
-from adapterops.deploy.judging import CanaryJudges
+from adapterops.deploy.judging import CanaryJudges, comparison
 from adapterops.deploy.metrics import record_metrics
 from adapterops.deploy.observe import RevisionDeployment, deployment_item, pod_item, service_item
 from adapterops.deploy.status import RolloutState, history_entry, refused_status, revision_status, rolled_back
@@ -320,22 +320,21 @@ class ModelDeploymentReconciler:
             return
 
         test = f"{desired}@{analysis.started_at.isoformat() if analysis.started_at else ''}"
-        changed = sorted(n for n, u in adapters.items() if s.stable.adapters.get(n) != u) or sorted(adapters)
         judge = await self.judges.judge(
             body,
             spec,
             test,
             self._ready_pod(owner, s.stable.revision),
             self._ready_pod(owner, desired),
-            changed[0] if changed else None,
+            comparison(spec, s.stable.adapters, adapters),
         )
         verdicts = await analyse(
             self.http,
             spec,
             self.ctx.config.prometheus_url,
             s.namespace,
-            s.stable.revision,
-            desired,
+            s.stable,
+            s.canary,
             canary.window_seconds(analysis),
             judge,
         )

@@ -21,7 +21,7 @@ from adapterops.api.modeldeployment import (
     RevisionStatus,
 )
 from adapterops.config import Config
-from adapterops.deploy import builders
+from adapterops.deploy import builders, engine
 from adapterops.runtime.acceptance import Refusal
 from adapterops.runtime.clock import now
 from adapterops.runtime.conditions import set_condition
@@ -43,11 +43,14 @@ def revision_status(
     config: Config,
 ) -> RevisionStatus:
     r = spec.runtime
+    version, profile = engine.version_or_none(spec, config), engine.profile_or_none(spec, config)
     return RevisionStatus(
         revision=revision,
         adapters=adapters,
         engine=r.engine,
-        image=builders.image_of(spec, config),
+        image=engine.image_of(spec, config),
+        engine_version=version.version if version else None,
+        profile=profile.describe() if profile else None,
         tensor_parallel_size=r.tensor_parallel_size,
         gpu_type=r.gpu_type,
         replicas=replicas,

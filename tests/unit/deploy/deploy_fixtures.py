@@ -47,6 +47,7 @@ from adapterops.runtime.events import EventRecorder
 from adapterops.runtime.informer import Informer
 from adapterops.runtime.status import StatusWriter
 from adapterops.runtime.workqueue import Key, WorkQueue
+from testworld.engines import nim_profiles
 
 NAMESPACE = "ml"
 NAME = "agent"
@@ -76,6 +77,7 @@ CONFIG = Config(
     },
     status_write_seconds=0,  # every change is written at once: each reconcile's decision is visible
     allowed_judge_endpoints=("http://judge.invalid/v1",),  # the judge the specs below name
+    nim_profiles=nim_profiles(),  # the test world's NIM images and their profiles (testworld/engines.py)
 )
 
 ObjectKey = tuple[str, str, str]  # (apiVersion/kind, namespace, name)
@@ -419,11 +421,12 @@ class FakePairedJudge:
     samples: int
     problem: str | None = None
     pairs: list[tuple[float | None, float | None]] = field(default_factory=list)
-    started: list[tuple[str, str, str]] = field(default_factory=list)
+    compared: str = ""
+    started: list[tuple[str, str, str, str]] = field(default_factory=list)
     stopped: bool = False
 
-    def start(self, stable_url: str, canary_url: str, model: str) -> None:
-        self.started.append((stable_url, canary_url, model))
+    def start(self, stable_url: str, canary_url: str, stable_model: str, canary_model: str) -> None:
+        self.started.append((stable_url, canary_url, stable_model, canary_model))
 
     def stop(self) -> None:
         self.stopped = True

@@ -669,7 +669,7 @@ async def test_a_modeldeployment_that_is_gone_is_forgotten(world: World) -> None
     assert world.client.get_object(CONFIGMAP, "prompts") is not None
     assert KEY in world.reconciler.judges and KEY in world.reconciler.ctx.status._last_write
     judge = world.judges[-1]
-    assert judge.started and judge.started[-1][2] == "commerce" and not judge.stopped
+    assert judge.started and judge.started[-1][2:] == ("commerce", "commerce") and not judge.stopped
     assert stable != canary
 
     world.client.remove(MD, NAME)

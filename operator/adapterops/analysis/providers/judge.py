@@ -46,6 +46,7 @@ class PairedJudge:
     samples: int
     pairs: list[tuple[float | None, float | None]] = field(default_factory=list)
     problem: str | None = None
+    compared: str = ""  # which served models the two sides are (e.g. "v2 on the canary vs v1 on stable")
     task: asyncio.Task[None] | None = None
     asking_since: float | None = None  # monotonic time the pending judgement was sent
 
@@ -56,9 +57,10 @@ class PairedJudge:
         random.Random(0).shuffle(order)
         self.prompts = [self.prompts[i] for i in order[: self.samples]]
 
-    def start(self, stable_url: str, canary_url: str, model: str) -> None:
+    def start(self, stable_url: str, canary_url: str, stable_model: str, canary_model: str) -> None:
+        """Judge `stable_model` served by the stable pod against `canary_model` served by the canary pod."""
         if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._run(stable_url, canary_url, model))
+            self.task = asyncio.create_task(self._run(stable_url, canary_url, stable_model, canary_model))
 
     def stop(self) -> None:
         if self.task is not None:
@@ -70,7 +72,7 @@ class PairedJudge:
             return f"judge has not answered for {waited:.0f}s"
         return self.problem
 
-    async def _run(self, stable_url: str, canary_url: str, model: str) -> None:
+    async def _run(self, stable_url: str, canary_url: str, stable_model: str, canary_model: str) -> None:
         config = JudgeConfig(endpoint=self.judge.judge.endpoint, model=self.judge.judge.model, api_key=self.api_key)
         rubric = rubric_text(self.judge.rubric.builtin, self.judge.rubric.text)
         failures = 0
@@ -79,7 +81,7 @@ class PairedJudge:
                 while len(self.pairs) < len(self.prompts):
                     row = self.prompts[len(self.pairs)]
                     answers = await asyncio.gather(
-                        _ask(http, stable_url, model, row), _ask(http, canary_url, model, row)
+                        _ask(http, stable_url, stable_model, row), _ask(http, canary_url, canary_model, row)
                     )
                     scores: list[float | None] = []
                     for answer in answers:

@@ -5,27 +5,73 @@ may show to a tenant)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
-# PromQL per engine; {namespace}, {revision} and {window} are substituted. Pod labels reach Prometheus
-# through the usual `labelmap __meta_kubernetes_pod_label_(.+)` relabelling (adapterops.io/revision ->
-# adapterops_io_revision).
-SELECTOR = 'namespace="{namespace}",adapterops_io_revision="{revision}"'
+from adapterops.engines import Line
 
-QUERIES = {
-    "nim": {
-        "latency": "sum by (le) (increase(e2e_request_latency_seconds_bucket{" + SELECTOR + "}[{window}]))",
-        "errors": "sum(increase(http_requests_total{" + SELECTOR + ',status=~"5.."}[{window}]))',
-        "requests": "sum(increase(http_requests_total{" + SELECTOR + "}[{window}]))",
-    },
-    "vllm": {
-        "latency": "sum by (le) (increase(vllm:e2e_request_latency_seconds_bucket{" + SELECTOR + "}[{window}]))",
-        "errors": "sum(increase(http_requests_total{" + SELECTOR + ',status=~"5.."}[{window}]))',
-        "requests": "sum(increase(http_requests_total{" + SELECTOR + "}[{window}]))",
-    },
+# PromQL per engine line (adapterops.engines: the version decides which series exist; docs/engines.md
+# has the facts and their sources). {namespace}, {revision} and {window} are substituted. Pod labels
+# reach Prometheus through the usual `labelmap __meta_kubernetes_pod_label_(.+)` relabelling
+# (adapterops.io/revision -> adapterops_io_revision).
+SELECTOR = 'namespace="{namespace}",adapterops_io_revision="{revision}"'
+# vLLM's HTTP counter (prometheus-fastapi-instrumentator) labels the route template and groups the status
+# (`5xx`, never `500`); the inference routes only, not /v1/models polls or adapter loads.
+INFERENCE = 'handler=~"/v1/(chat/)?completions"'
+
+
+@dataclass(frozen=True)
+class EngineQueries:
+    latency: str  # per-`le` bucket increases of the end-to-end request latency histogram
+    errors: str  # failed requests
+    requests: str  # all requests the error share is of
+    error_measure: str  # what the error rate counts on this line, in words (shown with the verdict)
+    error_series: str  # the series it needs (named when Prometheus has none)
+
+
+def _latency(histogram: str) -> str:
+    return "sum by (le) (increase(" + histogram + "_bucket{" + SELECTOR + "}[{window}]))"
+
+
+_HTTP_ERRORS = "sum(increase(http_requests_total{" + SELECTOR + "," + INFERENCE + ',status="5xx"}[{window}]))'
+_HTTP_REQUESTS = "sum(increase(http_requests_total{" + SELECTOR + "," + INFERENCE + "}[{window}]))"
+
+QUERIES: dict[Line, EngineQueries] = {
+    # NIM 1.x has no HTTP counter: the error rate is the engine's own failure share (finish reasons other
+    # than stop/length); 4xx and 5xx answered before the engine are not in it.
+    "nim-1": EngineQueries(
+        latency=_latency("e2e_request_latency_seconds"),
+        errors="sum(increase(request_failure_total{" + SELECTOR + "}[{window}]))",
+        # Two sums, not one `{__name__=~...}` selector: increase() drops the names, and the two series would
+        # collide on the same labels (Prometheus refuses that with HTTP 422).
+        requests="sum(increase(request_success_total{"
+        + SELECTOR
+        + "}[{window}])) + sum(increase(request_failure_total{"
+        + SELECTOR
+        + "}[{window}]))",
+        error_measure="engine failures: request_failure_total of request_success_total + request_failure_total "
+        "(NIM 1.x exports no HTTP status counter)",
+        error_series="request_success_total and request_failure_total",
+    ),
+    # NIM 2.x runs vLLM behind its own front end: vLLM's series on /v1/metrics (not verified, docs/engines.md).
+    "nim-2": EngineQueries(
+        latency=_latency("vllm:e2e_request_latency_seconds"),
+        errors=_HTTP_ERRORS,
+        requests=_HTTP_REQUESTS,
+        error_measure='HTTP 5xx of completion requests: http_requests_total{status="5xx"} (vLLM\'s counter, '
+        "assumed on NIM 2.x's /v1/metrics)",
+        error_series="http_requests_total (vLLM's, assumed on NIM 2.x)",
+    ),
+    "vllm": EngineQueries(
+        latency=_latency("vllm:e2e_request_latency_seconds"),
+        errors=_HTTP_ERRORS,
+        requests=_HTTP_REQUESTS,
+        error_measure='HTTP 5xx of completion requests: http_requests_total{status="5xx"}',
+        error_series="http_requests_total",
+    ),
 }
 
 
