@@ -39,6 +39,7 @@ CHART_VALUES = {
     "reconcileSeconds": 5,
     # The profiles of the stand-in's NIM images (testworld/engines.py), over the chart's defaults.
     "nimProfiles": nim_profiles(),
+    "prometheusScrapeSeconds": 1,  # testworld.prometheus scrapes every second
 }
 # Serving images have no command in the pod spec (their entrypoint): the harness runs the stand-in of
 # the engine version the image is, told the GPUs the pod got.

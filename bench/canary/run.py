@@ -88,21 +88,30 @@ def first_decision(llr: NDArray[np.float64], n: NDArray[np.float64], upper: floa
     return Outcome(verdicts, n[rows, first].astype(np.float64))
 
 
-def ours_latency(stable: NDArray[np.int64], canary: NDArray[np.int64], bounds: tuple[float, ...]) -> Outcome:
+def ours_latency(
+    stable: NDArray[np.int64], canary: NDArray[np.int64], bounds: tuple[float, ...], baseline: NDArray[np.int64]
+) -> Outcome:
+    """Each checkpoint is a snapshot folded into the evidence, as the controller folds its snapshots
+    (exact counts here; bench/canary/oc.py goes through Prometheus' increase())."""
     les = [*bounds, math.inf]
     s_cum, c_cum = np.cumsum(stable, axis=2), np.cumsum(canary, axis=2)
     verdicts, samples = [], []
     for r in range(s_cum.shape[0]):
         s_run, c_run = s_cum[r].tolist(), c_cum[r].tolist()
+        base = list(zip(les, np.cumsum(baseline[r]).tolist(), strict=True))
+        evidence = latency.RelativeEvidence(base, sim.QUANTILE, INCREASE)
         verdict, n = "Inconclusive", c_run[-1][-1]
         for s_counts, c_counts in zip(s_run, c_run, strict=True):
+            s_hist, c_hist = list(zip(les, s_counts, strict=True)), list(zip(les, c_counts, strict=True))
+            evidence.extend([(s_hist, c_hist)])
             v = latency_verdict(
-                list(zip(les, s_counts, strict=True)),
-                list(zip(les, c_counts, strict=True)),
+                s_hist,
+                c_hist,
                 quantile=sim.QUANTILE,
                 max_increase_percent=INCREASE,
                 alpha=ALPHA,
                 beta=BETA,
+                evidence=evidence,
             )
             if v.verdict != "Inconclusive":
                 verdict, n = v.verdict, c_counts[-1]
@@ -294,7 +303,8 @@ def latency_scenario(
     p0, p1 = world.survival("null", cut), world.survival(bad, cut)
     for hyp, kind in (("null", "null"), ("bad", bad)):
         stable, canary = sim.cumulative_histograms(rng, world, kind, runs, checkpoints, per_checkpoint, weight)
-        out["ours"][hyp] = ours_latency(stable, canary, world.bounds)
+        baseline = rng.multinomial(2000, world.cells["null"], size=runs)  # stable alone before the canary
+        out["ours"][hyp] = ours_latency(stable, canary, world.bounds, baseline)
         if with_baselines:
             out["sprt"][hyp] = sprt_latency(canary, world.bounds, cut, p0, p1)
     rows.append(Row("ours (adapterops.analysis)", out["ours"]["null"], out["ours"]["bad"]))

@@ -38,6 +38,7 @@ VALUES = {
     },
     "reconcileSeconds": 10,
     "nimProfiles": nim_profiles(),  # the stand-in NIM images' profiles
+    "prometheusScrapeSeconds": 1,  # testworld.prometheus scrapes every second
 }
 
 

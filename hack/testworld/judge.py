@@ -1,8 +1,11 @@
 """Stand-in LLM judge: a small OpenAI-compatible chat-completions server that scores deterministically.
 
 It reads the <reference> and <answer> sections of the judge prompt that `adapterops_common.judge`
-builds and answers `{"score": 5 x token-F1(answer, reference) rounded half up, "reason": ...}`. Tests can make
-it misbehave as real OpenAI-compatible servers do, for every request (`mode`) or per judge model (`modes`):
+builds and answers `{"score": 5 x token-F1(answer, reference) rounded half up, "reason": ...}`. A pairwise
+prompt (`adapterops_common.pairwise`: <answer_a> and <answer_b>) gets `{"better": "A" | "B" | "tie"}`: the
+answer whose score would be higher, a tie when both would score the same, so the verdict depends on the
+answers' content only, never on their position. Tests can make it misbehave as real OpenAI-compatible
+servers do, for every request (`mode`) or per judge model (`modes`):
 
     score          the deterministic verdict (default)
     garbage        prose instead of the JSON verdict
@@ -12,6 +15,7 @@ it misbehave as real OpenAI-compatible servers do, for every request (`mode`) or
     server-error   500, an internal error
     hang           takes the request and answers nothing for as long as the mode lasts, then drops the
                    connection (a wedged server or proxy: the client's timeout is what ends it)
+    prefer-first   a position-biased pairwise judge that always prefers answer A
 
 and require an API key, to check that clients report trouble as unavailable/invalid instead of a score.
 Test double only: not product code.
@@ -29,12 +33,13 @@ import contextlib
 import json
 import re
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-MODES = ("score", "garbage", "bad-json", "out-of-range", "error", "server-error", "hang")
+MODES = ("score", "garbage", "bad-json", "out-of-range", "error", "server-error", "hang", "prefer-first")
 _TOKEN = re.compile(r"[a-z0-9$]+(?:[.-][a-z0-9]+)*")
 _SECTION = r"<{0}>\n(.*?)\n</{0}>"
 
@@ -65,6 +70,22 @@ def score_prompt(user_message: str) -> dict[str, Any]:
     return {"score": int(5 * f1 + 0.5), "reason": f"token F1 {f1:.2f} against the reference"}
 
 
+def prefer_prompt(user_message: str) -> dict[str, Any]:
+    """The deterministic pairwise verdict: the better-scoring answer (rubric points), else a tie."""
+    a = re.search(_SECTION.format("answer_a"), user_message, re.DOTALL)
+    b = re.search(_SECTION.format("answer_b"), user_message, re.DOTALL)
+    reference = re.search(_SECTION.format("reference"), user_message, re.DOTALL)
+    if not a or not b or not reference:
+        return {"better": "tie", "reason": "two answers and a reference are needed to prefer one"}
+    points = [int(5 * token_f1(x.group(1), reference.group(1)) + 0.5) for x in (a, b)]
+    better = "A" if points[0] > points[1] else "B" if points[1] > points[0] else "tie"
+    return {"better": better, "reason": f"rubric points {points[0]} (A) vs {points[1]} (B)"}
+
+
+def is_pairwise(user_message: str) -> bool:
+    return "<answer_a>" in user_message and "<answer_b>" in user_message
+
+
 class StandInJudge:
     """The server; attributes may be changed while it runs (tests flip `mode`)."""
 
@@ -72,6 +93,7 @@ class StandInJudge:
         self.mode = mode
         self.modes: dict[str, str] = {}  # judge model -> mode, over `mode`
         self.api_key = api_key
+        self.delay_s = 0.0  # seconds each judgement takes (a hosted judge: ~1-3 s); benchmarks set it
         self.requests = 0
         self.by_model: Counter[tuple[str, str]] = Counter()  # (model, mode) -> requests answered that way
         self.hanging = 0  # requests held open right now (mode hang)
@@ -143,7 +165,12 @@ class StandInJudge:
         elif mode == "out-of-range":
             content = json.dumps({"score": 9, "reason": "outstanding"})
         else:
-            content = json.dumps(score_prompt(str(messages[-1].get("content", ""))))
+            user = str(messages[-1].get("content", ""))
+            if is_pairwise(user):
+                verdict = {"better": "A", "reason": "first"} if mode == "prefer-first" else prefer_prompt(user)
+                content = json.dumps(verdict)
+            else:
+                content = json.dumps(score_prompt(user))
         completion = {
             "id": f"chatcmpl-standin-{self.requests}",
             "object": "chat.completion",
@@ -196,6 +223,8 @@ class StandInJudge:
                     judge._hang(str(body.get("model", "")))
                     self.close_connection = True  # no answer at all: the connection just closes
                     return
+                if judge.delay_s > 0:
+                    time.sleep(judge.delay_s)  # this request's thread only (ThreadingHTTPServer)
                 self._send(*judge._reply(body))
 
         return Handler

@@ -88,8 +88,8 @@ class Traffic:
 
     def _send(self, seed: int) -> None:
         rng = random.Random(seed)
-        interval = self.workers / self.rate
         while not self._stop.is_set():
+            interval = self.workers / self.rate  # read each time: a benchmark may ramp the rate
             ip = self._pick(rng)
             if ip is not None:
                 row = rng.choice(PROMPTS)

@@ -59,12 +59,15 @@ def _merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_trial(tmp: Path, spec: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    """The real entrypoint in-process (`python -m adapterops_train run` calls the same main)."""
+def run_trial(
+    tmp: Path, spec: dict[str, Any], command: str = "run", extra: tuple[str, ...] = ()
+) -> tuple[int, dict[str, Any]]:
+    """The real entrypoint in-process (`python -m adapterops_train run` calls the same main); `command`
+    baseline evaluates the base model instead."""
     tmp.mkdir(parents=True, exist_ok=True)
     spec_path, log = tmp / "trial.json", tmp / "termination-log"
     spec_path.write_text(json.dumps(spec))
-    code = cli_main(["run", "--spec", str(spec_path), "--termination-log", str(log)])
+    code = cli_main([command, "--spec", str(spec_path), "--termination-log", str(log), *extra])
     return code, json.loads(log.read_text())
 
 

@@ -129,6 +129,15 @@ class Config(BaseSettings):
     prometheus_url: str = Field(
         default="http://prometheus-operated.monitoring:9090", description="Prometheus for canary metrics."
     )
+    prometheus_scrape_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        le=300,
+        description=(
+            "How often Prometheus scrapes the serving pods. The relative latency test takes a snapshot every two "
+            "scrape intervals, each once a scrape interval and 5 s have passed (so that it never changes later)."
+        ),
+    )
     # What a tenant may make AdapterOps call (adapterops.egress): URL prefixes, comma-separated, compared
     # parsed (scheme, host, port, then whole path segments); `*` allows any http(s) URL.
     allowed_prometheus_urls: Annotated[tuple[str, ...], NoDecode] = Field(

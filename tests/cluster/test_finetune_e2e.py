@@ -59,6 +59,9 @@ def sweep(name: str, **overrides: Any) -> dict[str, Any]:
         "output": {"uri": "pvc://work/adapters"},
         "resources": {"gpuType": "H100", "gpusPerTrial": 1},
         "backoffLimit": 1,
+        # The base model's evaluation is one more Job per sweep: tested in test_baseline_e2e.py and by the
+        # restart test here; the other sweeps skip it to keep the suite short.
+        "baseline": {"evaluate": False},
     }
     spec.update(overrides)
     return {"apiVersion": "adapterops.io/v1alpha1", "kind": "FineTuneJob", "metadata": {"name": name}, "spec": spec}
@@ -174,7 +177,7 @@ def test_operator_restart_mid_sweep_duplicates_nothing_and_converges(
     cluster: LocalCluster, operator: OperatorProcess, kubelet: Kubelet, namespace: str, tiny_model: Path
 ) -> None:
     workspace(cluster, namespace, tiny_model)
-    cluster.apply(sweep("restart"), namespace)
+    cluster.apply(sweep("restart", baseline={"evaluate": True}), namespace)
     wait_for(lambda: len(cluster.get("jobs", "-n", namespace)["items"]) >= 2, 60, "the first trial Jobs")
     first_uids = {j["metadata"]["name"]: j["metadata"]["uid"] for j in cluster.get("jobs", "-n", namespace)["items"]}
     operator.kill()
@@ -188,7 +191,8 @@ def test_operator_restart_mid_sweep_duplicates_nothing_and_converges(
         operator.start()
     cluster.kubectl("wait", "--for=condition=Succeeded", "ftj/restart", "-n", namespace, "--timeout=600s", timeout=620)
     jobs = cluster.get("jobs", "-n", namespace)["items"]
-    assert sorted(j["metadata"]["name"] for j in jobs) == [f"restart-t0{i}" for i in range(4)]
+    # The four trials and, once they had finished, the base model's evaluation: each exactly once.
+    assert sorted(j["metadata"]["name"] for j in jobs) == ["restart-baseline"] + [f"restart-t0{i}" for i in range(4)]
     assert all(
         first_uids[n] == u for n, u in ((j["metadata"]["name"], j["metadata"]["uid"]) for j in jobs) if n in first_uids
     )

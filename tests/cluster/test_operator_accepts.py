@@ -30,7 +30,7 @@ def test_paper_sweep_is_accepted_with_its_plan(
 ) -> None:
     cluster.apply(with_name(PAPER_FTJ, "paper", namespace))
     cond = wait_for(lambda: condition(cluster, "ftj", "paper", namespace, "Accepted"), 30, "Accepted on paper")
-    assert cond["status"] == "True" and cond["message"] == "sweep planned: 20 trials"
+    assert cond["status"] == "True" and cond["message"] == "sweep planned: 20 trials and a baseline"
     obj = cluster.get("ftj", "paper", "-n", namespace)
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"] == cond["observedGeneration"]
     cluster.kubectl("wait", "--for=condition=Accepted", "ftj/paper", "-n", namespace, "--timeout=10s")

@@ -80,7 +80,7 @@ def test_panels_cover_sweeps_and_canaries(dashboard: dict[str, Any]) -> None:
     text = {p["title"]: " ".join(t["expr"] for t in p.get("targets", [])) for p in panels(dashboard)}
     wanted = {
         "Trials by state": "adapterops_trials",
-        "Best score per sweep (champion)": "adapterops_champion_score",
+        "Champion vs base model per sweep": "adapterops_champion_score",
         "Canary traffic weight": "adapterops_canary_weight_percent",
         "Latency: stable vs canary": 'adapterops_analysis_value{metric="latency"',
         "Judge score: stable vs canary": 'adapterops_analysis_value{metric="judge"',
@@ -90,6 +90,8 @@ def test_panels_cover_sweeps_and_canaries(dashboard: dict[str, Any]) -> None:
     }
     for title, needle in wanted.items():
         assert needle in text.get(title, ""), f"panel {title!r} should query {needle}"
+    champion_vs_base = text["Champion vs base model per sweep"]
+    assert "adapterops_baseline_score" in champion_vs_base and "adapterops_champion_win_rate" in champion_vs_base
     for title in ("Latency: stable vs canary", "Judge score: stable vs canary"):
         assert "by (modeldeployment, role)" in text[title] and "adapterops_analysis_threshold" in text[title]
 

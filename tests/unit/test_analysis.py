@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from adapterops.analysis.error_rate import error_rate_verdict
-from adapterops.analysis.latency import latency_verdict
+from adapterops.analysis.latency import RelativeEvidence, latency_verdict
 from adapterops.analysis.paired_scores import _betting_log_wealth, _sign_log_wealth, judge_verdict
 from adapterops.analysis.verdict import FAIL, INCONCLUSIVE, PASS, MetricVerdict, overall_verdict
 from adapterops.deploy.status import metric_result
@@ -57,10 +57,17 @@ class Stream:
 
 
 def first_latency_verdict(rng: random.Random, scale: float, bounds: tuple[float, ...] = VLLM) -> str:
+    """Exact counts, a snapshot every ~10 canary requests folded into the evidence as the controller
+    folds its snapshots (tests/unit/test_latency_data_path.py goes through Prometheus' increase())."""
+    stream = Stream(rng, bounds, 1.0, weight=0.0)
+    stream.advance(2000)  # stable alone before the canary: the baseline
+    baseline = stream.hist("stable")
     stream = Stream(rng, bounds, scale, weight=0.1)
-    for _ in range(400):  # a reconcile every ~10 canary requests, up to ~4000
+    evidence = RelativeEvidence(baseline, 0.95, 15)
+    for _ in range(400):  # up to ~4000 canary requests
         stream.advance(100)
-        v = latency_verdict(stream.hist("stable"), stream.hist("canary"), max_increase_percent=15)
+        evidence.extend([(stream.hist("stable"), stream.hist("canary"))])
+        v = latency_verdict(stream.hist("stable"), stream.hist("canary"), max_increase_percent=15, evidence=evidence)
         if v.verdict != INCONCLUSIVE:
             return v.verdict
     return INCONCLUSIVE

@@ -194,9 +194,9 @@ def test_the_result_fits_whatever_the_uris_length_and_keeps_the_scores_and_the_a
 def test_wrong_documents_are_rejected() -> None:
     schema = document_schema("TrialResult")
     refused_by_both: list[dict[str, Any]] = [
-        {"v": 1, "status": "maybe"},
-        {"v": 2, "status": "failed"},
-        {"v": 1, "status": "failed", "retryHint": "later"},  # a newer trainer's field: refused, not dropped
+        {"v": 2, "status": "maybe"},
+        {"v": 1, "status": "failed"},  # the released v1: an older trainer image's document
+        {"v": 2, "status": "failed", "retryHint": "later"},  # a newer trainer's field: refused, not dropped
     ]
     for bad in [*refused_by_both, {"status": "failed", "steps": "3"}]:
         with pytest.raises(jsonschema.ValidationError):

@@ -38,6 +38,7 @@ OPERATOR_ONLY = (
     "backoff_limit",
     "trial_deadline_seconds",
     "suspend",
+    "baseline",  # the operator runs the baseline Job (its own command), the trainer reads no setting of it
 )
 # Settings deliberately not sent: the judge's key is a file the operator mounts into the pod.
 NOT_SENT = {("evaluation", "judge", "api_key_secret_ref")}

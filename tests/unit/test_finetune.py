@@ -90,10 +90,10 @@ def test_missing_malformed_and_oversized_results_fail_the_trial_with_a_reason() 
     for message, reason in (
         (None, "ResultMissing"),
         ("{not json", "ResultMalformed"),
-        ('{"v": 1, "status": "maybe"}', "ResultMalformed"),
+        ('{"v": 2, "status": "maybe"}', "ResultMalformed"),
         ("x" * 5000, "ResultTooLarge"),
-        ('{"v": 1, "status": "succeeded", "validationLoss": NaN, "adapterUri": "pvc://out/a"}', "InvalidResult"),
-        ('{"v": 1, "status": "succeeded", "trainLoss": Infinity, "adapterUri": "pvc://out/a"}', "InvalidResult"),
+        ('{"v": 2, "status": "succeeded", "validationLoss": NaN, "adapterUri": "pvc://out/a"}', "InvalidResult"),
+        ('{"v": 2, "status": "succeeded", "trainLoss": Infinity, "adapterUri": "pvc://out/a"}', "InvalidResult"),
     ):
         row = observe_trial(TRIALS[0], complete, [pod("sweep-t00", "Succeeded", message)], None)
         assert row.state == "Failed" and (row.message or "").startswith(reason), (message, row)

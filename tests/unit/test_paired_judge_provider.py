@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 
 from adapterops.analysis.providers import judge as provider
 from adapterops.analysis.providers.judge import PairedJudge, describe
@@ -98,7 +99,7 @@ async def test_a_judge_answering_garbage_uses_up_no_prompt_and_judging_resumes_w
     with StandInJudge(mode="garbage") as server:
         judge = PairedJudge(list(PROMPTS), analysis(server.url, 6), None, 6)
         judge.start("http://stable", "http://canary", "m", "m")
-        await until(lambda: server.requests >= 6, "the judge to be asked a few times")
+        await until(lambda: server.requests >= 6 and judge.problem, "the judge to be asked a few times, and fail")
         # Each failed judgement costs one of a prompt's PROMPT_ATTEMPTS, not the prompt.
         assert len(judge.pairs) <= server.requests // (2 * provider.PROMPT_ATTEMPTS)
         assert judge.trouble() == "judge invalid: it answered without a valid score"
@@ -114,8 +115,72 @@ async def test_a_judge_that_hangs_is_reported_while_it_hangs(quick: None) -> Non
         judge = PairedJudge(list(PROMPTS), analysis(server.url, 2), None, 2)
         judge.start("http://stable", "http://canary", "m", "m")
         await until(lambda: (judge.trouble() or "").startswith("judge has not answered for"), "a report")
-        assert server.hanging == 1 and judge.pairs == []
+        assert server.hanging >= 1 and judge.pairs == []  # each pending judgement held (both sides, concurrently)
         server.mode = "score"  # it lets go: the connection drops unanswered, the client tries again
         await until(lambda: len(judge.pairs) == 2, "judging to go on")
         judge.stop()
     assert all(s == 5 and c == 5 for s, c in judge.pairs) and judge.trouble() is None
+
+
+class Pods:
+    """Stable and canary pods over real HTTP (aiohttp), answering each prompt after a delay that falls
+    with the prompt's number (later prompts finish first) and counting the prompts in flight."""
+
+    def __init__(self) -> None:
+        self.in_flight = self.most = 0
+
+    async def chat(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        prompt = body["messages"][-1]["content"]
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        await asyncio.sleep(0.002 * (40 - int(prompt.split()[-1])))
+        self.in_flight -= 1
+        side = request.match_info["side"]
+        words = prompt.split() if side == "stable" or int(prompt.split()[-1]) % 3 else ["nothing"]
+        return web.json_response({"choices": [{"message": {"role": "assistant", "content": " ".join(words)}}]})
+
+    async def __aenter__(self) -> str:
+        app = web.Application()
+        app.router.add_post("/{side}/v1/chat/completions", self.chat)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = self.runner.addresses[0][1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.runner.cleanup()
+
+
+async def judged(concurrency: int, pods: Pods, base: str, judge_url: str) -> list[tuple[float | None, float | None]]:
+    spec = JudgeAnalysis.model_validate(
+        {
+            "dataset": "configmap://p/p.jsonl",
+            "samples": 40,
+            "concurrency": concurrency,
+            "judge": {"endpoint": judge_url, "model": "j"},
+        }
+    )
+    rows = [{"prompt": f"find running shoes size {i}", "reference": f"find running shoes size {i}"} for i in range(40)]
+    judge = PairedJudge(rows, spec, None, spec.samples)
+    judge.start(f"{base}/stable", f"{base}/canary", "m", "m")
+    assert judge.task is not None
+    await asyncio.wait_for(judge.task, 60)
+    assert judge.problem is None and len(judge.pairs) == 40
+    return judge.pairs
+
+
+async def test_concurrent_judging_releases_pairs_in_the_prompts_order_with_bounded_concurrency() -> None:
+    with StandInJudge() as stand_in:
+        pods = Pods()
+        async with pods as base:
+            one_at_a_time = await judged(1, pods, base, stand_in.url)
+            assert pods.most == 2  # one prompt: its stable and canary request
+            pods.most = 0
+            eight = await judged(8, pods, base, stand_in.url)
+            assert pods.most == 16  # eight prompts, two requests each, never more
+    # Later prompts finished first, yet the pairs come in the prompts' (shuffled) order, as sequentially.
+    assert eight == one_at_a_time
+    assert any(s != c for s, c in eight)  # the canary's degraded answers are scored lower: the order is visible

@@ -1,10 +1,14 @@
 """`python -m adapterops_train run`: the trial pod's entrypoint.
 
-run    [--spec PATH] [--termination-log PATH]
-       Runs one trial. The spec comes from --spec, else $ADAPTEROPS_TRIAL_SPEC, else
-       /etc/adapterops/trial.json. The result document always goes to the termination log
-       (default /dev/termination-log) and, as the last line, to stdout. Exit 0 on success,
-       1 when the trial failed, 2 when the spec could not be read (or speaks another contract version).
+run       [--spec PATH] [--termination-log PATH]
+          Runs one trial. The spec comes from --spec, else $ADAPTEROPS_TRIAL_SPEC, else
+          /etc/adapterops/trial.json. The result document always goes to the termination log
+          (default /dev/termination-log) and, as the last line, to stdout. Exit 0 on success,
+          1 when the trial failed, 2 when the spec could not be read (or speaks another contract version).
+baseline  [--spec PATH] [--termination-log PATH] [--champion-adapter URI]
+          Evaluates the base model (no adapter, no training) as a trial evaluates its adapter: its
+          validation loss and judge score; with the champion's adapter, the judge also compares the
+          champion's answers with the base model's, pairwise. Same spec, result document, exit codes.
 
 The documents are the contract's (`adapterops_common.contract`); the serving pods' adapter fetcher
 is `python -m adapterops_common fetch`.
@@ -43,6 +47,14 @@ def write_result(result: TrialResult, path: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    return _run(args, baseline=False)
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    return _run(args, baseline=True, champion=args.champion_adapter)
+
+
+def _run(args: argparse.Namespace, baseline: bool, champion: str | None = None) -> int:
     spec_path = args.spec or os.environ.get("ADAPTEROPS_TRIAL_SPEC") or TRIAL_SPEC_PATH
     try:
         spec = TrialSpec.model_validate_json(Path(spec_path).read_text(encoding="utf-8"))
@@ -54,9 +66,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_PERMANENT
     # A trial reads its base model from baseModel.uri only: never let a library reach for a model hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from adapterops_train.runner import run_trial
+    if baseline:
+        from adapterops_train.baseline import run_baseline
 
-    result = run_trial(spec)
+        result = run_baseline(spec, champion)
+    else:
+        from adapterops_train.runner import run_trial
+
+        result = run_trial(spec)
     write_result(result, args.termination_log)
     if result.status == "succeeded":
         return 0
@@ -72,6 +89,13 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--spec", help=f"trial spec JSON (default $ADAPTEROPS_TRIAL_SPEC or {TRIAL_SPEC_PATH})")
     run.add_argument("--termination-log", default=DEFAULT_TERMINATION_LOG)
     run.set_defaults(fn=cmd_run)
+    base = sub.add_parser("baseline", help="evaluate the base model (no adapter) as a trial would")
+    base.add_argument("--spec", help=f"trial spec JSON (default $ADAPTEROPS_TRIAL_SPEC or {TRIAL_SPEC_PATH})")
+    base.add_argument("--termination-log", default=DEFAULT_TERMINATION_LOG)
+    base.add_argument(
+        "--champion-adapter", help="URI of the champion's adapter: also compare its answers with the base model's"
+    )
+    base.set_defaults(fn=cmd_baseline)
     return p
 
 

@@ -29,7 +29,9 @@ def error_rate_verdict(
 ) -> MetricVerdict:
     """Canary error rate against ``max_percent`` (Wald's binomial test between max/2 and max).
 
-    Counts are cumulative since the canary began; stable's are reported for comparison only.
+    Counts are cumulative since the canary began; stable's are reported for comparison only. A Fail
+    refutes "the canary's error rate is at most half the limit", not "within the limit": a canary
+    between the two may be rolled back (false rollback <= beta holds at half the limit and below).
     ``max_percent`` 0 allows no error at all: the first canary error fails.
     """
     check_risks(alpha, beta)
@@ -76,9 +78,10 @@ def error_rate_verdict(
         verdict, why = (
             FAIL,
             (
-                f"errorRate above the {max_percent:g}% limit: {seen} (likelihood ratio {ratio_text(llr)} "
-                f">= {1.0 / beta:.3g} between {pct(p_bad)} and {pct(p_good)}; false-rollback risk <= "
-                f"{pct(beta)})."
+                f"errorRate near or above the {max_percent:g}% limit: {seen}; likelihood ratio "
+                f"{ratio_text(llr)} >= {1.0 / beta:.3g} for {pct(p_bad)} against {pct(p_good)} (half the limit): "
+                f"were the canary's error rate <= {pct(p_good)}, evidence this strong would come with "
+                f"probability <= {pct(beta)}."
             ),
         )
     elif llr <= math.log(alpha):
@@ -86,7 +89,7 @@ def error_rate_verdict(
             PASS,
             (
                 f"errorRate within the {max_percent:g}% limit: {seen} (likelihood ratio {ratio_text(llr)} <= "
-                f"{alpha:.3g}; false-promotion risk <= {pct(alpha)})."
+                f"{alpha:.3g}: a canary at the limit would get here with probability <= {pct(alpha)})."
             ),
         )
     else:

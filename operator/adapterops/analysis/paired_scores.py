@@ -234,13 +234,13 @@ def _judge_sentence(
 ) -> str:
     if verdict == FAIL:
         return (
-            f"Judge score regressed: the paired scores refute {good} (evidence {ratio_text(w_fail)} >= "
-            f"{1.0 / beta:.3g}; false-rollback risk <= {pct(beta)})."
+            f"Judge score lower: the paired scores refute {good} (evidence {ratio_text(w_fail)} >= "
+            f"{1.0 / beta:.3g}: were it so, evidence this strong would come with probability <= {pct(beta)})."
         )
     if verdict == PASS:
         return (
             f"Judge score holds: the paired scores refute {bad} (evidence {ratio_text(w_pass)} >= "
-            f"{1.0 / alpha:.3g}; false-promotion risk <= {pct(alpha)})."
+            f"{1.0 / alpha:.3g}: were it so, evidence this strong would come with probability <= {pct(alpha)})."
         )
     return (
         f"No decision yet on {bad}: evidence against it {ratio_text(w_pass)} (pass at >= "

@@ -1,18 +1,31 @@
 """One canary step's analysis: latency and error counts from Prometheus, paired judge scores from the
 serving pods themselves. Everything that fails to answer becomes None plus a reason, which the tests
-turn into Inconclusive: no data never promotes."""
+turn into Inconclusive: no data never promotes.
+
+The relative latency test is fed by snapshots at fixed times (every two scrape intervals after the
+canary test began, each once Prometheus has surely ingested it), never by the growing window of the current
+look: the intervals between snapshots are the test's units, and a look between two snapshots adds no
+evidence. A `LatencyTest` keeps the folded evidence per canary test; a restarted operator rebuilds it
+from Prometheus (the same queries at the same times give the same snapshots), so nothing is lost.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Hashable
+from dataclasses import dataclass
+from datetime import datetime
 
 import httpx
 
 from adapterops.analysis.error_rate import error_rate_verdict
-from adapterops.analysis.latency import latency_verdict
+from adapterops.analysis.latency import RelativeEvidence, latency_verdict
 from adapterops.analysis.paired_scores import judge_verdict
+from adapterops.analysis.pairwise import pairwise_verdict
 from adapterops.analysis.providers.judge import PairedJudge
 from adapterops.analysis.providers.prometheus import (
+    MIN_WINDOW_SECONDS,
     QUERIES,
     EngineQueries,
     PrometheusError,
@@ -26,6 +39,95 @@ from adapterops.engines import EngineVersionProblem, Line, resolve
 from adapterops.engines import line_of as engine_line_of
 
 BETA = 0.05  # false rollback of a canary that equals stable, all metrics together
+SNAPSHOT_SECONDS = 30.0
+"""The relative latency test's interval by default: two scrapes at Prometheus' default 15 s."""
+SETTLE_SECONDS = 20.0
+"""A snapshot at time T is taken once T is this far past (a scrape interval and ingestion), so the same
+query at T answers the same thing at every later look (and after a restart)."""
+BASELINE_SECONDS = 600.0
+"""Stable's histogram over this window before the canary began: the first intervals' cut."""
+MAX_SNAPSHOTS_PER_LOOK = 20
+"""Catching up (after a restart) takes at most this many snapshots per look: a reconcile stays short."""
+
+
+@dataclass
+class LatencyTest:
+    """One canary test's relative latency evidence: snapshots folded so far, in order."""
+
+    test: str
+    started: float  # Unix seconds: when the canary test began (snapshot k is at started + k x every)
+    evidence: RelativeEvidence | None = None
+    every: float = SNAPSHOT_SECONDS
+    settle: float = SETTLE_SECONDS
+
+
+class LatencyTests:
+    """The reconciler's LatencyTest per ModelDeployment; a new test (canary or retried step) starts over."""
+
+    def __init__(self, scrape_seconds: float = SNAPSHOT_SECONDS / 2) -> None:
+        self.by_key: dict[Hashable, LatencyTest] = {}
+        self.every, self.settle = 2.0 * scrape_seconds, scrape_seconds + 5.0
+
+    def of(self, key: Hashable, test: str, started: datetime | None) -> LatencyTest | None:
+        if started is None:
+            return None
+        found = self.by_key.get(key)
+        if found is None or found.test != test:
+            found = self.by_key[key] = LatencyTest(test, started.timestamp(), None, self.every, self.settle)
+        return found
+
+    def forget(self, key: Hashable) -> None:
+        self.by_key.pop(key, None)
+
+
+async def fold_snapshots(
+    http: httpx.AsyncClient,
+    url: str,
+    templates: tuple[str, str],
+    namespace: str,
+    stable: str,
+    canary: str,
+    track: LatencyTest,
+    quantile: float,
+    increase: float,
+    now: float,
+    counts: tuple[str, str] | None = None,
+) -> RelativeEvidence:
+    """Fold the snapshots due by `now` into the test's evidence (the start first, once).
+
+    ``templates`` and ``counts`` are per side (stable, canary): the two revisions may run different
+    engine versions. ``counts``: queries for the histogram's counters as scraped (the engine's default
+    metric): snapshots are then exact counts, differenced from their values at the start. Without it (a custom query
+    template), snapshots are the template's ``increase()`` since the start, an extrapolated estimate.
+    A snapshot is whole or absent: a Prometheus failure (PrometheusError) leaves the evidence as it was.
+    """
+    ev = track.evidence
+    if ev is None or ev.q != quantile or abs(ev.rho - (1.0 + increase / 100.0)) > 1e-12:
+        if counts is not None:
+            origin = (
+                await histogram(http, url, render(counts[0], namespace, stable, 0), at=track.started),
+                await histogram(http, url, render(counts[1], namespace, canary, 0), at=track.started),
+            )
+            ev = RelativeEvidence(None, quantile, increase, origin=origin)
+        else:
+            base = await histogram(
+                http, url, render(templates[0], namespace, stable, BASELINE_SECONDS), at=track.started
+            )
+            ev = RelativeEvidence(base, quantile, increase)
+        track.evidence = ev
+    # `render` makes windows of at least MIN_WINDOW_SECONDS: the first snapshot is the first whose window
+    # since the start is that long, so that every window begins exactly at the start.
+    first = 1 if counts is not None else max(1, math.ceil(MIN_WINDOW_SECONDS / track.every))
+    for _ in range(MAX_SNAPSHOTS_PER_LOOK):
+        window = track.every * (ev.snapshots + first)
+        at = track.started + window
+        if at > now - track.settle:
+            break
+        queries = counts if counts is not None else templates
+        s = await histogram(http, url, render(queries[0], namespace, stable, window), at=at)
+        c = await histogram(http, url, render(queries[1], namespace, canary, window), at=at)
+        ev.extend([(s, c)])
+    return ev
 
 
 def line_of(rev: RevisionStatus) -> Line | None:
@@ -58,9 +160,15 @@ async def analyse(
     canary: RevisionStatus,
     window_seconds: float,
     judge: PairedJudge | None,
+    latency_test: LatencyTest | None = None,
+    now: float | None = None,
 ) -> list[MetricVerdict]:
     """One verdict per configured metric, from the data since the canary began. Each revision is read
-    with its own engine version's queries: a canary may change the engine or its version."""
+    with its own engine version's queries: a canary may change the engine or its version.
+
+    ``latency_test`` and ``now`` (Unix seconds) feed the relative latency test its snapshots; without
+    them it is a single-look test on the current window (tests of one look only: not valid repeated).
+    """
     a = spec.canary.analysis
     out: list[MetricVerdict] = []
     # The false-rollback risk is split between the metrics so that, all together, it stays <= 5%.
@@ -68,17 +176,34 @@ async def analyse(
     if a.latency:
         url = a.latency.prometheus_url or prometheus_url
         try:
-            hists = []
-            for rev, role in ((stable, "stable"), (canary, "canary")):
-                template = a.latency.query or _queries(rev, role).latency
-                hists.append(await histogram(http, url, render(template, namespace, rev.revision, window_seconds)))
+            sides = (_queries(stable, "stable"), _queries(canary, "canary"))
+            templates = (a.latency.query or sides[0].latency, a.latency.query or sides[1].latency)
+            evidence = None
+            increase = a.latency.max_increase_percent
+            if increase is not None and latency_test is not None and now is not None:
+                evidence = await fold_snapshots(
+                    http,
+                    url,
+                    templates,
+                    namespace,
+                    stable.revision,
+                    canary.revision,
+                    latency_test,
+                    a.latency.quantile,
+                    max(increase, 1.0),
+                    now,
+                    (sides[0].latency_counts, sides[1].latency_counts) if a.latency.query is None else None,
+                )
+            s = await histogram(http, url, render(templates[0], namespace, stable.revision, window_seconds))
+            c = await histogram(http, url, render(templates[1], namespace, canary.revision, window_seconds))
             verdict = latency_verdict(
-                hists[0],
-                hists[1],
+                s,
+                c,
                 quantile=a.latency.quantile,
                 max_seconds=a.latency.max_seconds,
-                max_increase_percent=a.latency.max_increase_percent,
+                max_increase_percent=increase,
                 beta=beta,
+                evidence=evidence,
             )
         except PrometheusError as exc:
             verdict = latency_verdict(
@@ -114,9 +239,15 @@ async def analyse(
             )
         out.append(verdict)
     if a.judge:
-        verdict = judge_verdict(
-            judge.pairs if judge else None, min_score=a.judge.min_score, max_drop=a.judge.max_drop, beta=beta
-        )
+        if a.judge.mode == "pairwise":
+            agreement = getattr(judge, "agreement", None)  # a PairwiseJudge's; None before its first comparison
+            verdict = pairwise_verdict(
+                judge.pairs if judge else None, min_win_rate=a.judge.min_win_rate, agreement=agreement, beta=beta
+            )
+        else:
+            verdict = judge_verdict(
+                judge.pairs if judge else None, min_score=a.judge.min_score, max_drop=a.judge.max_drop, beta=beta
+            )
         trouble = judge.trouble() if judge else None
         if trouble and verdict.verdict == "Inconclusive":
             verdict = _with_reason(verdict, trouble)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
@@ -11,7 +10,6 @@ from adapterops.api.common import (
     SWEEPABLE_PARAMETERS,
     ApiModel,
     BaseModelRef,
-    Conditions,
     SecretKeyRef,
     SecretReference,
     Toleration,
@@ -20,6 +18,14 @@ from adapterops.api.common import (
     immutable,
     storage_uri,
 )
+from adapterops.api.finetunejob_status import Baseline as Baseline
+from adapterops.api.finetunejob_status import Champion as Champion
+from adapterops.api.finetunejob_status import FineTuneJobStatus as FineTuneJobStatus
+from adapterops.api.finetunejob_status import Improvement as Improvement
+from adapterops.api.finetunejob_status import PairwiseResult as PairwiseResult
+from adapterops.api.finetunejob_status import Trial as Trial
+from adapterops.api.finetunejob_status import TrialCounts as TrialCounts
+from adapterops.api.finetunejob_status import TrialState as TrialState
 from adapterops.api.kinds import API_VERSION
 from adapterops.api.names import OBJECT_NAME_RULE, PriorityClassName, QueueName, ServiceAccountName, Uri
 from adapterops_common.contract import HF_TARGET_MODULES, NEMO_TARGET_MODULES, SERVABLE_LORA_RANKS
@@ -328,6 +334,35 @@ class Output(ApiModel):
     )
 
 
+class BaselineSpec(ApiModel):
+    """The base model (no adapter) evaluated like the trials, to say whether fine-tuning paid off."""
+
+    evaluate: bool = Field(
+        default=True,
+        description=(
+            "Evaluate the base model without an adapter once the trials have finished: one extra Job (no "
+            "training) computing its validation loss on the same split and its judge score on the same "
+            "challenge set, judge and rubric. false skips it (no comparison, nothing blocks a deployment)."
+        ),
+    )
+    pairwise: bool = Field(
+        default=True,
+        description=(
+            "With spec.evaluation: the baseline Job also has the judge compare the champion's answers with the "
+            "base model's, each pair in both orders (status.baseline.pairwise: win rate, ties, agreement)."
+        ),
+    )
+    min_improvement: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "How much the champion must beat the baseline by, in spec.objective.metric's units (judge points "
+            "for judgeScore, loss for validationLoss). A champion that does not beat it by more than this ends "
+            "the job Succeeded with the condition ChampionNotBetterThanBaseline=True."
+        ),
+    )
+
+
 SWEEP_IMMUTABLE = cel(
     (
         "self.strategy == oldSelf.strategy && self.maxTrials == oldSelf.maxTrials && "
@@ -386,6 +421,9 @@ class FineTuneJobSpec(ApiModel):
         default=None, description="LLM-as-judge evaluation.", json_schema_extra=immutable("spec.evaluation")
     )
     resources: GpuResources = Field(default_factory=GpuResources, description="GPU placement of trials.")
+    baseline: BaselineSpec = Field(
+        default_factory=BaselineSpec, description="The base model evaluated as a reference for the champion."
+    )
     image: str | None = Field(
         default=None,
         max_length=1024,
@@ -407,67 +445,6 @@ class FineTuneJobSpec(ApiModel):
         default=86400, ge=60, description="A trial running longer than this fails (activeDeadlineSeconds)."
     )
     suspend: bool = Field(default=False, description="True stops starting new trials; running ones finish.")
-
-
-TrialState = Literal["Pending", "Running", "Succeeded", "Failed"]
-
-
-class Trial(ApiModel):
-    """One row of the sweep's leaderboard, recomputed from the trial's Job and pods."""
-
-    name: str = Field(description="Trial name (also the Job name).")
-    index: int = Field(description="Position in the sweep plan.")
-    parameters: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Swept values of this trial.",
-        json_schema_extra={"additionalProperties": {"x-kubernetes-preserve-unknown-fields": True}},
-    )
-    state: TrialState = Field(description="Pending, Running, Succeeded or Failed.")
-    attempts: int = Field(default=0, description="Pods started for this trial (1 + retries).")
-    validation_loss: float | None = Field(default=None, description="Validation loss at the end of training.")
-    judge_score: float | None = Field(default=None, description="Mean judge score on the challenge set (0-5).")
-    adapter_uri: str | None = Field(default=None, description="Where the trial's adapter was written.")
-    message: str | None = Field(default=None, description="Why the trial failed, when it did.")
-    start_time: datetime | None = Field(default=None, description="When the trial's Job started.")
-    completion_time: datetime | None = Field(default=None, description="When the trial finished.")
-
-
-class TrialCounts(ApiModel):
-    total: int = Field(default=0, description="Trials in the plan.")
-    pending: int = Field(default=0, description="Not started yet (or waiting for admission).")
-    running: int = Field(default=0, description="Running now.")
-    succeeded: int = Field(default=0, description="Finished with a result.")
-    failed: int = Field(default=0, description="Failed after all retries.")
-
-
-class Champion(ApiModel):
-    trial: str = Field(description="Winning trial.")
-    adapter_uri: str = Field(description="URI of its adapter.")
-    parameters: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Its swept values.",
-        json_schema_extra={"additionalProperties": {"x-kubernetes-preserve-unknown-fields": True}},
-    )
-    validation_loss: float | None = Field(default=None, description="Its validation loss.")
-    judge_score: float | None = Field(default=None, description="Its mean judge score.")
-
-
-class FineTuneJobStatus(ApiModel):
-    observed_generation: int | None = Field(default=None, description="Generation the status describes.")
-    conditions: Conditions
-    state: Literal["Pending", "Running", "Succeeded", "Failed", "Suspended"] | None = Field(
-        default=None, description="One-word summary for kubectl get."
-    )
-    progress: str | None = Field(default=None, description="Finished/total trials, e.g. 7/20.")
-    trial_counts: TrialCounts | None = Field(default=None, description="Trials by state.")
-    trials: list[Trial] = Field(
-        default_factory=list,
-        description="Leaderboard rows, one per trial.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
-    )
-    champion: Champion | None = Field(default=None, description="Best succeeded trial by spec.objective.")
-    start_time: datetime | None = Field(default=None, description="When the first trial started.")
-    completion_time: datetime | None = Field(default=None, description="When the sweep finished.")
 
 
 class FineTuneJob(ApiModel):

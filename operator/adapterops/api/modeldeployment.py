@@ -110,6 +110,14 @@ class Runtime(ApiModel):
 
 class FineTuneJobReference(ApiModel):
     name: FineTuneJobName = Field(description="Name of the FineTuneJob, in the ModelDeployment's namespace.")
+    require_better_than_baseline: bool = Field(
+        default=True,
+        description=(
+            "Serve the champion only when it beats the base model: a FineTuneJob whose condition "
+            "ChampionNotBetterThanBaseline is True is not canaried (the stable revision keeps serving). "
+            "false serves its champion anyway."
+        ),
+    )
 
 
 class AdapterSource(ApiModel):
@@ -185,7 +193,8 @@ class ErrorRateAnalysis(ApiModel):
 
 
 class JudgeAnalysis(ApiModel):
-    """Paired judging: the same prompts to stable and canary, both answers scored."""
+    """Paired judging: the same prompts to stable and canary, both answers scored (mode rubric) or compared
+    by the judge, in both orders (mode pairwise)."""
 
     dataset: Annotated[
         str,
@@ -200,13 +209,43 @@ class JudgeAnalysis(ApiModel):
         ),
     )
     samples: int = Field(
-        default=100,
+        default=200,
         ge=1,
         le=1000,
-        description="Most prompts judged per canary (the sequential test usually decides after 50-70).",
+        description=(
+            "Most prompts judged per canary. The sequential test decides after 50-70 typically, 120-145 for the "
+            "slowest tenth (bench/judge): at 100 a fifth of canaries would stay undecided."
+        ),
+    )
+    concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=32,
+        description=(
+            "Prompts judged at a time: each sends one request to a stable and a canary pod and two to the judge. "
+            "Raise it for a faster verdict within the judge endpoint's rate limit."
+        ),
     )
     min_score: float | None = Field(default=None, ge=0, le=5, description="Lowest acceptable canary mean.")
     max_drop: float = Field(default=0.3, ge=0, le=5, description="Largest acceptable mean drop vs stable.")
+    mode: Literal["rubric", "pairwise"] = Field(
+        default="rubric",
+        description=(
+            "rubric: each answer scored 0-5, the paired scores tested (minScore, maxDrop). pairwise: the judge "
+            "sees the stable and the canary answer and says which is better or a tie, asked in both orders to "
+            "cancel position bias; the canary's win rate (ties count half) is tested against minWinRate. The "
+            "metric is then named pairwise."
+        ),
+    )
+    min_win_rate: float = Field(
+        default=0.45,
+        ge=0.05,
+        le=0.475,
+        description=(
+            "mode pairwise: the canary fails when its win rate against stable is shown to be below 0.5 (an equal "
+            "canary wins half), and passes once a win rate of minWinRate or less is refuted."
+        ),
+    )
     rubric: Rubric = Field(default_factory=lambda: Rubric(builtin="query-formulation"), description="Scoring rubric.")
     judge: Judge = Field(description="The judge endpoint.")
 

@@ -193,11 +193,16 @@ def format_sweep(obj: dict[str, Any], now: datetime | None = None) -> str:
                 str(t.get("attempts", 0)),
             ]
         )
+    base = status.get("baseline")
+    if base:  # the base model, no adapter: the row the champion is measured against
+        scores = [fmt_number(base.get("validationLoss")), fmt_number(base.get("judgeScore"), 2)]
+        rows.append(["base", str(base.get("job", "")), *["-"] * len(paths), *scores, str(base.get("state", "")), "-"])
     out += ["", table(headers, rows), ""]
     if champion:
         final = state == "Succeeded"
         label = "champion" if final else "current leader (provisional until the sweep finishes)"
         out.append(f"* {label}: {champion.get('trial')}  {champion.get('adapterUri', '')}")
+        out += _against_baseline(obj, champion, base)
     else:
         out.append("no champion yet")
     notes = [t for t in trials if t.get("message")]
@@ -206,6 +211,26 @@ def format_sweep(obj: dict[str, Any], now: datetime | None = None) -> str:
         out.append("messages:")
         out += [wrap(f"{t.get('name')} ({t.get('state')}): {t.get('message')}") for t in notes]
     return "\n".join(out) + "\n"
+
+
+def _against_baseline(obj: dict[str, Any], champion: dict[str, Any], base: dict[str, Any] | None) -> list[str]:
+    """The champion against the base model: improvement, pairwise win rate, the verdict."""
+    out: list[str] = []
+    imp = champion.get("improvement")
+    if imp:
+        relative = f" ({imp['relative']:+.1%})" if imp.get("relative") is not None else ""
+        out.append(f"  vs base model: {imp.get('metric')} {imp.get('absolute', 0):+.4g}{relative}")
+    pair = (base or {}).get("pairwise")
+    if pair and pair.get("status") == "ok":
+        out.append(
+            f"  pairwise vs base model: won {pair.get('wins', 0)}, tied {pair.get('ties', 0)}, lost "
+            f"{pair.get('losses', 0)} (win rate {fmt_number(pair.get('winRate'), 3)}, orders agreed on "
+            f"{fmt_number(pair.get('agreement'), 3)})"
+        )
+    verdict = condition(obj, "ChampionNotBetterThanBaseline")
+    if verdict is not None and verdict.status == "True":
+        out.append(wrap(f"NOT better than the base model: {verdict.message}", indent="  "))
+    return out
 
 
 def format_steps(steps: Sequence[int], current: int | None) -> str:

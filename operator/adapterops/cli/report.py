@@ -38,6 +38,58 @@ def _param_text(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={fmt_value(v)}" for k, v in sorted(params.items())) or "(no swept parameters)"
 
 
+def baseline_section(status: dict[str, Any]) -> list[str]:
+    """Base model against champion: scores, the improvement, the pairwise comparison, and the verdict."""
+    e = html.escape
+    base, champion = status.get("baseline"), status.get("champion") or {}
+    out = ['<section id="baseline"><h2>Baseline: the base model against the champion</h2>']
+    if not base:
+        out.append("<p>No baseline: the trials have not finished, or spec.baseline.evaluate is false.</p></section>")
+        return out
+    out.append(
+        "<table><thead><tr><th></th><th>Validation loss</th><th>Judge score</th><th>State</th></tr></thead><tbody>"
+    )
+    for label, row in (("Base model (no adapter)", base), (f"Champion {champion.get('trial', '')}", champion)):
+        out.append(
+            f'<tr data-row="{e(label.split()[0].lower())}"><td>{e(label)}</td>'
+            f'<td class="num">{e(fmt_number(row.get("validationLoss")))}</td>'
+            f'<td class="num">{e(fmt_number(row.get("judgeScore"), 2))}</td>'
+            f"<td>{e(str(row.get('state', 'Succeeded')))}</td></tr>"
+        )
+    out.append("</tbody></table>")
+    imp = champion.get("improvement")
+    if imp:
+        relative = f" ({imp['relative']:+.1%})" if imp.get("relative") is not None else ""
+        out.append(
+            f'<p class="improvement">Improvement on {e(str(imp["metric"]))}: '
+            f"<b>{imp['absolute']:+.4g}{e(relative)}</b>; "
+            f"required more than {float(imp.get('minImprovement') or 0):g}: "
+            f"<b>{'better than' if imp.get('betterThanBaseline') else 'NOT better than'} the base model"
+            "</b>.</p>"
+        )
+    pair = base.get("pairwise")
+    if pair and pair.get("status") == "ok":
+        out.append(
+            '<p class="pairwise">Pairwise (each prompt judged in both orders): the champion won '
+            f"{pair.get('wins', 0)}, "
+            f"tied {pair.get('ties', 0)}, lost {pair.get('losses', 0)} of {pair.get('pairs', 0)}; win rate "
+            f"<b>{e(fmt_number(pair.get('winRate'), 3))}</b>; the judge's two orders agreed on "
+            f"{e(fmt_number(pair.get('agreement'), 3))} of the pairs.</p>"
+        )
+    elif pair:
+        out.append(
+            f'<p class="problem">Pairwise comparison: {e(str(pair.get("status")))} '
+            f"{e(str(pair.get('message') or ''))}</p>"
+        )
+    verdict = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "ChampionNotBetterThanBaseline"), None
+    )
+    if verdict:
+        out.append(f"<p>{e(str(verdict.get('reason', '')))}: {e(str(verdict.get('message', '')))}</p>")
+    out.append("</section>")
+    return out
+
+
 def render_report(obj: dict[str, Any], metrics: dict[str, TrialMetrics], now: datetime | None = None) -> str:
     """A self-contained HTML page: summary, champion, leaderboard, loss curves (all trials, then one SVG
     per trial), judge scores and validation losses as dot plots, per-trial details. No scripts, no
@@ -82,6 +134,7 @@ def render_report(obj: dict[str, Any], metrics: dict[str, TrialMetrics], now: da
     else:
         out.append("<p>No champion yet.</p>")
     out.append("</section>")
+    out += baseline_section(status)
     # Leaderboard
     out.append('<section id="leaderboard"><h2>Leaderboard</h2><table><thead><tr><th>Rank</th><th>Trial</th>')
     out += [f"<th>{e(names[p])}</th>" for p in paths]

@@ -64,5 +64,21 @@ def resolve_adapters(
                 f"adapter {adapter.name}: FineTuneJob {ref!r} has no champion yet "
                 f"({status.get('progress') or 'not started'})",
             )
+        if adapter.fine_tune_job_ref.require_better_than_baseline:
+            worse = _not_better_than_baseline(status)
+            if worse is not None:
+                return (
+                    None,
+                    f"adapter {adapter.name}: FineTuneJob {ref!r} champion {champion.get('trial')} is not better "
+                    f"than the base model ({worse}); set fineTuneJobRef.requireBetterThanBaseline: false to serve it",
+                )
         out[adapter.name] = champion["adapterUri"]
     return out, ""
+
+
+def _not_better_than_baseline(status: dict[str, Any]) -> str | None:
+    """The FineTuneJob's ChampionNotBetterThanBaseline message when that condition is True, else None."""
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "ChampionNotBetterThanBaseline" and condition.get("status") == "True":
+            return str(condition.get("message") or "ChampionNotBetterThanBaseline")
+    return None

@@ -19,6 +19,7 @@ from typing import Any
 from lightkube.resources.core_v1 import ConfigMap
 
 from adapterops.analysis.providers.judge import PairedJudge, parse_prompts
+from adapterops.analysis.providers.pairwise import PairwiseJudge
 from adapterops.api.modeldeployment import ModelDeploymentSpec
 from adapterops.config import Config
 from adapterops.deploy import builders
@@ -154,8 +155,12 @@ class CanaryJudges:
                 return PairedJudge([], j, None, 0, problem=problem)
             self.failures.pop(key, None)
             pairs = await self._recorded(key, test)
-            judge = PairedJudge(prompts, j, api_key, j.samples, pairs=pairs, compared=compared.said)
-            current = self.by_key[key] = (test, judge)
+            # Rubric scores or pairwise comparisons: the same evidence (pairs), recorded and restored alike.
+            judge_class = PairwiseJudge if j.mode == "pairwise" else PairedJudge
+            current = self.by_key[key] = (
+                test,
+                judge_class(prompts, j, api_key, j.samples, pairs=pairs, compared=compared.said),
+            )
             self.saved[key] = (len(pairs), now())
         judge = current[1]
         if stable_url and canary_url:

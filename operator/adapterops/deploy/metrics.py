@@ -33,7 +33,9 @@ def threshold_values(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -
             out["latency"] = min(limits)
     if a.error_rate:
         out["errorRate"] = a.error_rate.max_percent / 100
-    if a.judge:
+    if a.judge and a.judge.mode == "pairwise":
+        out["pairwise"] = a.judge.min_win_rate  # the canary's win rate against stable
+    elif a.judge:
         stable = metrics["judge"].stable_value if "judge" in metrics else None
         limits = [a.judge.min_score] if a.judge.min_score is not None else []
         if stable is not None:

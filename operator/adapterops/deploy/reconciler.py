@@ -20,7 +20,7 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Pod, Service
 from pydantic import ValidationError
 
-from adapterops.analysis.run import analyse
+from adapterops.analysis.run import LatencyTests, analyse
 from adapterops.api.kinds import FINETUNEJOB, HTTPROUTE, MODELDEPLOYMENT
 from adapterops.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus, RevisionStatus
 from adapterops.deploy import builders, canary
@@ -33,6 +33,7 @@ from adapterops.runtime import failures
 from adapterops.runtime.acceptance import REFUSED_RETRY_SECONDS, Refusal, announce
 from adapterops.runtime.applied import AppliedCache
 from adapterops.runtime.client import KindNotServed
+from adapterops.runtime.clock import now
 from adapterops.runtime.conditions import set_condition
 from adapterops.runtime.context import Context, Result
 from adapterops.runtime.failures import ChildError, Reported
@@ -72,6 +73,8 @@ class ModelDeploymentReconciler:
         self.finetunejobs.subscribe(self._champion_changed)
         # The canary's paired judge, per ModelDeployment; dropped with the canary.
         self.judges = CanaryJudges(ctx.client, ctx.config, ctx.events, self._apply)
+        # The relative latency test's evidence, per ModelDeployment (rebuilt from Prometheus after a restart).
+        self.latency_tests = LatencyTests(ctx.config.prometheus_scrape_seconds)
         self.applied = AppliedCache()
         self.http = httpx.AsyncClient()
 
@@ -92,6 +95,7 @@ class ModelDeploymentReconciler:
 
     def forget(self, key: Key) -> None:
         self.judges.forget(key)
+        self.latency_tests.forget(key)
         self.applied.forget(key)
         self.ctx.status.forget(key)
         forget("ModelDeployment", *key)
@@ -337,6 +341,8 @@ class ModelDeploymentReconciler:
             s.canary,
             canary.window_seconds(analysis),
             judge,
+            self.latency_tests.of(key, test, analysis.started_at),
+            now().timestamp(),
         )
         outcome = canary.judge(s, spec, analysis, verdicts, adapters, weight)
         if outcome in ("promoted", "rolled-back", "step-failed"):

@@ -112,15 +112,27 @@ def trial_spec(owner: dict[str, Any], trial: PlannedTrial, spec: FineTuneJobSpec
     )
 
 
-def trials_configmaps(owner: dict[str, Any], trials: list[PlannedTrial], spec: FineTuneJobSpec) -> list[dict[str, Any]]:
-    """The trial specs of the sweep, one key per trial, in as few ConfigMaps as fit (usually one): one
-    object per sweep, not per trial. Each carries a hash of its content, so a copy out of step with the
-    spec (or gone) is seen and applied again."""
+def baseline_spec(spec: FineTuneJobSpec) -> FineTuneJobSpec:
+    """What the baseline Job runs: the job's spec on one node with the hf backend (an evaluation, no training:
+    transformers loads the base model on any GPU, Megatron is not needed)."""
+    return spec.model_copy(update={"backend": "hf", "resources": spec.resources.model_copy(update={"nodes": 1})})
+
+
+def trials_configmaps(
+    owner: dict[str, Any], trials: list[PlannedTrial], spec: FineTuneJobSpec, baseline: PlannedTrial | None = None
+) -> list[dict[str, Any]]:
+    """The trial specs of the sweep, one key per trial (and the baseline's), in as few ConfigMaps as fit
+    (usually one): one object per sweep, not per trial. Each carries a hash of its content, so a copy out
+    of step with the spec (or gone) is seen and applied again."""
     meta = owner["metadata"]
     per_shard = trials_per_shard(owner, spec)
     shards: dict[int, dict[str, str]] = {}
     for trial in trials:
         shards.setdefault(trial.index // per_shard, {})[f"{trial.name}.json"] = _trial_json(owner, trial, spec)
+    if baseline is not None:
+        shards.setdefault(baseline.index // per_shard, {})[f"{baseline.name}.json"] = _trial_json(
+            owner, baseline, baseline_spec(spec)
+        )
     out = []
     for shard, data in sorted(shards.items()):
         digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
@@ -306,6 +318,26 @@ def trial_job(owner: dict[str, Any], trial: PlannedTrial, spec: FineTuneJobSpec,
             "template": pod_template(owner, trial, spec, config),
         },
     }
+
+
+def baseline_job(
+    owner: dict[str, Any], baseline: PlannedTrial, spec: FineTuneJobSpec, config: Config, champion_uri: str | None
+) -> dict[str, Any]:
+    """The base model's evaluation: a trial pod's Job running `adapterops_train baseline` (no training) on the
+    baseline's spec; with the champion's adapter it also judges champion against base model pairwise."""
+    job = trial_job(owner, baseline, baseline_spec(spec), config)
+    for labels in (job["metadata"]["labels"], job["spec"]["template"]["metadata"]["labels"]):
+        labels[LABEL_COMPONENT] = "baseline"
+    pod = job["spec"]["template"]["spec"]
+    # Its spec lies in the ConfigMap the job's own spec shards it to (baseline_spec is only what it runs).
+    pod["volumes"][0]["configMap"]["name"] = configmap_name(owner["metadata"]["name"], shard_of(owner, baseline, spec))
+    command = ["python", "-m", "adapterops_train", "baseline", "--spec", TRIAL_SPEC_PATH]
+    command += ["--termination-log", TERMINATION_LOG]
+    if champion_uri:
+        command += ["--champion-adapter", champion_uri]
+    pod["containers"][0]["command"] = command
+    job["metadata"]["annotations"] = {}
+    return job
 
 
 # --------------------------------------------------------------------------- multi-node trials

@@ -241,6 +241,15 @@ def observe_trial(planned: PlannedTrial, run: TrialRun | None, pods: list[TrialP
     return row
 
 
+def baseline_pairwise(pods: list[TrialPod]) -> dict[str, Any] | None:
+    """The baseline Job's pairwise comparison (champion against base model), from its succeeded pod's result."""
+    pod = _latest([p for p in pods if p.leader], "Succeeded")
+    result, _ = parse_result(pod.terminated.message if pod and pod.terminated else None)
+    if result is None or result.pairwise is None:
+        return None
+    return result.pairwise.model_dump(exclude_none=True)
+
+
 def _scores(result: TrialResult) -> dict[str, Any]:
     out: dict[str, Any] = {"validation_loss": result.validation_loss, "adapter_uri": result.adapter_uri}
     if result.judge and result.judge.status == "ok":

@@ -49,6 +49,12 @@ def trial_name(job_name: str, index: int) -> str:
     return child_name(job_name, f"-t{index:02d}", MAX_NAME)
 
 
+def baseline_trial(job_name: str, trials: list[PlannedTrial]) -> PlannedTrial:
+    """The base model's evaluation, `<job>-baseline`: planned after the last trial (its spec shares the trials'
+    ConfigMaps by index), with no swept values."""
+    return PlannedTrial(index=len(trials), name=child_name(job_name, "-baseline", MAX_NAME), parameters={})
+
+
 def legacy_trial_name(job_name: str, index: int) -> str:
     """The trial name operators before 0.2 gave (`<job>-tNN` up to 63 characters, else a 5-character
     sha256 prefix): a sweep started by one is carried on under the names its Jobs already have."""

@@ -16,28 +16,29 @@ from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import ConfigMap, Pod
 from pydantic import ValidationError
 
-from adapterops.api.finetunejob import FineTuneJobStatus, Trial
+from adapterops.api.finetunejob import Baseline, FineTuneJobSpec, FineTuneJobStatus, PairwiseResult, Trial
 from adapterops.api.kinds import FINETUNEJOB, JOBSET, LOCALQUEUE, PYTORCHJOB
 from adapterops.finetune import builders
 from adapterops.finetune.acceptance import Accepted, accept
 from adapterops.finetune.observe import (
     TERMINAL,
     TrialPod,
+    baseline_pairwise,
     engine_item,
     job_item,
     observe_trial,
     pod_item,
     trial_specs_item,
 )
-from adapterops.finetune.plan import PlannedTrial, legacy_trial_name, to_start
-from adapterops.finetune.status import refused_status, sweep_status
+from adapterops.finetune.plan import PlannedTrial, baseline_trial, legacy_trial_name, to_start
+from adapterops.finetune.status import NOT_BETTER, baseline_wanted, champion, refused_status, sweep_status
 from adapterops.runtime import failures
 from adapterops.runtime.acceptance import REFUSED_RETRY_SECONDS, Refusal, announce
 from adapterops.runtime.client import KindNotServed, resource_of
 from adapterops.runtime.context import Context, Result
 from adapterops.runtime.failures import ChildError, Reported
 from adapterops.runtime.informer import Informer
-from adapterops.runtime.metrics import BEST_SCORE, TRIALS, forget, set_gauge
+from adapterops.runtime.metrics import BASELINE_SCORE, BEST_SCORE, CHAMPION_WIN_RATE, TRIALS, forget, set_gauge
 from adapterops.runtime.workqueue import Key
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class FineTuneJobReconciler:
         self.jobs = informers.of(FINETUNEJOB)
         self.trial_jobs = informers.get("trial-jobs", Job, job_item, labels=SELECTOR)
         self.trial_pods = informers.get(
-            "trial-pods", Pod, pod_item, labels={**SELECTOR, builders.LABEL_COMPONENT: "trial"}
+            "trial-pods", Pod, pod_item, labels={**SELECTOR, builders.LABEL_COMPONENT: ["trial", "baseline"]}
         )
         self.engines: dict[str, Informer] = {
             kind.kind: informers.get(kind.plural, kind.resource, engine_item, labels=SELECTOR, optional=True)
@@ -117,23 +118,39 @@ class FineTuneJobReconciler:
                 pods[trial.name] = pods.pop(legacy, [])
         old_rows = {r.name: r for r in old.trials}
         rows = [observe_trial(t, runs.get(t.name), pods.get(t.name, []), old_rows.get(t.name)) for t in accepted.trials]
+        baseline = baseline_trial(meta["name"], accepted.trials) if baseline_wanted(old, spec) else None
+        base_row, pairwise = None, None
+        if baseline is not None:
+            base_pods = pods.get(baseline.name, [])
+            base_row = observe_trial(baseline, runs.get(baseline.name), base_pods, _row(old.baseline))
+            found = baseline_pairwise(base_pods)
+            pairwise = old.baseline.pairwise if old.baseline else None  # recorded before, if the pod is gone
+            if found is not None:
+                pairwise = PairwiseResult.model_validate(found)
         created = self.created.setdefault(key, set())
         created -= runs.keys()
         existing = set(runs) | created
         retry: Result = self.ctx.config.reconcile_seconds
         failure: ChildError | None = None
-        unfinished = any(r.state not in TERMINAL for r in rows)
+        unfinished = any(r.state not in TERMINAL for r in [*rows, *([base_row] if base_row else [])])
         try:
             if unfinished:  # a pod still to start (a first attempt or a retry) mounts its trial's spec
-                await self._trial_specs(body, accepted)
+                await self._trial_specs(body, accepted, baseline)
             if not spec.suspend:
                 busy = sum(1 for r in rows if r.name in existing and r.state not in TERMINAL)
                 starting = to_start(accepted.trials, busy, existing, spec.sweep.parallelism)
                 if starting and not await self._start(body, accepted, starting, created, engine):
                     retry = NAME_TAKEN_RETRY_SECONDS
+                if (
+                    baseline is not None
+                    and baseline.name not in existing
+                    and not await self._start_baseline(body, spec, baseline, rows, created)
+                ):
+                    retry = NAME_TAKEN_RETRY_SECONDS
         except ChildError as exc:
             failure = exc
-        new = sweep_status(old, rows, spec, generation, f"sweep planned: {len(accepted.trials)} trials")
+        planned = f"sweep planned: {len(accepted.trials)} trials" + (" and a baseline" if baseline else "")
+        new = sweep_status(old, rows, spec, generation, planned, base_row, pairwise)
         new.conditions = failures.record(new.conditions, failure, generation)
         if await self.ctx.status.write(body, dump(new)):
             await announce(self.ctx.events, body, old.conditions, new.conditions)
@@ -184,14 +201,33 @@ class FineTuneJobReconciler:
             f"({JOBSET.group}) or the Kubeflow Training Operator ({PYTORCHJOB.group} PyTorchJob), or use nodes: 1",
         )
 
-    async def _trial_specs(self, body: dict[str, Any], accepted: Accepted) -> None:
+    async def _start_baseline(
+        self, body: dict[str, Any], spec: FineTuneJobSpec, baseline: PlannedTrial, rows: list[Trial], created: set[str]
+    ) -> bool:
+        """The baseline Job, once every trial has finished and there is a champion to compare (the Job takes its
+        adapter for the pairwise comparison); False when its name is held by an object not ours."""
+        best = champion(rows, spec.objective.metric)
+        if best is None or any(r.state not in TERMINAL for r in rows):
+            return True
+        compare = best.adapter_uri if spec.evaluation is not None and spec.baseline.pairwise else None
+        manifest = builders.baseline_job(body, baseline, spec, self.ctx.config, compare)
+        with failures.manifest_writing("create", manifest):
+            found = await self.ctx.client.create(manifest)
+        if found is None and not await self._ours(manifest, body["metadata"]["uid"]):
+            log.info("%s/%s: baseline Job name held by another object", body["metadata"]["namespace"], baseline.name)
+            return False
+        created.add(baseline.name)
+        await self.ctx.events.emit(body, "BaselineStarted", f"evaluating the base model in Job {baseline.name}")
+        return True
+
+    async def _trial_specs(self, body: dict[str, Any], accepted: Accepted, baseline: PlannedTrial | None) -> None:
         """The trials ConfigMaps exist and match this generation's spec (applied again when one is missing,
         edited, or the spec changed, e.g. gpusPerTrial)."""
         meta = body["metadata"]
         key, uid, generation = (meta["namespace"], meta["name"]), meta["uid"], meta.get("generation")
         cached = self.configmaps.get(key)
         if cached is None or cached[:2] != (uid, generation):
-            manifests = builders.trials_configmaps(body, accepted.trials, accepted.spec)
+            manifests = builders.trials_configmaps(body, accepted.trials, accepted.spec, baseline)
             wanted = {m["metadata"]["name"]: m["metadata"]["annotations"][builders.CONTENT_HASH] for m in manifests}
             # Seen in step before a spec change that leaves them as they were (parallelism): still seen.
             before = cached[2:] if cached is not None and cached[0] == uid else ({}, set())
@@ -202,7 +238,7 @@ class FineTuneJobReconciler:
         seen |= {name for name, digest in wanted.items() if observed.get(name) == digest}
         if all(observed.get(name) == digest for name, digest in wanted.items()):
             return
-        for manifest in builders.trials_configmaps(body, accepted.trials, accepted.spec):
+        for manifest in builders.trials_configmaps(body, accepted.trials, accepted.spec, baseline):
             name = manifest["metadata"]["name"]
             if observed.get(name) != wanted[name]:
                 with failures.manifest_writing("apply", manifest):
@@ -275,6 +311,22 @@ class FineTuneJobReconciler:
             await events.emit(body, "TrialSucceeded", "succeeded: " + "; ".join(succeeded))
         if failed:
             await events.emit(body, "TrialFailed", "failed: " + "; ".join(failed), "Warning")
+        base, was = new.baseline, old.baseline
+        if base is not None and base.state in TERMINAL and (was is None or was.state != base.state):
+            numbers = f"validationLoss={base.validation_loss}, judgeScore={base.judge_score}"
+            if base.pairwise is not None and base.pairwise.win_rate is not None:
+                p = base.pairwise
+                numbers += (
+                    f"; champion vs base model pairwise: won {p.wins}, tied {p.ties}, lost {p.losses} "
+                    f"(win rate {p.win_rate:.3g}, orders agreed on {p.agreement or 0:.0%})"
+                )
+            if base.state == "Succeeded":
+                await events.emit(body, "BaselineEvaluated", f"base model ({base.job}): {numbers}")
+            else:
+                await events.emit(body, "BaselineFailed", f"{base.job}: {base.message or ''}", "Warning")
+        worse = next((c for c in new.conditions if c.type == NOT_BETTER and c.status == "True"), None)
+        if worse is not None and not any(c.type == NOT_BETTER and c.status == "True" for c in old.conditions):
+            await events.emit(body, NOT_BETTER, worse.message, "Warning")
         finished = new.state in ("Succeeded", "Failed")
         was_finished = old.state in ("Succeeded", "Failed")
         champion = new.champion
@@ -296,6 +348,22 @@ def _status(body: dict[str, Any]) -> FineTuneJobStatus:
         return FineTuneJobStatus()
 
 
+def _row(baseline: Baseline | None) -> Trial | None:
+    """The baseline's last recorded row, as observe_trial keeps a result whose pod is gone."""
+    if baseline is None:
+        return None
+    return Trial(
+        name=baseline.job,
+        index=0,
+        state=baseline.state,
+        validation_loss=baseline.validation_loss,
+        judge_score=baseline.judge_score,
+        message=baseline.message,
+        start_time=baseline.start_time,
+        completion_time=baseline.completion_time,
+    )
+
+
 def _started(row: Trial) -> bool:
     return bool(row.start_time or row.attempts or row.state in ("Running", "Succeeded", "Failed"))
 
@@ -308,3 +376,9 @@ def _record_metrics(namespace: str, name: str, status: FineTuneJobStatus, metric
     value = None if champion is None else (champion.judge_score if metric == "judgeScore" else champion.validation_loss)
     if value is not None:
         set_gauge("FineTuneJob", BEST_SCORE, value, namespace, name, metric)
+    base = status.baseline
+    value = None if base is None else (base.judge_score if metric == "judgeScore" else base.validation_loss)
+    if value is not None:
+        set_gauge("FineTuneJob", BASELINE_SCORE, value, namespace, name, metric)
+    if base is not None and base.pairwise is not None and base.pairwise.win_rate is not None:
+        set_gauge("FineTuneJob", CHAMPION_WIN_RATE, base.pairwise.win_rate, namespace, name)

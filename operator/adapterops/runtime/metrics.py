@@ -28,6 +28,16 @@ BEST_SCORE = Gauge(
     "Objective value of a FineTuneJob's champion.",
     ["namespace", "finetunejob", "metric"],
 )
+BASELINE_SCORE = Gauge(
+    "adapterops_baseline_score",
+    "Objective value of a FineTuneJob's base model (no adapter), the champion's reference.",
+    ["namespace", "finetunejob", "metric"],
+)
+CHAMPION_WIN_RATE = Gauge(
+    "adapterops_champion_win_rate",
+    "Pairwise win rate of a FineTuneJob's champion against the base model (ties count half).",
+    ["namespace", "finetunejob"],
+)
 CANARY_WEIGHT = Gauge(
     "adapterops_canary_weight_percent",
     "Traffic share of the canary revision.",

@@ -397,6 +397,8 @@ class FakeAnalysis:
         canary: str,
         window_seconds: float,
         judge: Any,
+        latency_test: Any = None,
+        now: float | None = None,
     ) -> list[MetricVerdict]:
         a = spec.canary.analysis
         configured = [n for n, m in (("latency", a.latency), ("errorRate", a.error_rate), ("judge", a.judge)) if m]

@@ -269,7 +269,21 @@ class HfBackend:
         return dest
 
     def generate(self, items: list[ChallengeItem], max_new_tokens: int, batch_size: int = 8) -> list[str]:
+        if self.base_only:  # the baseline: the same model and generation path, adapter switched off
+            with self.trainer.model.disable_adapter():
+                return generate_answers(self.trainer.model, self.tokenizer, items, max_new_tokens, batch_size)
         return generate_answers(self.trainer.model, self.tokenizer, items, max_new_tokens, batch_size)
+
+    base_only = False
+
+    def evaluate_base(self, data: SplitData) -> float:
+        """The base model's validation loss (no training): the trials' own evaluation (same split, chat
+        template, completion-only loss, sequence length) with the LoRA adapter disabled. Later `generate`
+        calls answer with the base model too."""
+        self.trainer = self.build_trainer(data)
+        self.base_only = True
+        with self.trainer.model.disable_adapter():
+            return float(self.trainer.evaluate()["eval_loss"])
 
 
 def _row(ex: Example, method: str) -> dict[str, Any]:

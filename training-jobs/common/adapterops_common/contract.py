@@ -33,9 +33,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import models_json_schema
 
-CONTRACT_VERSION: Final = 1
-TRIAL_SPEC_VERSION: Final = "adapterops.io/trial-spec/v1"
-RESULT_VERSION: Final = 1
+CONTRACT_VERSION: Final = 2
+TRIAL_SPEC_VERSION: Final = "adapterops.io/trial-spec/v2"
+RESULT_VERSION: Final = 2
 SCHEMA_DIR: Final = Path(__file__).parent / "schema"
 
 # The kubelet keeps at most this many bytes of a termination message.
@@ -153,7 +153,7 @@ class Evaluation(ContractModel):
 class TrialSpec(ContractModel):
     """Everything a trial needs, resolved by the operator: nothing is defaulted by the trainer."""
 
-    api_version: Literal["adapterops.io/trial-spec/v1"]
+    api_version: Literal["adapterops.io/trial-spec/v2"]
     name: str = Field(min_length=1, description="Trial name, also the adapter's directory name.")
     finetune_job: str = Field(description="Owning FineTuneJob (namespace/name).")
     method: Literal["sft", "dpo"]
@@ -183,10 +183,26 @@ class JudgeSummary(ContractModel):
     message: str | None = None
 
 
+class PairwiseSummary(ContractModel):
+    """v2: the baseline Job's pairwise comparison of the champion's answers with the base model's, each pair
+    asked in both orders (`adapterops_common.pairwise`); counts from the champion's side."""
+
+    status: Literal["ok", "unavailable", "invalid"] = Field(
+        description="ok: the counts below are real; otherwise the judge could not compare (message says why)."
+    )
+    pairs: int = Field(default=0, description="Prompts compared in both orders.")
+    wins: int = 0
+    ties: int = 0
+    losses: int = 0
+    win_rate: float | None = Field(default=None, description="(1 + mean outcome) / 2: ties count half.")
+    agreement: float | None = Field(default=None, description="Share of pairs whose two orders agreed.")
+    message: str | None = None
+
+
 class TrialResult(ContractModel):
     """The termination-message document (keep it well under TERMINATION_MESSAGE_LIMIT bytes)."""
 
-    v: Literal[1] = RESULT_VERSION
+    v: Literal[2] = RESULT_VERSION
     status: Literal["succeeded", "failed"]
     reason: str | None = Field(default=None, description="CamelCase failure reason, e.g. DatasetInvalid.")
     message: str | None = Field(default=None, description="Human-readable detail (truncated to fit).")
@@ -195,6 +211,7 @@ class TrialResult(ContractModel):
     train_loss: float | None = None
     steps: int | None = None
     judge: JudgeSummary | None = None
+    pairwise: PairwiseSummary | None = Field(default=None, description="v2: the baseline's champion comparison.")
     adapter_uri: str | None = None
     metrics_uri: str | None = None
     duration_seconds: float | None = None

@@ -48,7 +48,7 @@ class PairedJudge:
     problem: str | None = None
     compared: str = ""  # which served models the two sides are (e.g. "v2 on the canary vs v1 on stable")
     task: asyncio.Task[None] | None = None
-    asking_since: float | None = None  # monotonic time the pending judgement was sent
+    _asking: dict[object, float] = field(default_factory=dict)  # pending judgements: when each was sent
 
     def __post_init__(self) -> None:
         # Keep only the prompts this canary will judge, in judging order (a fixed shuffle): the dataset
@@ -68,48 +68,69 @@ class PairedJudge:
 
     def trouble(self) -> str | None:
         """Why there is no new evidence: a judgement pending for long, else the last problem."""
-        if self.asking_since is not None and (waited := time.monotonic() - self.asking_since) >= SLOW_SECONDS:
+        if self._asking and (waited := time.monotonic() - min(self._asking.values())) >= SLOW_SECONDS:
             return f"judge has not answered for {waited:.0f}s"
         return self.problem
 
     async def _run(self, stable_url: str, canary_url: str, stable_model: str, canary_model: str) -> None:
+        """Judge the remaining prompts, `judge.concurrency` at a time; pairs are released in the prompts'
+        order (a finished prompt waits for the ones before it), never in order of completion, which could
+        depend on the answers (a long answer is slow to produce and to judge) and would bias the test.
+        A judgement the judge failed is tried again on the same prompt (see RETRY_SECONDS)."""
         config = JudgeConfig(endpoint=self.judge.judge.endpoint, model=self.judge.judge.model, api_key=self.api_key)
         rubric = rubric_text(self.judge.rubric.builtin, self.judge.rubric.text)
-        failures = 0
+        first = len(self.pairs)
+        todo = iter(range(first, len(self.prompts)))
+        done: dict[int, tuple[float | None, float | None]] = {}
+        failures = 0  # judgements failed in a row, over every worker: the backoff is the judge's, not a prompt's
         try:
             async with JudgeClient(config, rubric) as judge, httpx.AsyncClient(timeout=60) as http:
-                while len(self.pairs) < len(self.prompts):
-                    row = self.prompts[len(self.pairs)]
+
+                async def scored(row: dict[str, Any], answer: str | None) -> Verdict | None:
+                    if answer is None:
+                        return None
+                    token = object()
+                    self._asking[token] = time.monotonic()
+                    try:
+                        return await judge.score(row["prompt"], answer, row.get("reference"))
+                    finally:
+                        del self._asking[token]
+
+                async def one(row: dict[str, Any]) -> tuple[float | None, float | None]:
+                    nonlocal failures
                     answers = await asyncio.gather(
                         _ask(http, stable_url, stable_model, row), _ask(http, canary_url, canary_model, row)
                     )
-                    scores: list[float | None] = []
-                    for answer in answers:
-                        if answer is None:
-                            scores.append(None)
-                            continue
-                        self.asking_since = time.monotonic()
-                        try:
-                            verdict = await judge.score(row["prompt"], answer, row.get("reference"))
-                        finally:
-                            self.asking_since = None
-                        if verdict.status != "ok":
-                            log.info("judge %s: %s", verdict.status, verdict.message)
-                            self.problem = describe(verdict)
+                    for attempt in range(1, PROMPT_ATTEMPTS + 1):
+                        # Both sides at once: one prompt's latency.
+                        verdicts = await asyncio.gather(*(scored(row, a) for a in answers))
+                        failed = [v for v in verdicts if v is not None and v.status != "ok"]
+                        if not failed:
+                            failures = 0
                             break
-                        scores.append(verdict.score)
-                    if len(scores) < len(answers):  # the judge failed this prompt: the same one, later
+                        log.info("judge %s: %s", failed[0].status, failed[0].message)
+                        self.problem = describe(failed[0])
                         failures += 1
-                        await asyncio.sleep(min(RETRY_SECONDS * 2 ** (failures - 1), MAX_RETRY_SECONDS))
-                        if failures % PROMPT_ATTEMPTS:
-                            continue
-                        scores += [None] * (len(answers) - len(scores))
-                    else:
-                        failures = 0
-                    self.pairs.append((scores[0], scores[1]))
-                    if scores[0] is not None and scores[1] is not None:
-                        self.problem = None
+                        if attempt < PROMPT_ATTEMPTS:  # the same prompt, later (the last failure gives it up)
+                            await asyncio.sleep(min(RETRY_SECONDS * 2 ** (failures - 1), MAX_RETRY_SECONDS))
+                    s, c = (v.score if v is not None and v.status == "ok" else None for v in verdicts)
+                    return s, c
+
+                async def worker() -> None:
+                    for i in todo:  # a shared iterator: each prompt is taken by one worker
+                        done[i] = await one(self.prompts[i])
+                        while len(self.pairs) in done:
+                            pair = done.pop(len(self.pairs))
+                            self.pairs.append(pair)
+                            if pair[0] is not None and pair[1] is not None:
+                                self.problem = None
+
+                async with asyncio.TaskGroup() as group:  # one worker failing stops the others
+                    for _ in range(max(1, self.judge.concurrency)):
+                        group.create_task(worker())
         except Exception as exc:  # a bug, or the client could not be set up: the analysis says so and holds
+            while isinstance(exc, ExceptionGroup) and exc.exceptions:
+                exc = exc.exceptions[0]
             self.problem = f"paired judging stopped: {type(exc).__name__}"
             log.warning("paired judging stopped: %s: %s", type(exc).__name__, exc)
 

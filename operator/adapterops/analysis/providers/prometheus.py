@@ -26,6 +26,9 @@ INFERENCE = 'handler=~"/v1/(chat/)?completions"'
 @dataclass(frozen=True)
 class EngineQueries:
     latency: str  # per-`le` bucket increases of the end-to-end request latency histogram
+    # the same histogram's counters as scraped (exact counts: the relative latency test differences them
+    # between its snapshots, where increase() would extrapolate)
+    latency_counts: str
     errors: str  # failed requests
     requests: str  # all requests the error share is of
     error_measure: str  # what the error rate counts on this line, in words (shown with the verdict)
@@ -36,6 +39,10 @@ def _latency(histogram: str) -> str:
     return "sum by (le) (increase(" + histogram + "_bucket{" + SELECTOR + "}[{window}]))"
 
 
+def _latency_counts(histogram: str) -> str:
+    return "sum by (le) (" + histogram + "_bucket{" + SELECTOR + "})"
+
+
 _HTTP_ERRORS = "sum(increase(http_requests_total{" + SELECTOR + "," + INFERENCE + ',status="5xx"}[{window}]))'
 _HTTP_REQUESTS = "sum(increase(http_requests_total{" + SELECTOR + "," + INFERENCE + "}[{window}]))"
 
@@ -44,6 +51,7 @@ QUERIES: dict[Line, EngineQueries] = {
     # than stop/length); 4xx and 5xx answered before the engine are not in it.
     "nim-1": EngineQueries(
         latency=_latency("e2e_request_latency_seconds"),
+        latency_counts=_latency_counts("e2e_request_latency_seconds"),
         errors="sum(increase(request_failure_total{" + SELECTOR + "}[{window}]))",
         # Two sums, not one `{__name__=~...}` selector: increase() drops the names, and the two series would
         # collide on the same labels (Prometheus refuses that with HTTP 422).
@@ -59,6 +67,7 @@ QUERIES: dict[Line, EngineQueries] = {
     # NIM 2.x runs vLLM behind its own front end: vLLM's series on /v1/metrics (not verified, docs/engines.md).
     "nim-2": EngineQueries(
         latency=_latency("vllm:e2e_request_latency_seconds"),
+        latency_counts=_latency_counts("vllm:e2e_request_latency_seconds"),
         errors=_HTTP_ERRORS,
         requests=_HTTP_REQUESTS,
         error_measure='HTTP 5xx of completion requests: http_requests_total{status="5xx"} (vLLM\'s counter, '
@@ -67,6 +76,7 @@ QUERIES: dict[Line, EngineQueries] = {
     ),
     "vllm": EngineQueries(
         latency=_latency("vllm:e2e_request_latency_seconds"),
+        latency_counts=_latency_counts("vllm:e2e_request_latency_seconds"),
         errors=_HTTP_ERRORS,
         requests=_HTTP_REQUESTS,
         error_measure='HTTP 5xx of completion requests: http_requests_total{status="5xx"}',
@@ -75,8 +85,12 @@ QUERIES: dict[Line, EngineQueries] = {
 }
 
 
+MIN_WINDOW_SECONDS = 5
+"""Shortest range rendered: a range shorter than two scrapes has no increase()."""
+
+
 def render(template: str, namespace: str, revision: str, window_seconds: float) -> str:
-    window = f"{max(5, math.ceil(window_seconds))}s"
+    window = f"{max(MIN_WINDOW_SECONDS, math.ceil(window_seconds))}s"
     return template.replace("{namespace}", namespace).replace("{revision}", revision).replace("{window}", window)
 
 
@@ -109,10 +123,12 @@ class _Answer(BaseModel):
     errorType: str | None = None
 
 
-async def prom_query(http: httpx.AsyncClient, url: str, query: str) -> list[_Sample]:
-    """An instant query's vector; PrometheusError says what failed (HTTP status, shape), never the body."""
+async def prom_query(http: httpx.AsyncClient, url: str, query: str, at: float | None = None) -> list[_Sample]:
+    """An instant query's vector, evaluated now or `at` (Unix seconds); PrometheusError says what failed
+    (HTTP status, shape), never the body."""
+    params = {"query": query} if at is None else {"query": query, "time": f"{at:.3f}"}
     try:
-        async with http.stream("GET", f"{url.rstrip('/')}/api/v1/query", params={"query": query}, timeout=10) as resp:
+        async with http.stream("GET", f"{url.rstrip('/')}/api/v1/query", params=params, timeout=10) as resp:
             if resp.status_code != 200:
                 raise PrometheusError(f"Prometheus returned HTTP {resp.status_code}")
             raw = b""
@@ -140,9 +156,11 @@ async def prom_query(http: httpx.AsyncClient, url: str, query: str) -> list[_Sam
 _FIELDS = frozenset({name for model in (_Answer, _Data, _Sample) for name in model.model_fields} | {"body"})
 
 
-async def histogram(http: httpx.AsyncClient, url: str, query: str) -> list[tuple[float, float]] | None:
+async def histogram(
+    http: httpx.AsyncClient, url: str, query: str, at: float | None = None
+) -> list[tuple[float, float]] | None:
     buckets = []
-    for row in await prom_query(http, url, query):
+    for row in await prom_query(http, url, query, at):
         le, value = row.metric.get("le"), _number(row.value[1])
         bound = math.inf if le == "+Inf" else _number(le or "")
         if bound is None or value is None:
@@ -151,8 +169,8 @@ async def histogram(http: httpx.AsyncClient, url: str, query: str) -> list[tuple
     return sorted(buckets) or None
 
 
-async def scalar(http: httpx.AsyncClient, url: str, query: str) -> float | None:
-    values = [v for row in await prom_query(http, url, query) if (v := _number(row.value[1])) is not None]
+async def scalar(http: httpx.AsyncClient, url: str, query: str, at: float | None = None) -> float | None:
+    values = [v for row in await prom_query(http, url, query, at) if (v := _number(row.value[1])) is not None]
     return sum(values) if values else None
 
 
