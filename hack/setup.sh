@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh machine, building only what is missing:
-#   - Debian packages: prometheus (and promtool), for the canary analysis and alert-rule tests;
+#   - Debian packages: prometheus (and promtool), for the canary analysis and alert-rule tests; mmdebstrap and
+#     pigz (hack/build-images.sh), umoci (the image tests unpack images with it), shellcheck (actionlint runs it
+#     on the workflows' scripts);
 #   - the Python environment (.venv, from hack/requirements.lock, hash-checked, with uv; wheels come from uv's
 #     cache), with the three distributions installed editable: adapterops-common, adapterops-train, adapterops;
 #   - the local control plane, kwok and helm (hack/build-tools.sh) and the local S3 server (hack/build-s3.sh),
@@ -11,11 +13,18 @@ cd "$root"
 
 step() { echo "==> $*" >&2; }
 
-if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
-  step "installing Debian packages: prometheus"
+# command -> Debian package
+debs=(prometheus:prometheus promtool:prometheus mmdebstrap:mmdebstrap pigz:pigz umoci:umoci shellcheck:shellcheck)
+missing=()
+for pair in "${debs[@]}"; do
+  command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+done
+if ((${#missing[@]})); then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  step "installing Debian packages: ${missing[*]}"
   sudo_cmd=""; [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 if ! command -v uv >/dev/null; then
@@ -46,3 +55,4 @@ fi
 step "building the local cluster's binaries (only what is missing)"
 hack/build-tools.sh >/dev/null
 hack/build-s3.sh >/dev/null
+hack/build-actionlint.sh >/dev/null

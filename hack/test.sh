@@ -8,7 +8,7 @@ cd "$root"
 hack/setup.sh
 
 echo "==> ruff, mypy" >&2
-.venv/bin/ruff check operator training-jobs tests hack/testworld hack/generate.py hack/generators bench
+.venv/bin/ruff check operator training-jobs tests hack/testworld hack/generate.py hack/generators hack/imagebuild hack/set-version.py bench
 .venv/bin/mypy
 
 echo "==> pytest" >&2

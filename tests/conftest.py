@@ -22,6 +22,7 @@ from testworld.listener import Listener
 from testworld.nim import serving_images
 from testworld.prometheus import Prometheus
 from testworld.prometheus_operator import OperatorPrometheus
+from testworld.rootfs import operator_image
 
 CLUSTER = os.environ.get("ADAPTEROPS_TEST_CLUSTER", "adapterops-test")
 OPERATOR_NAMESPACE = "adapterops-system"
@@ -122,7 +123,8 @@ def chart(
 
 @pytest.fixture(scope="session")
 def operator(cluster: LocalCluster, chart: str) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(cluster, namespace=chart).start()
+    # The operator image's root filesystem (testworld.rootfs): what users run, not the repository's .venv.
+    process = OperatorProcess(cluster, namespace=chart, image=operator_image()).start()
     yield process
     process.stop()
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from testworld.rootfs import BuiltImage, RootfsRun
+
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = REPO / ".tools"
 CHART = REPO / "charts" / "adapterops"
@@ -154,7 +156,10 @@ class LocalCluster:
 
 
 class OperatorProcess:
-    """`python -m adapterops`, configured as the chart's Deployment configures the operator pod."""
+    """`python -m adapterops`, configured as the chart's Deployment configures the operator pod. With `image`
+    (a built operator image, testworld.rootfs), the image's entrypoint runs in its root filesystem, as its
+    user, read-only, with only the pod's environment: a dependency the image lacks fails here. Without it, the
+    repository's .venv runs the operator (benchmarks, debugging)."""
 
     def __init__(
         self,
@@ -163,9 +168,12 @@ class OperatorProcess:
         namespace: str = "adapterops-system",
         extra_env: dict[str, str] | None = None,
         replica: str = "",
+        image: BuiltImage | None = None,
     ) -> None:
         """`replica` names a further replica of the same Deployment (its own pod name, files and log)."""
         self.cluster = cluster
+        self.image = image
+        self._rootfs: RootfsRun | None = None
         self.release = release
         self.namespace = namespace
         self.extra_env = extra_env or {}
@@ -202,7 +210,6 @@ class OperatorProcess:
         account = deploy["spec"]["template"]["spec"]["serviceAccountName"]
         kubeconfig = self.cluster.service_account_kubeconfig(account, self.namespace, self.workdir / "kubeconfig")
         env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("ADAPTEROPS_")},
             **self._pod_env(),
             "KUBECONFIG": str(kubeconfig),
             "ADAPTEROPS_BIND_ADDRESS": "127.0.0.1",
@@ -211,10 +218,18 @@ class OperatorProcess:
             **self.extra_env,
         }
         log = open(self.log_path, "ab")  # noqa: SIM115 (owned by the child process)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "adapterops"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        wait_for(self.healthy, 60, f"operator liveness on :{self.health_port} (log: {self.log_path})")
+        if self.image is not None:
+            # The image's entrypoint; the kubeconfig and the GPU class file (in workdir) bound at the same path.
+            self._rootfs = RootfsRun(self.image, binds=(self.workdir,))
+            argv = self._rootfs.command([], env)
+            self.proc = subprocess.Popen(argv, env={"PATH": os.environ["PATH"]}, stdout=log, stderr=subprocess.STDOUT)
+        else:
+            host_env = {k: v for k, v in os.environ.items() if not k.startswith("ADAPTEROPS_")}
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "adapterops"], env={**host_env, **env}, stdout=log, stderr=subprocess.STDOUT
+            )
+        where = f"image {self.image.digest}" if self.image else sys.executable
+        wait_for(self.healthy, 60, f"operator ({where}) liveness on :{self.health_port} (log: {self.log_path})")
         return self
 
     def healthy(self) -> bool:
@@ -261,6 +276,8 @@ class OperatorProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        if self._rootfs is not None:
+            self._rootfs.cleanup()
 
     def kill(self) -> None:
         """A crash: no cleanup, no goodbye."""

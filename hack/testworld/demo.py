@@ -23,6 +23,7 @@ from testworld.judge import StandInJudge
 from testworld.kubelet import Kubelet
 from testworld.nim import serving_images
 from testworld.prometheus import Prometheus
+from testworld.rootfs import operator_image
 from testworld.traffic import Traffic
 
 NAMESPACE = "ml-team"
@@ -178,8 +179,8 @@ def main() -> int:
     cluster.install_chart(values={**VALUES, "prometheusUrl": prometheus.url, "egress": egress})
     print(cluster.helm("list", "-n", "adapterops-system").stdout)
 
-    banner("operator: python -m adapterops under the chart's ServiceAccount; kubelet harness for GPU pods")
-    operator = OperatorProcess(cluster).start()
+    banner("operator: the operator image (hack/build-images.sh) under the chart's ServiceAccount; kubelet harness")
+    operator = OperatorProcess(cluster, image=operator_image()).start()
     kubelet = Kubelet(cluster, images=IMAGES).start()
     traffic: Traffic | None = None
     print(f"operator log: {operator.log_path}; stand-in judge {judge.url}")

@@ -32,6 +32,7 @@ import pytest
 
 from testworld.argocd import NAMESPACE, ArgoCD, build, git_repository
 from testworld.cluster import TOOLS, LocalCluster, OperatorProcess, wait_for
+from testworld.rootfs import operator_image
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = os.environ.get("ADAPTEROPS_ARGOSYNC_CLUSTER", "adapterops-argosync")
@@ -150,7 +151,7 @@ def test_argo_cd_syncs_manifests_from_git_and_reports_health(argocd: ArgoCD, tmp
     }
 
     # 3. The operator reports status; Argo CD's health follows our checks' reading of it.
-    operator = OperatorProcess(cluster, namespace="adapterops-system").start()
+    operator = OperatorProcess(cluster, namespace="adapterops-system", image=operator_image()).start()
     try:
 
         def degraded() -> dict[str, Any] | None:

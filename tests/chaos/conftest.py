@@ -18,7 +18,7 @@ def replicas(cluster: LocalCluster, chart: str, operator: OperatorProcess) -> It
     """The session's operator and a second replica of the chart's Deployment (its own pod name, so its own
     identity in the Lease): one leads, the other stands by. Afterwards the session's operator runs again,
     alone, and leads (the second one gives the Lease up as it stops)."""
-    second = OperatorProcess(cluster, namespace=chart, replica="b").start()
+    second = OperatorProcess(cluster, namespace=chart, replica="b", image=operator.image).start()
     try:
         yield [operator, second]
     finally:
