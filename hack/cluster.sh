@@ -6,6 +6,9 @@
 #   hack/cluster.sh up      bring the cluster up (idempotent), print how to use it
 #   hack/cluster.sh down    stop every process and delete the cluster's state
 #   hack/cluster.sh kubeconfig   print the kubeconfig path
+#   hack/cluster.sh crash COMPONENT...   kill -9 components (etcd, kube-apiserver, ...): a crash, no cleanup
+#   hack/cluster.sh start   start every component that is not running (what a kubelet does for static
+#                           pods) and wait until the API server serves; the state in etcd is kept
 #
 # Environment: ADAPTEROPS_CLUSTER (name, default "adapterops"), ADAPTEROPS_H100_NODES (4),
 # ADAPTEROPS_B200_NODES (2), ADAPTEROPS_CPU_NODES (1), ADAPTEROPS_KWOK_POD_COMPLETE (a kwok Stage file
@@ -60,6 +63,14 @@ componentsPatches:
   extraArgs:
   - key: service-cluster-ip-range
     value: 127.2.0.0/16
+  # One instance of each controller, and nothing here restarts one that exits: they do not elect a leader
+  # (one that cannot renew its lease through an API server outage exits, and the cluster would stall).
+  - key: leader-elect
+    value: "false"
+- name: kube-scheduler
+  extraArgs:
+  - key: leader-elect
+    value: "false"
 ---
 apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokConfiguration
@@ -188,9 +199,37 @@ down() {
   echo "Cluster '$name' is down." >&2
 }
 
+pids="$KWOK_WORKDIR/clusters/$name/pids"
+
+alive() { # pid: running, not a zombie (PID 1 here may be slow to reap, and kill -0 succeeds on a zombie)
+  [[ -r "/proc/$1/stat" ]] && [[ "$(awk '{print $3}' "/proc/$1/stat")" != Z ]]
+}
+
+crash() {
+  local component pid
+  for component in "$@"; do
+    [[ -f "$pids/$component.pid" ]] || { echo "no running component '$component' in cluster '$name'" >&2; exit 1; }
+    pid="$(cat "$pids/$component.pid")"
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$pids/$component.pid"  # kwokctl starts a component whose pid file is gone
+  done
+}
+
+start() {
+  local f pid
+  for f in "$pids"/*.pid; do
+    [[ -e "$f" ]] || continue
+    pid="$(cat "$f")"
+    alive "$pid" || rm -f "$f"  # exited on its own (e.g. a controller that lost its lease): start it again
+  done
+  "$kwokctl" start cluster --name "$name" --timeout 120s >&2
+}
+
 case "${1:-}" in
   up) up ;;
   down) down ;;
   kubeconfig) echo "$kubeconfig" ;;
-  *) echo "usage: $0 up|down|kubeconfig" >&2; exit 2 ;;
+  crash) shift; crash "$@" ;;
+  start) start ;;
+  *) echo "usage: $0 up|down|kubeconfig|crash COMPONENT...|start" >&2; exit 2 ;;
 esac

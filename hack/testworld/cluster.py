@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -75,6 +76,17 @@ class LocalCluster:
 
     def down(self) -> None:
         subprocess.run([str(REPO / "hack" / "cluster.sh"), "down"], env=self.env, check=True)
+
+    def crash(self, *components: str) -> None:
+        """kill -9 control-plane components (etcd, kube-apiserver, kube-controller-manager, ...)."""
+        subprocess.run([str(REPO / "hack" / "cluster.sh"), "crash", *components], env=self.env, check=True)
+
+    def start(self) -> None:
+        """Start what is not running (crashed, or exited on its own as a controller manager that lost its
+        lease does), as a node's kubelet restarts static pods; returns once the API server serves."""
+        subprocess.run(
+            [str(REPO / "hack" / "cluster.sh"), "start"], env=self.env, check=True, stdout=subprocess.DEVNULL
+        )
 
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
@@ -155,8 +167,10 @@ class OperatorProcess:
         release: str = "adapterops",
         namespace: str = "adapterops-system",
         extra_env: dict[str, str] | None = None,
+        replica: str = "",
         image: BuiltImage | None = None,
     ) -> None:
+        """`replica` names a further replica of the same Deployment (its own pod name, files and log)."""
         self.cluster = cluster
         self.image = image
         self._rootfs: RootfsRun | None = None
@@ -164,11 +178,12 @@ class OperatorProcess:
         self.namespace = namespace
         self.extra_env = extra_env or {}
         self.proc: subprocess.Popen[bytes] | None = None
-        self.workdir = TOOLS / "operator" / cluster.name
-        self.log_path = LOGS / f"operator-{cluster.name}.log"
+        suffix = f"-{replica}" if replica else ""
+        self.workdir = TOOLS / "operator" / f"{cluster.name}{suffix}"
+        self.log_path = LOGS / f"operator-{cluster.name}{suffix}.log"
         self.health_port = free_port()
         self.metrics_port = free_port()
-        self.pod_name = f"{release}-local-{self.health_port}"
+        self.pod_name = f"{release}-local{suffix}-{self.health_port}"
 
     def _pod_env(self) -> dict[str, str]:
         deploy = self.cluster.get("deployment", self.release, "-n", self.namespace)
@@ -229,6 +244,28 @@ class OperatorProcess:
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as resp:
             return str(resp.read().decode())
+
+    def role(self) -> str:
+        """What /readyz says: "leader", "standby", or why not ready ("" when it does not answer)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/readyz", timeout=2) as resp:
+                return str(resp.read().decode()).strip()
+        except urllib.error.HTTPError as exc:
+            return str(exc.read().decode()).strip()
+        except OSError:
+            return ""
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the operator process (VmRSS in /proc/<pid>/status)."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError(f"no VmRSS for pid {self.proc.pid}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None or self.proc.poll() is not None:

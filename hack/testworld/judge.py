@@ -4,10 +4,21 @@ It reads the <reference> and <answer> sections of the judge prompt that `adapter
 builds and answers `{"score": 5 x token-F1(answer, reference) rounded half up, "reason": ...}`. A pairwise
 prompt (`adapterops_common.pairwise`: <answer_a> and <answer_b>) gets `{"better": "A" | "B" | "tie"}`: the
 answer whose score would be higher, a tie when both would score the same, so the verdict depends on the
-answers' content only, never on their position. Tests can make it misbehave (`mode`: score | garbage |
-error | bad-json | prefer-first, the last a position-biased judge that always prefers answer A) and require
-an API key, to check that the client reports trouble as unavailable/invalid instead of a score. Test double
-only: not product code.
+answers' content only, never on their position. Tests can make it misbehave as real OpenAI-compatible
+servers do, for every request (`mode`) or per judge model (`modes`):
+
+    score          the deterministic verdict (default)
+    garbage        prose instead of the JSON verdict
+    bad-json       a 200 whose body is not a chat completion (an HTML proxy error page)
+    out-of-range   a well-formed verdict with a score outside 0-5 (a judge that lies)
+    error          503, overloaded
+    server-error   500, an internal error
+    hang           takes the request and answers nothing for as long as the mode lasts, then drops the
+                   connection (a wedged server or proxy: the client's timeout is what ends it)
+    prefer-first   a position-biased pairwise judge that always prefers answer A
+
+and require an API key, to check that clients report trouble as unavailable/invalid instead of a score.
+Test double only: not product code.
 
     python -m testworld.judge --port 8089 [--api-key KEY] [--mode score]
 
@@ -28,6 +39,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+MODES = ("score", "garbage", "bad-json", "out-of-range", "error", "server-error", "hang", "prefer-first")
 _TOKEN = re.compile(r"[a-z0-9$]+(?:[.-][a-z0-9]+)*")
 _SECTION = r"<{0}>\n(.*?)\n</{0}>"
 
@@ -79,11 +91,15 @@ class StandInJudge:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None, mode: str = "score") -> None:
         self.mode = mode
+        self.modes: dict[str, str] = {}  # judge model -> mode, over `mode`
         self.api_key = api_key
         self.delay_s = 0.0  # seconds each judgement takes (a hosted judge: ~1-3 s); benchmarks set it
         self.requests = 0
+        self.by_model: Counter[tuple[str, str]] = Counter()  # (model, mode) -> requests answered that way
+        self.hanging = 0  # requests held open right now (mode hang)
         self.auth_headers: list[str | None] = []
         self._lock = threading.Lock()
+        self._closing = threading.Event()
         self._server = ThreadingHTTPServer((host, port), self._handler())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -101,7 +117,11 @@ class StandInJudge:
         self._thread.start()
         return self.url
 
+    def mode_for(self, model: str) -> str:
+        return self.modes.get(model, self.mode)
+
     def stop(self) -> None:
+        self._closing.set()  # hung requests let go
         self._server.shutdown()
         self._server.server_close()
         if self._thread:
@@ -114,20 +134,40 @@ class StandInJudge:
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
 
-    def _reply(self, body: dict[str, Any]) -> tuple[int, bytes, str]:
+    def _hang(self, model: str) -> None:
+        """Hold the request while the mode is hang (the caller then drops the connection, unanswered)."""
         with self._lock:
             self.requests += 1
-        if self.mode == "error":
+            self.by_model[(model, "hang")] += 1
+            self.hanging += 1
+        try:
+            while self.mode_for(model) == "hang" and not self._closing.wait(0.1):
+                pass
+        finally:
+            with self._lock:
+                self.hanging -= 1
+
+    def _reply(self, body: dict[str, Any]) -> tuple[int, bytes, str]:
+        model = str(body.get("model", ""))
+        mode = self.mode_for(model)
+        with self._lock:
+            self.requests += 1
+            self.by_model[(model, mode)] += 1
+        if mode == "error":
             return 503, b'{"error": {"message": "judge overloaded"}}', "application/json"
-        if self.mode == "bad-json":
+        if mode == "server-error":
+            return 500, b'{"error": {"message": "internal error", "type": "server_error"}}', "application/json"
+        if mode == "bad-json":
             return 200, b"<html>upstream proxy error</html>", "text/html"
         messages = body.get("messages") or [{}]
-        if self.mode == "garbage":
+        if mode == "garbage":
             content = "This answer looks quite good to me, maybe a four or so."
+        elif mode == "out-of-range":
+            content = json.dumps({"score": 9, "reason": "outstanding"})
         else:
             user = str(messages[-1].get("content", ""))
             if is_pairwise(user):
-                verdict = {"better": "A", "reason": "first"} if self.mode == "prefer-first" else prefer_prompt(user)
+                verdict = {"better": "A", "reason": "first"} if mode == "prefer-first" else prefer_prompt(user)
                 content = json.dumps(verdict)
             else:
                 content = json.dumps(score_prompt(user))
@@ -179,6 +219,10 @@ class StandInJudge:
                 except json.JSONDecodeError:
                     self._send(400, b'{"error": {"message": "body is not JSON"}}')
                     return
+                if judge.mode_for(str(body.get("model", ""))) == "hang":
+                    judge._hang(str(body.get("model", "")))
+                    self.close_connection = True  # no answer at all: the connection just closes
+                    return
                 if judge.delay_s > 0:
                     time.sleep(judge.delay_s)  # this request's thread only (ThreadingHTTPServer)
                 self._send(*judge._reply(body))
@@ -191,7 +235,7 @@ def main() -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8089)
     parser.add_argument("--api-key", help="require this Bearer key")
-    parser.add_argument("--mode", default="score", choices=["score", "garbage", "error", "bad-json", "prefer-first"])
+    parser.add_argument("--mode", default="score", choices=MODES)
     args = parser.parse_args()
     judge = StandInJudge(args.host, args.port, args.api_key, args.mode)
     print(f"stand-in judge on {judge.url}", flush=True)

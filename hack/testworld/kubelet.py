@@ -7,7 +7,10 @@ container sees its mounts at their paths (absolute paths in its command and envi
 into a per-pod root), the pod gets its own loopback IP, readiness probes are honoured, and when a
 container exits its termination message (`terminationMessagePath`, at most 4096 bytes) and exit code
 are written back into the pod status. Deleting a pod terminates it as a kubelet does: preStop sleep,
-SIGTERM, SIGKILL when the grace period ends.
+SIGTERM, SIGKILL when the grace period ends. As a kubelet does, it rides out an API server outage: a
+volume whose ConfigMap or Secret cannot be read yet (missing, or the server down) is retried until it
+can, with the pod left Pending, and a status update is retried, with backoff, until the server takes it
+(a trial's result is in its termination message: it must not be lost).
 
 Images without a command (serving engines) are mapped to local commands by `images`. As a kubelet does,
 `$(VAR)` in a container's command and args expands to its environment's VAR, and `fieldRef` env reads the
@@ -45,6 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import urllib3
 from kubernetes import client, config, watch
 
 from testworld.cluster import TOOLS, LocalCluster
@@ -55,6 +59,8 @@ HARNESS_LABEL = "kwok.adapterops.io/kubelet"
 TERMINATION_MESSAGE_LIMIT = 4096
 # kwok hands out pod IPs from the start of 127.1.0.0/16; the harness takes the upper half.
 POD_IPS = ipaddress.ip_network("127.1.128.0/17")
+RETRY_SECONDS, MAX_RETRY_SECONDS = 0.2, 5.0  # API calls that failed for a reason time can cure
+API_TIMEOUT = 10.0  # a request to an API server that went away mid-call fails, and is retried, after this
 
 ImageCommand = Callable[[dict[str, Any], dict[str, Any]], list[str]]  # (pod, container) -> argv
 
@@ -85,6 +91,21 @@ class RunningPod:
     started: dict[str, str] = field(default_factory=dict)
     ready: bool = False
     done: bool = False
+    running: bool = False  # every container started: the monitor may judge it
+    terminal_written: bool = False  # the final status is in: an earlier one, retried late, must not undo it
+    status_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class PodGone(Exception):
+    """The pod was deleted (or the harness stopped) while an API call was being retried."""
+
+
+def retryable(exc: Exception) -> bool:
+    """An API failure a later attempt may not see: the server down or restarting, overloaded, timing out.
+    A 404 (the object is not there) is for the caller to judge."""
+    if isinstance(exc, client.ApiException):
+        return exc.status in (0, 429) or exc.status >= 500
+    return isinstance(exc, urllib3.exceptions.HTTPError | OSError)
 
 
 class Kubelet:
@@ -122,6 +143,18 @@ class Kubelet:
 
     def inject(self, fault: Fault) -> None:
         self.faults.append(fault)
+
+    def lose_node(self, node: str) -> list[str]:
+        """The node is gone (its machine died, or was taken away): the processes of its pods die with it and
+        nothing reports for them again; the control plane finds out by itself. Returns the pods lost."""
+        lost = []
+        with self._lock:
+            for pod in self.pods.values():
+                if pod.body["spec"].get("nodeName") == node and not pod.done:
+                    pod.done = pod.terminal_written = True  # no status update will ever come
+                    self._signal(pod, signal.SIGKILL)
+                    lost.append(f"{pod.namespace}/{pod.name}")
+        return lost
 
     # ------------------------------------------------------------------ watching
 
@@ -161,7 +194,7 @@ class Kubelet:
                 return
             if (pod.get("status") or {}).get("containerStatuses"):
                 return  # started by an earlier harness run: leave its recorded outcome alone
-            self.pods[uid] = RunningPod(
+            running = self.pods[uid] = RunningPod(
                 uid,
                 meta["namespace"],
                 meta["name"],
@@ -169,11 +202,18 @@ class Kubelet:
                 self.root / meta["namespace"] / meta["name"],
                 pod,
             )
+        # Each pod starts in its own thread: one waiting for its volumes must not hold up the others' events.
+        threading.Thread(target=self._start_pod, args=(running,), daemon=True, name=f"start-{meta['name']}").start()
+
+    def _start_pod(self, pod: RunningPod) -> None:
         try:
-            self._start(self.pods[uid])
+            self._start(pod)
+        except PodGone:
+            return
         except Exception as exc:
-            log.exception("could not start %s/%s", meta["namespace"], meta["name"])
-            self._fail_pod(self.pods[uid], f"harness could not start the pod: {exc}")
+            log.exception("could not start %s/%s", pod.namespace, pod.name)
+            with contextlib.suppress(PodGone):
+                self._fail_pod(pod, f"harness could not start the pod: {exc}")
 
     def _pod_ip(self, pod: dict[str, Any]) -> str:
         """A new IP, or the one reserved for the pod's DNS name when a peer referred to it first."""
@@ -213,31 +253,88 @@ class Kubelet:
             if self._stop.wait(0.1):
                 break
         self._kill(running)
+        # As a kubelet does since Kubernetes 1.27: the pod reaches a terminal phase, with how its containers
+        # ended, before it goes (a Job with a pod failure policy counts the attempt only then).
+        with contextlib.suppress(PodGone):
+            if running.procs:
+                codes: dict[str, int | None] = {name: proc.returncode for name, proc in running.procs.items()}
+                phase = "Succeeded" if all(c == 0 for c in codes.values()) else "Failed"
+                self._set_status(running, phase=phase, started=True, exit_codes=codes)
+            else:
+                self._write_status(running, {"status": {"phase": "Failed", "reason": "Terminated"}}, True)
         with self._lock:
             self.pods.pop(running.uid, None)
         self._finalize_deletion(meta)
 
     def _finalize_deletion(self, meta: dict[str, Any]) -> None:
-        try:
-            self.core.delete_namespaced_pod(meta["name"], meta["namespace"], grace_period_seconds=0)
-        except client.ApiException as exc:
-            if exc.status != 404:
-                raise
+        """The pod's processes are gone: remove the pod object (retried, as a kubelet does, until it can)."""
+        delay = RETRY_SECONDS
+        while True:
+            try:
+                self.core.delete_namespaced_pod(
+                    meta["name"], meta["namespace"], grace_period_seconds=0, _request_timeout=API_TIMEOUT
+                )
+                return
+            except Exception as exc:
+                if isinstance(exc, client.ApiException) and exc.status == 404:
+                    return
+                if not retryable(exc):
+                    raise
+                log.warning(
+                    "%s/%s: deletion failed (%s); retrying in %.1fs", meta["namespace"], meta["name"], exc, delay
+                )
+            if self._stop.wait(delay):
+                return
+            delay = min(delay * 2, MAX_RETRY_SECONDS)
 
     # ------------------------------------------------------------------ volumes and environment
+
+    def _retry(self, pod: RunningPod, what: str, call: Callable[[], Any], missing_is_transient: bool = False) -> Any:
+        """`call` until it succeeds, with backoff, while the failure is one time can cure (a kubelet retries
+        a mount and a status update until they work). Stops with PodGone when the pod is deleted."""
+        delay = RETRY_SECONDS
+        while True:
+            try:
+                return call()
+            except Exception as exc:
+                missing = isinstance(exc, client.ApiException) and exc.status == 404
+                if not (retryable(exc) or (missing and missing_is_transient)):
+                    raise
+                log.warning("%s/%s: %s failed (%s); retrying in %.1fs", pod.namespace, pod.name, what, exc, delay)
+            if self._stop.wait(delay) or pod.done:
+                raise PodGone(f"{pod.namespace}/{pod.name}")
+            delay = min(delay * 2, MAX_RETRY_SECONDS)
 
     def _volume_dir(self, pod: RunningPod, volume: dict[str, Any]) -> Path:
         path = pod.root / "volumes" / volume["name"]
         if "persistentVolumeClaim" in volume:
-            return self._pvc_dir(pod.namespace, volume["persistentVolumeClaim"]["claimName"])
+            claim = volume["persistentVolumeClaim"]["claimName"]
+            return Path(self._retry(pod, f"mount claim {claim}", lambda: self._pvc_dir(pod.namespace, claim)))
         path.mkdir(parents=True, exist_ok=True)
+        # A missing ConfigMap or Secret is a FailedMount a kubelet retries (unless the volume is optional).
         if "configMap" in volume:
-            cm = self.core.read_namespaced_config_map(volume["configMap"]["name"], pod.namespace)
-            self._write_items(path, cm.data or {}, volume["configMap"].get("items"))
+            source = volume["configMap"]
+            cm = self._retry(
+                pod,
+                f"mount ConfigMap {source['name']}",
+                lambda: self.core.read_namespaced_config_map(
+                    source["name"], pod.namespace, _request_timeout=API_TIMEOUT
+                ),
+                missing_is_transient=not source.get("optional"),
+            )
+            self._write_items(path, cm.data or {}, source.get("items"))
         elif "secret" in volume:
-            secret = self.core.read_namespaced_secret(volume["secret"]["secretName"], pod.namespace)
+            source = volume["secret"]
+            secret = self._retry(
+                pod,
+                f"mount Secret {source['secretName']}",
+                lambda: self.core.read_namespaced_secret(
+                    source["secretName"], pod.namespace, _request_timeout=API_TIMEOUT
+                ),
+                missing_is_transient=not source.get("optional"),
+            )
             data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
-            self._write_items(path, data, volume["secret"].get("items"))
+            self._write_items(path, data, source.get("items"))
         return path
 
     @staticmethod
@@ -249,10 +346,10 @@ class Kubelet:
 
     def _pvc_dir(self, namespace: str, claim: str) -> Path:
         """The hostPath of the PersistentVolume the claim is bound to (the test world's storage)."""
-        pvc = self.core.read_namespaced_persistent_volume_claim(claim, namespace)
+        pvc = self.core.read_namespaced_persistent_volume_claim(claim, namespace, _request_timeout=API_TIMEOUT)
         if not pvc.spec.volume_name:
             raise RuntimeError(f"PersistentVolumeClaim {namespace}/{claim} is not bound")
-        pv = self.core.read_persistent_volume(pvc.spec.volume_name)
+        pv = self.core.read_persistent_volume(pvc.spec.volume_name, _request_timeout=API_TIMEOUT)
         if not pv.spec.host_path:
             raise RuntimeError(f"PersistentVolume {pv.metadata.name} is not a hostPath volume")
         return Path(pv.spec.host_path.path)
@@ -296,9 +393,13 @@ class Kubelet:
             if code != 0:
                 self._fail_pod(pod, f"init container {init['name']} exited with {code}")
                 return
-        for container in spec["containers"]:
-            pod.procs[container["name"]] = self._spawn(pod, container, volumes)
-            pod.started[container["name"]] = now()
+        with self._lock:  # a pod deleted while its volumes were set up starts nothing
+            if pod.done:
+                raise PodGone(f"{pod.namespace}/{pod.name}")
+            for container in spec["containers"]:
+                pod.procs[container["name"]] = self._spawn(pod, container, volumes)
+                pod.started[container["name"]] = now()
+            pod.running = True
         pod.ready = not any(c.get("readinessProbe") for c in spec["containers"])
         self.timeline.append(
             (time.monotonic(), "start", f"{pod.namespace}/{pod.name}", pod.body["metadata"].get("labels") or {})
@@ -382,12 +483,14 @@ class Kubelet:
             for pod in pods:
                 try:
                     self._check(pod)
+                except PodGone:
+                    continue
                 except Exception:
                     log.exception("monitoring %s/%s failed", pod.namespace, pod.name)
             time.sleep(0.1)
 
     def _check(self, pod: RunningPod) -> None:
-        if not pod.procs:
+        if not pod.running:
             return
         if not pod.ready and self._probe(pod):
             pod.ready = True
@@ -446,6 +549,7 @@ class Kubelet:
             }
             if exit_codes is not None:
                 code = exit_codes[c["name"]] or 0
+                code = 128 - code if code < 0 else code  # killed by a signal: 128 + its number, as runtimes say
                 reason = (pod.body.get("_fault") or {}).get(c["name"]) or ("Completed" if code == 0 else "Error")
                 status["state"] = {
                     "terminated": {
@@ -479,21 +583,35 @@ class Kubelet:
             }
         }
         pod.body.setdefault("status", {})["startTime"] = body["status"]["startTime"]
-        try:
-            self.core.patch_namespaced_pod_status(pod.name, pod.namespace, body)
-        except client.ApiException as exc:
-            if exc.status != 404:
-                raise
+        self._write_status(pod, body, final=exit_codes is not None)
 
     def _fail_pod(self, pod: RunningPod, message: str) -> None:
         pod.done = True
-        try:
-            self.core.patch_namespaced_pod_status(
-                pod.name, pod.namespace, {"status": {"phase": "Failed", "message": message, "reason": "HarnessError"}}
-            )
-        except client.ApiException as exc:
-            if exc.status != 404:
-                raise
+        self._write_status(pod, {"status": {"phase": "Failed", "message": message, "reason": "HarnessError"}}, True)
+
+    def _write_status(self, pod: RunningPod, body: dict[str, Any], final: bool) -> None:
+        """Patch the pod's status until the API server takes it (the final one even once the pod is marked
+        done: a trial's result must outlive an API server restart); a 404 means the pod is gone."""
+        with pod.status_lock:
+            if pod.terminal_written:
+                return
+            delay = RETRY_SECONDS
+            while True:
+                try:
+                    self.core.patch_namespaced_pod_status(pod.name, pod.namespace, body, _request_timeout=API_TIMEOUT)
+                    break
+                except Exception as exc:
+                    if isinstance(exc, client.ApiException) and exc.status == 404:
+                        return
+                    if not retryable(exc):
+                        raise
+                    log.warning(
+                        "%s/%s: status update failed (%s); retrying in %.1fs", pod.namespace, pod.name, exc, delay
+                    )
+                if self._stop.wait(delay) or (pod.done and not final):
+                    raise PodGone(f"{pod.namespace}/{pod.name}")
+                delay = min(delay * 2, MAX_RETRY_SECONDS)
+            pod.terminal_written = final
 
     @staticmethod
     def _signal(pod: RunningPod, sig: signal.Signals) -> None:

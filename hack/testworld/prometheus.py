@@ -68,11 +68,13 @@ class Prometheus:
         self._discovery: threading.Thread | None = None
         self._closed = threading.Event()
 
-    def start(self) -> Prometheus:
+    def start(self, keep_data: bool = False) -> Prometheus:
+        """Start with an empty TSDB, or (keep_data) with what it had scraped: a restart, as on a volume."""
         binary = shutil.which("prometheus")
         if binary is None:
             raise RuntimeError("prometheus is not installed: run hack/setup.sh (Debian package prometheus)")
-        shutil.rmtree(self.dir / "data", ignore_errors=True)
+        if not keep_data:
+            shutil.rmtree(self.dir / "data", ignore_errors=True)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._write_targets()
         self.write_config()

@@ -84,8 +84,9 @@ def test_two_replicas_roll_without_a_gap_and_a_drain_keeps_one(cluster: LocalClu
     pdb = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
     assert pdb["spec"] == {"maxUnavailable": 1, "selector": deploy["spec"]["selector"]}
     lease_rules = next(d for d in docs if d["kind"] == "Role")["rules"]
-    assert lease_rules == [
-        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
+    assert lease_rules == [  # the Lease, and the "<identity> became leader" Event on it
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     ]
     single = rendered(cluster, "--set", "replicas=1")
     assert not [d for d in single if d["kind"] == "PodDisruptionBudget"]

@@ -1,5 +1,5 @@
 """Leader election on a Lease: one leader at a time, takeover after expiry by the candidate's own clock,
-conditional writes, and a leader that cannot renew stops before anyone else may lead."""
+conditional writes, a leader that cannot renew stops before anyone else may lead, and stands again."""
 
 from __future__ import annotations
 
@@ -138,3 +138,21 @@ async def test_a_leader_that_cannot_renew_stops_before_the_lease_expires() -> No
 def test_a_renew_deadline_not_shorter_than_the_lease_is_refused() -> None:
     with pytest.raises(ValueError, match="renew deadline"):
         LeaderElection(FakeLeases(), "ns", "a", lease_seconds=10, renew_deadline_seconds=10)  # type: ignore[arg-type]
+
+
+async def test_a_leader_that_lost_its_lease_leads_again_when_the_api_server_is_back() -> None:
+    leases = FakeLeases()
+    a = candidate(leases, "a")
+    task = asyncio.create_task(a.run())
+    await asyncio.wait_for(a.leading.wait(), 2)
+    assert leases.lease is not None
+    first_term = leases.lease["spec"]["acquireTime"]
+    leases.down = True
+    await asyncio.wait_for(task, 2)  # the term ends; the process (this event loop) goes on
+    assert a.lost.is_set() and not a.leading.is_set()
+    leases.down = False
+    task = asyncio.create_task(a.run())  # standing again, as the manager does
+    await asyncio.wait_for(a.leading.wait(), 2)
+    assert not a.lost.is_set() and holder(leases) == "a"
+    assert leases.lease["spec"]["acquireTime"] != first_term, "a new term must say when it began"
+    task.cancel()

@@ -1,16 +1,20 @@
 """The operator's paired judge says why a judgement failed without repeating what the judge answered:
 the operator calls the judge from its own network position, and the problem reaches the tenant's status.
 Verdicts come from the real JudgeClient (which quotes answers in its messages, for the trial runner's
-logs) over a scripted transport."""
+logs) over a scripted transport. A judge that fails uses up no prompt: the canary's judging waits it out
+and goes on once it answers again."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
 from aiohttp import web
 
+from adapterops.analysis.providers import judge as provider
 from adapterops.analysis.providers.judge import PairedJudge, describe
 from adapterops.api.modeldeployment import JudgeAnalysis
 from adapterops_common.judge import JudgeClient, JudgeConfig, Verdict
@@ -59,6 +63,63 @@ def test_only_the_prompts_a_canary_judges_are_kept_in_judging_order() -> None:
     kept = PairedJudge(rows, judge, None, judge.samples).prompts
     assert len(kept) == 3 and kept == PairedJudge(list(rows), judge, None, 3).prompts  # the same fixed order
     assert kept != rows[:3]  # shuffled once, deterministically
+
+
+def analysis(url: str, samples: int) -> JudgeAnalysis:
+    return JudgeAnalysis.model_validate(
+        {"dataset": "configmap://p/p.jsonl", "samples": samples, "judge": {"endpoint": url, "model": "j"}}
+    )
+
+
+async def until(predicate: Callable[[], object], what: str, seconds: float = 10) -> None:
+    for _ in range(int(seconds / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"never: {what}")
+
+
+@pytest.fixture
+def quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries in milliseconds, and revisions that answer each prompt with its reference (no pods)."""
+    monkeypatch.setattr(provider, "RETRY_SECONDS", 0.01)
+    monkeypatch.setattr(provider, "MAX_RETRY_SECONDS", 0.02)
+    monkeypatch.setattr(provider, "SLOW_SECONDS", 0.2)
+
+    async def ask(http: httpx.AsyncClient, base: str, model: str, row: dict[str, Any]) -> str:
+        return str(row["reference"])
+
+    monkeypatch.setattr(provider, "_ask", ask)
+
+
+PROMPTS = [{"prompt": f"find item {i}", "reference": f"item {i} under $30"} for i in range(20)]
+
+
+async def test_a_judge_answering_garbage_uses_up_no_prompt_and_judging_resumes_when_it_recovers(quick: None) -> None:
+    with StandInJudge(mode="garbage") as server:
+        judge = PairedJudge(list(PROMPTS), analysis(server.url, 6), None, 6)
+        judge.start("http://stable", "http://canary", "m", "m")
+        await until(lambda: server.requests >= 6 and judge.problem, "the judge to be asked a few times, and fail")
+        # Each failed judgement costs one of a prompt's PROMPT_ATTEMPTS, not the prompt.
+        assert len(judge.pairs) <= server.requests // (2 * provider.PROMPT_ATTEMPTS)
+        assert judge.trouble() == "judge invalid: it answered without a valid score"
+        server.mode = "score"
+        await until(lambda: len(judge.pairs) == 6, "judging to go on to the end")
+        judge.stop()
+    scored = [p for p in judge.pairs if p[0] is not None and p[1] is not None]
+    assert len(scored) >= 6 - server.requests // (2 * provider.PROMPT_ATTEMPTS) and judge.trouble() is None
+
+
+async def test_a_judge_that_hangs_is_reported_while_it_hangs(quick: None) -> None:
+    with StandInJudge(mode="hang") as server:
+        judge = PairedJudge(list(PROMPTS), analysis(server.url, 2), None, 2)
+        judge.start("http://stable", "http://canary", "m", "m")
+        await until(lambda: (judge.trouble() or "").startswith("judge has not answered for"), "a report")
+        assert server.hanging >= 1 and judge.pairs == []  # each pending judgement held (both sides, concurrently)
+        server.mode = "score"  # it lets go: the connection drops unanswered, the client tries again
+        await until(lambda: len(judge.pairs) == 2, "judging to go on")
+        judge.stop()
+    assert all(s == 5 and c == 5 for s, c in judge.pairs) and judge.trouble() is None
 
 
 class Pods:

@@ -248,8 +248,9 @@ async def analyse(
             verdict = judge_verdict(
                 judge.pairs if judge else None, min_score=a.judge.min_score, max_drop=a.judge.max_drop, beta=beta
             )
-        if judge and judge.problem and verdict.verdict == "Inconclusive":
-            verdict = _with_reason(verdict, judge.problem)
+        trouble = judge.trouble() if judge else None
+        if trouble and verdict.verdict == "Inconclusive":
+            verdict = _with_reason(verdict, trouble)
         if judge and judge.compared:
             verdict = dataclasses.replace(verdict, threshold=f"{verdict.threshold}; {judge.compared}")
         out.append(verdict)

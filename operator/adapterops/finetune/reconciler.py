@@ -81,10 +81,11 @@ class FineTuneJobReconciler:
             informer.subscribe(ctx.queue.add)
         # Per object, dropped with it: the validated plan (uid, generation), Jobs created but not yet seen
         # by the informer (controller-runtime's "expectations"), and the trials ConfigMaps' names and content
-        # hashes for (uid, generation) (the content itself is rebuilt only when one must be applied).
+        # hashes for (uid, generation) (the content itself is rebuilt only when one must be applied), with
+        # the names seen in step since (one of those missing later was deleted: that is announced).
         self.plans: dict[Key, tuple[str, int | None, Accepted]] = {}
         self.created: dict[Key, set[str]] = {}
-        self.configmaps: dict[Key, tuple[str, int | None, dict[str, str]]] = {}
+        self.configmaps: dict[Key, tuple[str, int | None, dict[str, str], set[str]]] = {}
 
     def forget(self, key: Key) -> None:
         self.plans.pop(key, None)
@@ -242,9 +243,13 @@ class FineTuneJobReconciler:
         if cached is None or cached[:2] != (uid, generation):
             manifests = builders.trials_configmaps(body, accepted.trials, accepted.spec, baseline)
             wanted = {m["metadata"]["name"]: m["metadata"]["annotations"][builders.CONTENT_HASH] for m in manifests}
-            self.configmaps[key] = (uid, generation, wanted)
-        wanted = self.configmaps[key][2]
+            # Seen in step before a spec change that leaves them as they were (parallelism): still seen.
+            before = cached[2:] if cached is not None and cached[0] == uid else ({}, set())
+            kept = {n for n in before[1] if before[0].get(n) == wanted.get(n)}
+            self.configmaps[key] = (uid, generation, wanted, kept)
+        wanted, seen = self.configmaps[key][2:]
         observed = dict(self.trial_specs.data((meta["namespace"], uid)))
+        seen |= {name for name, digest in wanted.items() if observed.get(name) == digest}
         if all(observed.get(name) == digest for name, digest in wanted.items()):
             return
         for manifest in builders.trials_configmaps(body, accepted.trials, accepted.spec, baseline):
@@ -252,6 +257,11 @@ class FineTuneJobReconciler:
             if observed.get(name) != wanted[name]:
                 with failures.manifest_writing("apply", manifest):
                     await self.ctx.client.apply(manifest)
+                if name in seen:  # it was there: someone deleted or edited it (pods still to start mount it)
+                    what = "was deleted" if name not in observed else "was changed"
+                    await self.ctx.events.emit(
+                        body, "TrialSpecsApplied", f"trials ConfigMap {name} {what}; applied again", "Warning"
+                    )
 
     async def _start(
         self, body: dict[str, Any], accepted: Accepted, starting: list[PlannedTrial], created: set[str], engine: str

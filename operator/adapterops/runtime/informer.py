@@ -86,6 +86,11 @@ class Informer:
     def subscribe(self, callback: Callable[[Key], None]) -> None:
         self.subscribers.append(callback)
 
+    def resync(self) -> None:
+        """Tell the subscribers every key in the view (new subscribers learn what is already known)."""
+        for key in {item.key for item in self.all()}:
+            self._tell(key)
+
     def poke(self) -> None:
         """Look for an absent kind now (the operator has just created one of it)."""
         self._wake.set()

@@ -5,8 +5,10 @@ the leader runs the workers. A candidate takes the Lease when it is free or when
 renew time) has not changed for `lease_seconds` by the candidate's own clock — observed time, not the
 holder's timestamps, so clock skew between nodes cannot shorten a lease. Writes are conditional on the
 resourceVersion, so two candidates never both win. The leader renews every `retry_seconds`; if it cannot
-renew for `renew_deadline_seconds` it stops leading (the process exits and restarts as a candidate, as
-client-go's operators do), which is before any other replica may take over.
+renew for `renew_deadline_seconds` it stops leading, which is before any other replica may take over;
+`run` then returns and may be called again: the manager ends the term and stands as a candidate anew
+(no process restart, unlike client-go's operators, which exit). Taking the lease is announced by an
+Event on the Lease ("<identity> became leader", as client-go's resource locks record it).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import httpx2
 from lightkube.resources.coordination_v1 import Lease
 
 from adapterops.runtime.client import Client
+from adapterops.runtime.events import EventRecorder
 from adapterops.runtime.metrics import LEADER
 
 log = logging.getLogger(__name__)
@@ -41,11 +44,13 @@ class LeaderElection:
     lease_seconds: float = 15.0
     renew_deadline_seconds: float = 10.0
     retry_seconds: float = 2.0
+    events: EventRecorder | None = None
     leading: asyncio.Event = field(default_factory=asyncio.Event)
     lost: asyncio.Event = field(default_factory=asyncio.Event)
     # The last record seen of another holder, and when this process saw it change.
     _observed: tuple[Any, ...] | None = None
     _observed_at: float = 0.0
+    _lease: dict[str, Any] | None = None  # as last written by this replica
 
     def __post_init__(self) -> None:
         if not self.renew_deadline_seconds < self.lease_seconds:
@@ -54,6 +59,7 @@ class LeaderElection:
 
     async def run(self) -> None:
         """Acquire, then renew until the lease is lost (then `lost` is set and this returns)."""
+        self.lost.clear()
         while True:  # polling, as client-go does: the Lease has no event to wait on between expiries
             if await self._try():
                 break
@@ -61,6 +67,7 @@ class LeaderElection:
         log.info("leading as %s (lease %s/%s)", self.identity, self.namespace, self.name)
         LEADER.labels(self.identity).set(1)
         self.leading.set()
+        await self._announce()
         last_renewal = time.monotonic()
         while True:
             await asyncio.sleep(self.retry_seconds)
@@ -91,21 +98,33 @@ class LeaderElection:
             log.warning("could not release the lease: %s", exc)
         LEADER.labels(self.identity).set(0)
 
+    async def _announce(self) -> None:
+        """An Event on the Lease: who leads from now on (best effort, as every Event)."""
+        if self.events is None or self._lease is None:
+            return
+        body = {**self._lease, "apiVersion": "coordination.k8s.io/v1", "kind": "Lease"}
+        try:
+            await self.events.emit(body, "LeaderElection", f"{self.identity} became leader")
+        except (httpx2.HTTPError, OSError) as exc:
+            log.warning("could not post the LeaderElection event: %s", exc)
+
     async def _try(self) -> bool:
         """One attempt to acquire or renew; True when this replica holds the lease now."""
         try:
             lease = await self.client.get(Lease, self.namespace, self.name)
             now = _micro_time()
             if lease is None:
-                created = await self.client.create(self._lease(None, now, now, 0))
-                return created is not None
+                self._lease = await self.client.create(self._record(None, now, now, 0))
+                return self._lease is not None
             spec = lease.get("spec") or {}
             holder = spec.get("holderIdentity")
             if holder and holder != self.identity and not self._expired(spec):
                 return False
             transitions = int(spec.get("leaseTransitions") or 0) + (0 if holder == self.identity else 1)
-            acquired = spec.get("acquireTime") if holder == self.identity else now
-            await self.client.replace(self._lease(lease, acquired, now, transitions))
+            # Renewing keeps the term's start; a record of this replica's own lost term starts a new one.
+            renewing = holder == self.identity and self.leading.is_set()
+            acquired = spec.get("acquireTime") if renewing else now
+            self._lease = await self.client.replace(self._record(lease, acquired, now, transitions))
             return True
         except (httpx2.HTTPError, OSError) as exc:  # a 409 (another candidate won the race) included
             log.info("lease %s/%s: %s", self.namespace, self.name, exc)
@@ -118,7 +137,7 @@ class LeaderElection:
         duration = float(spec.get("leaseDurationSeconds") or self.lease_seconds)
         return time.monotonic() - self._observed_at > duration
 
-    def _lease(
+    def _record(
         self, current: dict[str, Any] | None, acquired: str | None, renewed: str, transitions: int
     ) -> dict[str, Any]:
         metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace}

@@ -5,6 +5,11 @@ lost children); a key whose namespace some informer has not listed yet waits. A 
 worker at a time; failures back off per object (1 s doubling to 5 min, however many events arrive
 meanwhile); every object is looked at again when its reconcile asks (level-based resync), and an object
 that is gone is dropped from every per-object table.
+
+With leader election, only the leader's workers run. A leader that cannot renew its lease (the API
+server down or out of reach) stops its workers, drops its reconcilers with everything they held in
+memory (another replica may have led meanwhile), and stands again as a candidate with fresh ones: the
+process and its informers' views carry on, so an API server outage costs no restart.
 """
 
 from __future__ import annotations
@@ -81,6 +86,7 @@ class Manager:
     def __init__(self, config: Config, client: Client, reconcilers: Sequence[type[Reconciler]]) -> None:
         self.config = config
         self.client = client
+        self.events = EventRecorder(client)
         self.election = (
             LeaderElection(
                 client,
@@ -90,20 +96,26 @@ class Manager:
                 lease_seconds=config.lease_seconds,
                 renew_deadline_seconds=config.renew_deadline_seconds,
                 retry_seconds=config.retry_seconds,
+                events=self.events,
             )
             if config.leader_election
             else None
         )
         self.informers = Informers(client, config.namespaces)
-        events = EventRecorder(client)
-        self.controllers: list[Controller] = []
-        for reconciler in reconcilers:
-            queue = WorkQueue()
-            status = StatusWriter(client, reconciler.kind, queue, config.status_write_seconds)
-            ctx = Context(client, config, queue, status, events, self.informers)
-            self.controllers.append(Controller(reconciler(ctx), queue))
+        self.reconcilers = reconcilers
+        self.controllers = self._controllers()
         self.heartbeat = LoopHeartbeat()
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _controllers(self) -> list[Controller]:
+        """A reconciler per kind, each with a new queue and status writer (they subscribe to the informers)."""
+        controllers = []
+        for reconciler in self.reconcilers:
+            queue = WorkQueue()
+            status = StatusWriter(self.client, reconciler.kind, queue, self.config.status_write_seconds)
+            ctx = Context(self.client, self.config, queue, status, self.events, self.informers)
+            controllers.append(Controller(reconciler(ctx), queue))
+        return controllers
 
     # ------------------------------------------------------------------ health
 
@@ -128,30 +140,64 @@ class Manager:
     # ------------------------------------------------------------------ running
 
     async def run(self) -> None:
-        """Until cancelled or the lease is lost: informers on every replica, workers on the leader once
-        every informer has listed. Raises LeadershipLost when the lease could not be renewed."""
+        """Until cancelled: informers on every replica, workers on the leader once every informer has
+        listed; a lost lease ends the term (see the module's docstring), not the process."""
         self._tasks.append(asyncio.create_task(self.heartbeat.run()))
         for informer in self.informers.by_name.values():
             self._tasks.append(asyncio.create_task(informer.run()))
-        if self.election is not None:
-            self._tasks.append(asyncio.create_task(self.election.run()))
+        elect = self.election
+        election = asyncio.create_task(elect.run()) if elect is not None else None
+        workers: list[asyncio.Task[None]] = []
         try:
             await asyncio.gather(*(i.listed.wait() for i in self.informers.by_name.values()))
             log.info("informers listed: %s", ", ".join(self.informers.by_name))
-            if self.election is not None:
-                await self.election.leading.wait()
-            for controller in self.controllers:
-                for _ in range(WORKERS_PER_KIND):
-                    self._tasks.append(asyncio.create_task(controller.queue.run_worker(self._guarded(controller))))
-            if self.election is None:
-                await asyncio.gather(*self._tasks)
-            else:
-                await self.election.lost.wait()
-                raise LeadershipLost(self.election.identity)
+            if elect is None or election is None:
+                workers = self._start_workers()
+                await asyncio.gather(*self._tasks, *workers)
+                return
+            while True:
+                leading = asyncio.create_task(elect.leading.wait())
+                await asyncio.wait({election, leading}, return_when=asyncio.FIRST_COMPLETED)
+                leading.cancel()
+                if not elect.leading.is_set():
+                    election.result()  # the election task ended without leading: raise what stopped it
+                    raise RuntimeError("leader election ended without leading")
+                workers = self._start_workers()
+                await election  # returns once the lease could not be renewed
+                await self._end_term(workers)
+                workers = []
+                election = asyncio.create_task(elect.run())
         finally:
-            for task in self._tasks:
+            tasks = [*self._tasks, *workers, *([election] if election is not None else [])]
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _start_workers(self) -> list[asyncio.Task[None]]:
+        return [
+            asyncio.create_task(controller.queue.run_worker(self._guarded(controller)))
+            for controller in self.controllers
+            for _ in range(WORKERS_PER_KIND)
+        ]
+
+    async def _end_term(self, workers: list[asyncio.Task[None]]) -> None:
+        """Stop acting at once (another replica may lead within the lease), then start the next term
+        from the informers' views alone, as a new process would: fresh reconcilers, queues and backoffs,
+        every known object queued."""
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        for controller in self.controllers:
+            controller.queue.close()
+            close = getattr(controller.reconciler, "close", None)
+            if close is not None:
+                await close()
+        for informer in self.informers.by_name.values():
+            informer.subscribers.clear()
+        self.controllers = self._controllers()
+        for informer in self.informers.by_name.values():
+            informer.resync()
+        log.warning("stopped leading: workers stopped; standing again as a candidate")
 
     def _guarded(self, c: Controller) -> Callable[[Key], Awaitable[None]]:
         async def run(key: Key) -> None:
@@ -191,10 +237,6 @@ class Manager:
         c.queue.add_after(key, delay)
 
 
-class LeadershipLost(Exception):
-    """The lease was not renewed in time: another replica may lead now, so this one must stop acting."""
-
-
 def serve(config: Config, reconcilers: Sequence[type[Reconciler]]) -> int:
     """Run the operator until SIGTERM or SIGINT: metrics and health servers, then the manager."""
     start_http_server(config.metrics_port, addr=config.bind_address)
@@ -221,9 +263,5 @@ def serve(config: Config, reconcilers: Sequence[type[Reconciler]]) -> int:
                     await close()
             await client.close()
 
-    try:
-        asyncio.run(main())
-    except LeadershipLost as exc:
-        log.error("%s stopped leading; exiting so that a fresh process stands as a candidate", exc)
-        return 1
+    asyncio.run(main())
     return 0

@@ -45,6 +45,12 @@ class WorkQueue:
         if timer is not None:
             timer.cancel()
 
+    def close(self) -> None:
+        """Drop every pending later look (the queue's term is over: nothing reads it any more)."""
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+
     def _fire(self, key: Key) -> None:
         self._timers.pop(key, None)
         self.add(key)

@@ -12,6 +12,7 @@ import json
 import logging
 import random
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,13 +23,22 @@ from adapterops_common.judge import JudgeClient, JudgeConfig, Verdict, rubric_te
 
 log = logging.getLogger(__name__)
 
+# A judgement the judge failed (unavailable, or no valid score) is no evidence about either revision: the
+# same prompt is judged again after a backoff (doubling to the cap) instead of being used up, so a judge
+# outage neither exhausts the canary's prompts nor floods the judge, and judging resumes once it is back.
+# A prompt the judge keeps failing on its own (say, an answer it cannot score) is given up after
+# PROMPT_ATTEMPTS, as missing data, and the next one tried (at the same backoff until one succeeds).
+RETRY_SECONDS, MAX_RETRY_SECONDS, PROMPT_ATTEMPTS = 1.0, 30.0, 5
+SLOW_SECONDS = 15.0  # a judgement pending this long is reported (a judge that hangs says nothing)
+
 
 @dataclass
 class PairedJudge:
     """Sends the same prompts to a stable and a canary pod and judges both answers, in the background.
 
-    Pairs are appended in judging order (the sequential test needs that); a failed judgement is a pair
-    with None on the failing side, which the analysis counts as missing data."""
+    Pairs are appended in judging order (the sequential test needs that); a revision that did not answer
+    is a pair with None on its side, which the analysis counts as missing data. A judgement the judge
+    failed is retried on the same prompt (RETRY_SECONDS): `problem` says why meanwhile."""
 
     prompts: list[dict[str, Any]]
     judge: JudgeAnalysis
@@ -38,6 +48,7 @@ class PairedJudge:
     problem: str | None = None
     compared: str = ""  # which served models the two sides are (e.g. "v2 on the canary vs v1 on stable")
     task: asyncio.Task[None] | None = None
+    _asking: dict[object, float] = field(default_factory=dict)  # pending judgements: when each was sent
 
     def __post_init__(self) -> None:
         # Keep only the prompts this canary will judge, in judging order (a fixed shuffle): the dataset
@@ -55,29 +66,53 @@ class PairedJudge:
         if self.task is not None:
             self.task.cancel()
 
+    def trouble(self) -> str | None:
+        """Why there is no new evidence: a judgement pending for long, else the last problem."""
+        if self._asking and (waited := time.monotonic() - min(self._asking.values())) >= SLOW_SECONDS:
+            return f"judge has not answered for {waited:.0f}s"
+        return self.problem
+
     async def _run(self, stable_url: str, canary_url: str, stable_model: str, canary_model: str) -> None:
         """Judge the remaining prompts, `judge.concurrency` at a time; pairs are released in the prompts'
         order (a finished prompt waits for the ones before it), never in order of completion, which could
-        depend on the answers (a long answer is slow to produce and to judge) and would bias the test."""
+        depend on the answers (a long answer is slow to produce and to judge) and would bias the test.
+        A judgement the judge failed is tried again on the same prompt (see RETRY_SECONDS)."""
         config = JudgeConfig(endpoint=self.judge.judge.endpoint, model=self.judge.judge.model, api_key=self.api_key)
         rubric = rubric_text(self.judge.rubric.builtin, self.judge.rubric.text)
         first = len(self.pairs)
         todo = iter(range(first, len(self.prompts)))
         done: dict[int, tuple[float | None, float | None]] = {}
+        failures = 0  # judgements failed in a row, over every worker: the backoff is the judge's, not a prompt's
         try:
             async with JudgeClient(config, rubric) as judge, httpx.AsyncClient(timeout=60) as http:
 
+                async def scored(row: dict[str, Any], answer: str | None) -> Verdict | None:
+                    if answer is None:
+                        return None
+                    token = object()
+                    self._asking[token] = time.monotonic()
+                    try:
+                        return await judge.score(row["prompt"], answer, row.get("reference"))
+                    finally:
+                        del self._asking[token]
+
                 async def one(row: dict[str, Any]) -> tuple[float | None, float | None]:
+                    nonlocal failures
                     answers = await asyncio.gather(
                         _ask(http, stable_url, stable_model, row), _ask(http, canary_url, canary_model, row)
                     )
-                    verdicts = await asyncio.gather(
-                        *(_score(judge, row, a) for a in answers)  # both sides at once: one prompt's latency
-                    )
-                    for verdict in verdicts:
-                        if verdict is not None and verdict.status != "ok":
-                            log.info("judge %s: %s", verdict.status, verdict.message)
-                            self.problem = describe(verdict)
+                    for attempt in range(1, PROMPT_ATTEMPTS + 1):
+                        # Both sides at once: one prompt's latency.
+                        verdicts = await asyncio.gather(*(scored(row, a) for a in answers))
+                        failed = [v for v in verdicts if v is not None and v.status != "ok"]
+                        if not failed:
+                            failures = 0
+                            break
+                        log.info("judge %s: %s", failed[0].status, failed[0].message)
+                        self.problem = describe(failed[0])
+                        failures += 1
+                        if attempt < PROMPT_ATTEMPTS:  # the same prompt, later (the last failure gives it up)
+                            await asyncio.sleep(min(RETRY_SECONDS * 2 ** (failures - 1), MAX_RETRY_SECONDS))
                     s, c = (v.score if v is not None and v.status == "ok" else None for v in verdicts)
                     return s, c
 
@@ -93,17 +128,11 @@ class PairedJudge:
                 async with asyncio.TaskGroup() as group:  # one worker failing stops the others
                     for _ in range(max(1, self.judge.concurrency)):
                         group.create_task(worker())
-        except Exception as exc:  # the judge or a pod went away: the analysis says so and holds
+        except Exception as exc:  # a bug, or the client could not be set up: the analysis says so and holds
             while isinstance(exc, ExceptionGroup) and exc.exceptions:
                 exc = exc.exceptions[0]
             self.problem = f"paired judging stopped: {type(exc).__name__}"
             log.warning("paired judging stopped: %s: %s", type(exc).__name__, exc)
-
-
-async def _score(judge: JudgeClient, row: dict[str, Any], answer: str | None) -> Verdict | None:
-    if answer is None:
-        return None
-    return await judge.score(row["prompt"], answer, row.get("reference"))
 
 
 # What may be said of a failed judgement: an HTTP status, or the name of a transport error.

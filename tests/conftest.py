@@ -1,6 +1,7 @@
-"""The cluster tests' world: a real local control plane, the chart installed, the operator running
-under the chart's identity. Started once per session; torn down at the end unless
-ADAPTEROPS_KEEP_CLUSTER=1 (handy while developing: the next session reuses it)."""
+"""The cluster tests' world (tests/cluster, tests/chaos): a real local control plane, the chart installed,
+the operator running under the chart's identity. Started once per session, only when a test asks for it,
+and shared by both folders; torn down at the end unless ADAPTEROPS_KEEP_CLUSTER=1 (handy while
+developing: the next session reuses it)."""
 
 from __future__ import annotations
 
@@ -46,10 +47,18 @@ CHART_VALUES = {
 SERVING_IMAGES = serving_images()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+# CI (CI=true, as CI services set it) skips the tests marked slow, to keep its run short; ADAPTEROPS_SLOW=1,
+# or a -m expression that names slow, runs them there too. Outside CI, everything runs.
+SKIP_SLOW = os.environ.get("CI", "").lower() in ("1", "true") and not os.environ.get("ADAPTEROPS_SLOW")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_slow = SKIP_SLOW and "slow" not in (config.option.markexpr or "")
     for item in items:
-        if "tests/cluster/" in str(item.fspath):
+        if any(folder in str(item.fspath) for folder in ("tests/cluster/", "tests/chaos/")):
             item.add_marker(pytest.mark.cluster)
+        if skip_slow and item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.skip(reason="slow: skipped in CI (CI=true); ADAPTEROPS_SLOW=1 runs it"))
 
 
 @pytest.fixture(scope="session")
