@@ -47,18 +47,10 @@ CHART_VALUES = {
 SERVING_IMAGES = serving_images()
 
 
-# CI (CI=true, as CI services set it) skips the tests marked slow, to keep its run short; ADAPTEROPS_SLOW=1,
-# or a -m expression that names slow, runs them there too. Outside CI, everything runs.
-SKIP_SLOW = os.environ.get("CI", "").lower() in ("1", "true") and not os.environ.get("ADAPTEROPS_SLOW")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    skip_slow = SKIP_SLOW and "slow" not in (config.option.markexpr or "")
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if any(folder in str(item.fspath) for folder in ("tests/cluster/", "tests/chaos/")):
             item.add_marker(pytest.mark.cluster)
-        if skip_slow and item.get_closest_marker("slow"):
-            item.add_marker(pytest.mark.skip(reason="slow: skipped in CI (CI=true); ADAPTEROPS_SLOW=1 runs it"))
 
 
 @pytest.fixture(scope="session")
