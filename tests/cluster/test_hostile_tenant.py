@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import test_tenant_policy
 import yaml
-from test_egress import accepted
+from test_egress_on_cluster import accepted
 from test_tenant_policy import ESCAPES as POLICY_ESCAPES
 from test_tenant_policy import TENANT, Kubectl, finetunejob, modeldeployment
 
