@@ -23,6 +23,7 @@ The test applies manifests/argocd/root.yaml and checks what Argo CD does with it
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,7 @@ import pytest
 
 from testworld.argocd import NAMESPACE, ArgoCD, build, git_repository
 from testworld.cluster import TOOLS, LocalCluster, OperatorProcess, wait_for
+from testworld.engines import nim_profiles
 from testworld.rootfs import operator_image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -151,7 +153,12 @@ def test_argo_cd_syncs_manifests_from_git_and_reports_health(argocd: ArgoCD, tmp
     }
 
     # 3. The operator reports status; Argo CD's health follows our checks' reading of it.
-    operator = OperatorProcess(cluster, namespace="adapterops-system", image=operator_image()).start()
+    # The profile table the test world's NIM images have (the chart's default knows no LoRA profile of the
+    # team's NIM image: its ModelDeployment would be refused, docs/engines.md), as the cluster tests set it.
+    profiles = {"ADAPTEROPS_NIM_PROFILES": json.dumps(nim_profiles())}
+    operator = OperatorProcess(
+        cluster, namespace="adapterops-system", image=operator_image(), extra_env=profiles
+    ).start()
     try:
 
         def degraded() -> dict[str, Any] | None:

@@ -72,7 +72,7 @@ def test_the_canary_promotes_a_good_change_and_rolls_back_failing_requests(
     assert good["history"][0]["outcome"] == "Promoted", good["history"][0]
     assert good["stable"]["revision"] != stable["good"]["revision"]
     assert bad["history"][0]["outcome"] == "RolledBack", bad["history"][0]
-    assert bad["history"][0]["reason"].startswith("errorRate above the 5% limit"), bad["history"][0]["reason"]
+    assert bad["history"][0]["reason"].startswith("errorRate near or above the 5% limit"), bad["history"][0]["reason"]
     assert bad["stable"]["revision"] == stable["bad"]["revision"]
     measured = "engine failures" if version.line == "nim-1" else "HTTP 5xx"
     assert measured in good["history"][0]["reason"], good["history"][0]["reason"]

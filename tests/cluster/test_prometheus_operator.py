@@ -103,4 +103,4 @@ def test_the_canary_decides_on_the_series_a_prometheus_operator_scrapes(
     print(f"Prometheus Operator labels: NIM 1.x good -> {good['outcome']}: {good['reason']}")
     print(f"Prometheus Operator labels: vLLM 0.11 failing -> {bad['outcome']}: {bad['reason']}")
     assert good["outcome"] == "Promoted", good
-    assert bad["outcome"] == "RolledBack" and bad["reason"].startswith("errorRate above the 5% limit"), bad
+    assert bad["outcome"] == "RolledBack" and bad["reason"].startswith("errorRate near or above the 5% limit"), bad

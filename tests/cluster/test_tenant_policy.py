@@ -48,6 +48,7 @@ def finetunejob(name: str, **overrides: Any) -> dict[str, Any]:
     """A FineTuneJob compliant with POLICY; `overrides` merge into its spec (None removes a field)."""
     spec: dict[str, Any] = {
         "baseModel": {"name": "tiny", "uri": "pvc://models/tiny"},
+        "backend": "hf",  # any base model (nemo takes the families of its recipe table only)
         "dataset": {"train": "pvc://data/train.jsonl"},
         "training": {"maxSteps": 10},
         "objective": {"metric": "validationLoss", "goal": "minimize"},
