@@ -18,6 +18,7 @@ def finetunejob(name: str) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": {
             "baseModel": {"name": "tiny", "uri": "/models/tiny"},
+            "backend": "hf",  # any base model (nemo takes the families of its recipe table only)
             "dataset": {"train": "/data/train.jsonl"},
             "training": {"maxSteps": 10},
             "objective": {"metric": "validationLoss", "goal": "minimize"},
