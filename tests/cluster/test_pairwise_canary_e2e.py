@@ -3,6 +3,7 @@ pods' answers (both orders) and the canary is promoted when it answers better, r
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +46,15 @@ def test_the_pairwise_metric_alone_promotes_a_better_canary_and_rolls_back_a_wor
     capture(cluster, "mdep", "duel", namespace, "modeldeployment/pairwise-promoted")
     history = status["history"][0]
     assert history["outcome"] == "Promoted" and history["reason"].startswith("pairwise"), history
-    assert seen and {m["name"] for m in seen} == {"pairwise"}
+    # The analysis shown on the way (none when the verdict came with the first status write: writes are
+    # coalesced) and the verdict itself: the pairwise metric only, a win rate above even.
+    assert {m["name"] for m in seen} <= {"pairwise"}, seen
     # The canary never loses a prompt, and the stand-in judge looks at content only: both orders agree.
-    assert all("lost 0 of" in m["message"] for m in seen), seen[-1]["message"]
-    assert all("agreed with itself across orders on 100%" in m["message"] for m in seen)
-    assert seen[-1]["canaryValue"] > 0.5
+    assert all("lost 0 of" in m["message"] for m in seen), seen
+    assert all("agreed with itself across orders on 100%" in m["message"] for m in seen), seen
+    win_rate = re.match(r"pairwise ([0-9.]+) ", history["reason"])
+    assert win_rate and float(win_rate.group(1)) > 0.5, history["reason"]
+    assert all(m["canaryValue"] > 0.5 for m in seen)
 
     # Now a canary that mostly answers worse than the (perfect) stable: it loses and is rolled back.
     better = status["stable"]["revision"]
