@@ -84,8 +84,8 @@ _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 _THINK = re.compile(r"^<think>.*?</think>\s*", re.DOTALL)
 
 
-def parse_score(content: str) -> tuple[float, str | None]:
-    """`{"score": 0..5, "reason": "..."}` -> (score, reason); anything else raises InvalidReply.
+def reply_document(content: str, field: str) -> dict[str, Any]:
+    """A judge reply's JSON object, which must hold `field`; anything else raises InvalidReply.
 
     Tolerated, because common judge models emit them around valid JSON: one leading <think> block
     (reasoning models) and a single ```json fence. Nothing is guessed from free text.
@@ -98,8 +98,14 @@ def parse_score(content: str) -> tuple[float, str | None]:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidReply(f"not JSON: {_clip(content)}") from exc
-    if not isinstance(doc, dict) or "score" not in doc:
-        raise InvalidReply(f"no 'score' field: {_clip(content)}")
+    if not isinstance(doc, dict) or field not in doc:
+        raise InvalidReply(f"no '{field}' field: {_clip(content)}")
+    return doc
+
+
+def parse_score(content: str) -> tuple[float, str | None]:
+    """`{"score": 0..5, "reason": "..."}` -> (score, reason); anything else raises InvalidReply."""
+    doc = reply_document(content, "score")
     score = doc["score"]
     # bool is an int subclass: true/false is not a score.
     if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):

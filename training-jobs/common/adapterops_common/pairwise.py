@@ -22,12 +22,11 @@ Used by the baseline Job (champion against base model) and by the operator (cana
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from adapterops_common.judge import _FENCE, _THINK, InvalidReply, JudgeClient, JudgeConfig, _clip, _Unavailable
+from adapterops_common.judge import InvalidReply, JudgeClient, JudgeConfig, _Unavailable, reply_document
 
 Preference = Literal["A", "B", "tie"]
 PREFERENCES: tuple[Preference, ...] = ("A", "B", "tie")
@@ -61,16 +60,7 @@ def build_pairwise_messages(
 def parse_preference(content: str) -> tuple[Preference, str | None]:
     """`{"better": "A" | "B" | "tie", "reason": ...}` -> (preference, reason); anything else raises InvalidReply.
     The same tolerance as scores (one <think> block, one ```json fence); case-insensitive values."""
-    text = _THINK.sub("", content.strip())
-    fenced = _FENCE.match(text)
-    if fenced:
-        text = fenced.group(1)
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidReply(f"not JSON: {_clip(content)}") from exc
-    if not isinstance(doc, dict) or "better" not in doc:
-        raise InvalidReply(f"no 'better' field: {_clip(content)}")
+    doc = reply_document(content, "better")
     raw = doc["better"]
     value = raw.strip() if isinstance(raw, str) else raw
     found = next((p for p in PREFERENCES if isinstance(value, str) and value.lower() == p.lower()), None)
