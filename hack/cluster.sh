@@ -12,7 +12,9 @@
 #
 # Environment: ADAPTEROPS_CLUSTER (name, default "adapterops"), ADAPTEROPS_H100_NODES (4),
 # ADAPTEROPS_B200_NODES (2), ADAPTEROPS_CPU_NODES (1), ADAPTEROPS_KWOK_POD_COMPLETE (a kwok Stage file
-# replacing kwok's pod-complete stage; read when the cluster is created).
+# replacing kwok's pod-complete stage; read when the cluster is created), ADAPTEROPS_AUDIT_POLICY (an audit
+# policy file: the API server logs to $KWOK_WORKDIR/clusters/NAME/logs/audit.log), ADAPTEROPS_KCM_API_QPS
+# (kube-controller-manager's client rate, burst twice that; its default 20/30 caps how fast Jobs get pods).
 #
 # Addresses: node IP 127.0.0.1, pod IPs from 127.1.0.0/16, Service cluster IPs from 127.2.0.0/16:
 # nothing in the project connects to any address outside 127.0.0.0/8. Pods labelled
@@ -33,6 +35,13 @@ bin="$("$root/hack/build-tools.sh")"
 gateway_api_version=v1.6.3
 kwokctl="$bin/kwokctl"
 
+kcm_rate() {
+  if [[ -n "${ADAPTEROPS_KCM_API_QPS:-}" ]]; then
+    printf '  - key: kube-api-qps\n    value: "%s"\n  - key: kube-api-burst\n    value: "%s"\n' \
+      "$ADAPTEROPS_KCM_API_QPS" "$((ADAPTEROPS_KCM_API_QPS * 2))"
+  fi
+}
+
 kwok_config() {
   local kwok_dir
   kwok_dir="$(cd "$root/hack/tools" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
@@ -52,6 +61,7 @@ options:
   kubeAdmission: true
   securePort: true
   nodeLeaseDurationSeconds: 40
+${ADAPTEROPS_AUDIT_POLICY:+  kubeAuditPolicy: $ADAPTEROPS_AUDIT_POLICY}
 componentsPatches:
 - name: kube-apiserver
   extraArgs:
@@ -67,6 +77,7 @@ componentsPatches:
   # (one that cannot renew its lease through an API server outage exits, and the cluster would stall).
   - key: leader-elect
     value: "false"
+$(kcm_rate)
 - name: kube-scheduler
   extraArgs:
   - key: leader-elect

@@ -20,8 +20,9 @@ from pydantic_core import core_schema, to_jsonable_python
 
 import adapterops.api
 from adapterops.api.finetunejob import FineTuneJob
-from adapterops.api.kinds import FINETUNEJOB, MODELDEPLOYMENT, OURS, Kind
+from adapterops.api.kinds import FINETUNEJOB, MODELDEPLOYMENT, OURS, SERVINGPROFILE, Kind
 from adapterops.api.modeldeployment import ModelDeployment
+from adapterops.api.servingprofile import ServingProfile
 from generators import Files, GenerateError, require_sources_in
 
 # Both get the same files: the chart installs them as templates, the kustomize base lists them.
@@ -126,7 +127,11 @@ def _condition_column(type_: str) -> dict[str, Any]:
     }
 
 
-_MODELS: dict[Kind, type[BaseModel]] = {FINETUNEJOB: FineTuneJob, MODELDEPLOYMENT: ModelDeployment}
+_MODELS: dict[Kind, type[BaseModel]] = {
+    FINETUNEJOB: FineTuneJob,
+    MODELDEPLOYMENT: ModelDeployment,
+    SERVINGPROFILE: ServingProfile,
+}
 
 # kubectl get's columns: presentation, so here rather than in the kinds table.
 _COLUMNS: dict[Kind, list[dict[str, Any]]] = {
@@ -143,14 +148,25 @@ _COLUMNS: dict[Kind, list[dict[str, Any]]] = {
         {"name": "Stable", "type": "string", "jsonPath": ".status.stable.revision"},
         {"name": "Canary", "type": "string", "jsonPath": ".status.canary.revision", "priority": 1},
         {"name": "Canary%", "type": "integer", "jsonPath": ".status.canaryWeight"},
-        {"name": "TP", "type": "integer", "jsonPath": ".spec.runtime.tensorParallelSize"},
-        {"name": "GPU", "type": "string", "jsonPath": ".spec.runtime.gpuType"},
+        # What the stable revision runs (with runtime.fromProfile, the profile's choice, not the spec's fields).
+        {"name": "TP", "type": "integer", "jsonPath": ".status.stable.tensorParallelSize"},
+        {"name": "GPU", "type": "string", "jsonPath": ".status.stable.gpuType"},
         {
             "name": "Cost/mo",
             "type": "number",
             "jsonPath": ".status.estimatedMonthlyCost.totalUsd",
             "priority": 1,
         },
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ],
+    SERVINGPROFILE: [
+        {"name": "State", "type": "string", "jsonPath": ".status.state"},
+        {"name": "Measured", "type": "string", "jsonPath": ".status.progress", "description": "done/total"},
+        {"name": "Chosen", "type": "string", "jsonPath": ".status.choice.candidate"},
+        {"name": "TP", "type": "integer", "jsonPath": ".status.choice.tensorParallelSize"},
+        {"name": "GPU", "type": "string", "jsonPath": ".status.choice.gpuType"},
+        {"name": "$/Mtok", "type": "number", "jsonPath": ".status.choice.costPerMillionTokens"},
+        {"name": "$/h", "type": "number", "jsonPath": ".status.choice.costPerHour", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ],
 }

@@ -750,7 +750,9 @@ def _vllm_facts(src: str, v034: bool) -> tuple[Fact, ...]:
             "mounted only with `VLLM_ALLOW_RUNTIME_LORA_UPDATING` 1/true (else 404): 200 `Success: LoRA adapter "
             "'X' added successfully.`; 400 for a missing field, a name already loaded or a rank above "
             "--max-lora-rank; 404 when no adapter is at the path, or unloading a name not loaded. The adapter "
-            "is listed in /v1/models and served from then on. AdapterOps does not call them yet",
+            "is listed in /v1/models (`root`: the lora_path it was loaded from, `parent`: the base model) and served "
+            "from then on. AdapterOps' adapter agent calls them with canary.adapterRollout InPlace (a new version "
+            "behind a loaded name: unload, then load) and reads what is loaded from /v1/models",
             Source(VLLM_011_SRC + "vllm/entrypoints/openai/serving_models.py L123-223"),
         ),
         Fact("profile", "none: TP, dtype and quantization are flags", Source(src + "vllm/engine/arg_utils.py")),

@@ -14,11 +14,12 @@ can, with the pod left Pending, and a status update is retried, with backoff, un
 
 Images without a command (serving engines) are mapped to local commands by `images`. As a kubelet does,
 `$(VAR)` in a container's command and args expands to its environment's VAR, and `fieldRef` env reads the
-pod's name, namespace, IP, labels and annotations. A pod with `hostname` and `subdomain` (a JobSet's pods,
-under their headless Service) gets a loopback IP of its own, and names `<hostname>.<subdomain>[.<ns>...]`
-of the pods under the same subdomain in a container's command and environment are replaced by those
-pods' IPs (the cluster DNS a kubelet's pods would ask; a peer not started yet gets its IP reserved), and
-`torchrun` runs as this interpreter's `-m torch.distributed.run`.
+pod's name, namespace, IP, labels and annotations; downward API volumes hold the same fields and, as a kubelet
+rewrites them when the pod changes, follow the pod's labels and annotations while it runs. A pod with
+`hostname` and `subdomain` (a JobSet's pods, under their headless Service) gets a loopback IP of its own, and
+names `<hostname>.<subdomain>[.<ns>...]` of the pods under the same subdomain in a container's command and
+environment are replaced by those pods' IPs (the cluster DNS a kubelet's pods would ask; a peer not started
+yet gets its IP reserved), and `torchrun` runs as this interpreter's `-m torch.distributed.run`.
 
 What it does not enforce, since the processes run on this machine as its user: a pod's securityContext
 (runAsUser/runAsGroup/fsGroup, seccomp, dropped capabilities, readOnlyRootFilesystem: a process can still
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import ipaddress
 import itertools
 import logging
@@ -57,8 +59,15 @@ log = logging.getLogger("testworld.kubelet")
 
 HARNESS_LABEL = "kwok.adapterops.io/kubelet"
 TERMINATION_MESSAGE_LIMIT = 4096
-# kwok hands out pod IPs from the start of 127.1.0.0/16; the harness takes the upper half.
+# kwok hands out pod IPs from the start of 127.1.0.0/16; the harness takes the upper half, a /21 of it per
+# cluster name: clusters of several engineers on one machine share the loopback, and two pods of two clusters
+# on one IP would answer each other's requests (2046 pods per cluster; 16 blocks, picked by the name's hash).
 POD_IPS = ipaddress.ip_network("127.1.128.0/17")
+
+
+def pod_ips(cluster: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    blocks = list(POD_IPS.subnets(new_prefix=21))
+    return blocks[int(hashlib.sha256(cluster.encode()).hexdigest(), 16) % len(blocks)]
 RETRY_SECONDS, MAX_RETRY_SECONDS = 0.2, 5.0  # API calls that failed for a reason time can cure
 API_TIMEOUT = 10.0  # a request to an API server that went away mid-call fails, and is retried, after this
 
@@ -117,7 +126,7 @@ class Kubelet:
         self.timeline: list[tuple[float, str, str, dict[str, str]]] = []  # (time, event, pod, labels)
         self.root = TOOLS / "kubelet" / cluster.name
         self.pvc_root = TOOLS / "pvcs" / cluster.name
-        self._ips = (str(ip) for ip in itertools.islice(POD_IPS.hosts(), 1, None))
+        self._ips = (str(ip) for ip in itertools.islice(pod_ips(cluster.name).hosts(), 1, None))
         self._dns: dict[tuple[str, str, str], str] = {}  # (namespace, subdomain, hostname) -> pod IP
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -190,7 +199,12 @@ class Kubelet:
                     self.pods.pop(uid, None)
                     self._finalize_deletion(meta)
                 return
-            if running or not spec.get("nodeName") or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            if running:
+                # As a kubelet does on a pod update: downward API volumes follow its labels and annotations.
+                running.body["metadata"] = meta
+                self._write_downward(running)
+                return
+            if not spec.get("nodeName") or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
                 return
             if (pod.get("status") or {}).get("containerStatuses"):
                 return  # started by an earlier harness run: leave its recorded outcome alone
@@ -323,6 +337,8 @@ class Kubelet:
                 missing_is_transient=not source.get("optional"),
             )
             self._write_items(path, cm.data or {}, source.get("items"))
+        elif "downwardAPI" in volume:
+            self._write_downward_items(pod, path, volume["downwardAPI"].get("items") or [])
         elif "secret" in volume:
             source = volume["secret"]
             secret = self._retry(
@@ -336,6 +352,26 @@ class Kubelet:
             data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
             self._write_items(path, data, source.get("items"))
         return path
+
+    def _write_downward(self, pod: RunningPod) -> None:
+        for volume in pod.body["spec"].get("volumes") or []:
+            if "downwardAPI" in volume:
+                path = pod.root / "volumes" / volume["name"]
+                self._write_downward_items(pod, path, volume["downwardAPI"].get("items") or [])
+
+    def _write_downward_items(self, pod: RunningPod, path: Path, items: list[dict[str, Any]]) -> None:
+        """Each item's field, replaced atomically (a kubelet swaps a symlinked folder: a reader never sees a
+        half-written file); a missing annotation is an empty file."""
+        path.mkdir(parents=True, exist_ok=True)
+        for item in items:
+            target = path / item["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            value = self._field(pod, item["fieldRef"]["fieldPath"])
+            if target.exists() and target.read_text() == value:
+                continue
+            staging = target.with_name(f".{target.name}.tmp")
+            staging.write_text(value)
+            staging.replace(target)
 
     @staticmethod
     def _write_items(path: Path, data: dict[str, str], items: list[dict[str, str]] | None) -> None:

@@ -18,7 +18,18 @@ vLLM with VLLM_ALLOW_RUNTIME_LORA_UPDATING also loads and unloads adapters at ru
 (/v1/load_lora_adapter, /v1/unload_lora_adapter).
 Test knobs: STANDIN_LATENCY_MEDIAN (seconds, 1.0), STANDIN_LATENCY_SIGMA (log-normal sigma, 0.35),
 STANDIN_ERROR_RATE (0), STANDIN_QUALITY (0.9), STANDIN_STARTUP_SECONDS (0.5), STANDIN_SEED,
-STANDIN_LORA_LOAD_SECONDS (a run-time adapter load's duration, 0).
+STANDIN_LORA_LOAD_SECONDS (a run-time adapter load's duration, 0), STANDIN_HARDWARE_LATENCY (below); per
+adapter, a `standin.json` in its folder ({"latency_factor": x, "error_rate": p}) makes requests for that
+adapter slower or failing.
+
+Hardware: every request's latency is multiplied by a factor of the GPU type (from --gpu-product) and the
+tensor parallelism the engine runs (NIM: its profile's TP; vLLM: --tensor-parallel-size), from
+STANDIN_HARDWARE_LATENCY, JSON `{"H100": {"1": 1.0, "4": 1.5}, "B200": {...}}` (GPU type matched as a
+case-insensitive substring of the product; a TP it does not list: 1.0). The default, PAPER_LATENCY, is
+the paper's figures: B200 faster than H100 by 35% / 18% / 6% at TP 1 / 2 / 4, TP 4 slower than TP 1 by
+50% on H100 and 27% on B200. Those figures do not fit one multiplicative latency model (with the first
+three, B200 TP 4 is 1.5 x 0.94 / 0.65 = 2.17x its TP 1, not 1.27x): the default keeps the GPU comparison
+at every TP and H100's TP effect; tests that need the other reading set the table themselves.
 """
 
 from __future__ import annotations
@@ -49,6 +60,27 @@ VLLM_RANKS = {"vllm-0.11": (8, 16, 32, 64, 128, 256, 320, 512), "vllm-0.34": (1,
 # Handlers prometheus-fastapi-instrumentator leaves out of http_requests_total in vLLM.
 UNCOUNTED = {"/metrics", "/health", "/load", "/ping", "/version", "/server_info"}
 THIS = str(Path(__file__).resolve())
+# Latency factor per GPU type and TP, relative to H100 at TP 1 (see the module docstring). H100 TP 2 (and
+# TP 8) are not in the paper: geometric interpolation (extrapolation) of its TP 1 -> TP 4 effect, ours.
+_H100 = {1: 1.0, 2: 1.5**0.5, 4: 1.5, 8: 1.5**1.5}
+PAPER_LATENCY: dict[str, dict[int, float]] = {
+    "H100": _H100,
+    "B200": {1: _H100[1] * (1 - 0.35), 2: _H100[2] * (1 - 0.18), 4: _H100[4] * (1 - 0.06), 8: _H100[8] * (1 - 0.06)},
+}
+
+
+def hardware_factor(table: dict[str, dict[int, float]], product: str, tp: int) -> float:
+    """The latency factor of a GPU product at a TP (1.0 for a GPU or TP the table does not list)."""
+    for gpu, by_tp in table.items():
+        if gpu.lower() in product.lower():
+            return float(by_tp.get(tp, 1.0))
+    return 1.0
+
+
+def hardware_table(text: str | None) -> dict[str, dict[int, float]]:
+    if not text:
+        return PAPER_LATENCY
+    return {gpu: {int(tp): float(f) for tp, f in by_tp.items()} for gpu, by_tp in json.loads(text).items()}
 
 
 class StartupError(Exception):
@@ -195,6 +227,10 @@ class Engine:
         self.lora_load_seconds = float(env.get("STANDIN_LORA_LOAD_SECONDS", "0"))
         # NIM 1.x has its own registry; NIM 2.x is modelled as passing vLLM's through (engines.py).
         self.vllm_registry = version.metric("vllm:e2e_request_latency_seconds") is not None
+        tp = self.profile.tp if self.profile is not None else args.tensor_parallel_size
+        self.tp = tp
+        self.hardware = hardware_factor(hardware_table(env.get("STANDIN_HARDWARE_LATENCY")), args.gpu_product, tp)
+        self.say(f"stand-in latency: median {self.median}s x {self.hardware:.4g} ({args.gpu_product or '?'}, TP {tp})")
         self.registry = CollectorRegistry()
         self.series = self._series()
 
@@ -301,6 +337,16 @@ class Engine:
         digest = int(hashlib.sha256(f"{model}|{prompt}|{self.quality}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
         return reference if digest < self.quality else degrade(reference, random.Random(digest))
 
+    def adapter_knobs(self, model: str) -> dict[str, Any]:
+        """A test knob per adapter (the stand-in's, no engine has it): `standin.json` in the adapter's folder,
+        {"latency_factor": x, "error_rate": p}, so that an adapter-only change can be a bad one."""
+        path = self.adapters.get(model)
+        knobs = path / "standin.json" if path is not None else None
+        try:
+            return dict(json.loads(knobs.read_text())) if knobs is not None and knobs.is_file() else {}
+        except (OSError, ValueError):
+            return {}
+
     def not_found(self, model: str) -> web.Response:
         # vLLM's NotFoundError body (serving_engine._check_model); NIM 2.x is vLLM underneath.
         message = f"The model `{model}` does not exist."
@@ -322,13 +368,15 @@ class Engine:
             prompt = next((m["content"] for m in reversed(body.get("messages", [])) if m.get("role") == "user"), "")
         else:
             prompt = str(body.get("prompt", ""))
+        knobs = self.adapter_knobs(model)
         self.running += 1
         try:
-            await asyncio.sleep(self.median * math.exp(self.sigma * self.rng.gauss(0, 1)))
+            factor = float(knobs.get("latency_factor", 1.0))
+            await asyncio.sleep(factor * self.median * self.hardware * math.exp(self.sigma * self.rng.gauss(0, 1)))
         finally:
             self.running -= 1
         prompt_tokens = len(str(prompt).split())
-        if self.rng.random() < self.error_rate:
+        if self.rng.random() < float(knobs.get("error_rate", self.error_rate)):
             if self.version.error_finish_reason is not None:
                 self._finished(self.version.error_finish_reason, time.monotonic() - start, prompt_tokens, 0)
             if self.version.error_body_empty:

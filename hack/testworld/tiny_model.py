@@ -52,7 +52,6 @@ def corpus(dataset_dir: Path = COMMERCE) -> list[str]:
 
 def build_tokenizer(texts: list[str], vocab_size: int = 1024) -> Any:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -64,6 +63,14 @@ def build_tokenizer(texts: list[str], vocab_size: int = 1024) -> Any:
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
+    return fast_tokenizer(tok)
+
+
+def fast_tokenizer(tok: Any, chat_template: str = CHAT_TEMPLATE) -> Any:
+    """`tok` (a tokenizers.Tokenizer holding SPECIAL_TOKENS) as a transformers tokenizer with the test model's
+    special tokens and `chat_template`."""
+    from transformers import PreTrainedTokenizerFast
+
     fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=tok,
         bos_token="<|begin_of_text|>",
@@ -71,7 +78,7 @@ def build_tokenizer(texts: list[str], vocab_size: int = 1024) -> Any:
         pad_token="<|pad|>",
         additional_special_tokens=SPECIAL_TOKENS[3:],
     )
-    fast.chat_template = CHAT_TEMPLATE
+    fast.chat_template = chat_template
     return fast
 
 

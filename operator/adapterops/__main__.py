@@ -10,8 +10,9 @@ from adapterops.config import Config, ConfigError
 from adapterops.deploy.reconciler import ModelDeploymentReconciler
 from adapterops.finetune.reconciler import FineTuneJobReconciler
 from adapterops.runtime.manager import serve
+from adapterops.servingprofile.reconciler import ServingProfileReconciler
 
-RECONCILERS = (FineTuneJobReconciler, ModelDeploymentReconciler)
+RECONCILERS = (FineTuneJobReconciler, ModelDeploymentReconciler, ServingProfileReconciler)
 
 
 def main() -> int:

@@ -117,6 +117,7 @@ def test_argo_cd_syncs_manifests_from_git_and_reports_health(argocd: ArgoCD, tmp
     kinds = {(r["kind"], r["name"]) for r in operator_app["status"]["resources"]}
     assert ("CustomResourceDefinition", "finetunejobs.adapterops.io") in kinds
     assert ("CustomResourceDefinition", "modeldeployments.adapterops.io") in kinds
+    assert ("CustomResourceDefinition", "servingprofiles.adapterops.io") in kinds
     assert ("Deployment", "adapterops") in kinds
     assert all(r.get("status") == "Synced" for r in operator_app["status"]["resources"])
     deploy = cluster.get("deployment", "adapterops", "-n", "adapterops-system")

@@ -16,6 +16,7 @@ import yaml
 
 from adapterops.api.finetunejob import FineTuneJob
 from adapterops.api.modeldeployment import ModelDeployment
+from adapterops.api.servingprofile import ServingProfile
 from adapterops.config import Config, load_gpu_classes
 from adapterops.finetune.builders import KUEUE_QUEUE_LABEL, trial_job
 from adapterops.finetune.plan import plan
@@ -79,7 +80,11 @@ def test_sync_waves_put_crds_then_the_operator_first(overlay: str) -> None:
     docs = kustomize(overlay)
     base = {(d["kind"], d["metadata"]["name"]) for d in kustomize("base")}
     crds = find(docs, "CustomResourceDefinition")
-    assert {c["metadata"]["name"] for c in crds} == {"finetunejobs.adapterops.io", "modeldeployments.adapterops.io"}
+    assert {c["metadata"]["name"] for c in crds} == {
+        "finetunejobs.adapterops.io",
+        "modeldeployments.adapterops.io",
+        "servingprofiles.adapterops.io",
+    }
     for doc in docs:
         kind, wave, opts = doc["kind"], int(annotations(doc).get(WAVE, "0")), options(doc)
         assert "Replace=true" not in opts, doc["metadata"]["name"]
@@ -158,14 +163,14 @@ def test_production_overlay_gpu_classes_limits_and_namespaces(production: list[D
 
 
 def test_team_resources_are_wave_0_and_sync_before_their_crds_exist(team: list[Doc]) -> None:
-    assert {d["kind"] for d in team} == {"FineTuneJob", "ModelDeployment"}
+    assert {d["kind"] for d in team} == {"FineTuneJob", "ModelDeployment", "ServingProfile"}
     for doc in team:
         assert doc["metadata"]["namespace"] == "ml-team"
         assert annotations(doc)[WAVE] == "0"
         assert "SkipDryRunOnMissingResource=true" in options(doc)
         assert "Replace=true" not in options(doc)
-        model = FineTuneJob if doc["kind"] == "FineTuneJob" else ModelDeployment
-        model.model_validate(doc)  # the API's own models (the CRDs are generated from them)
+        model = {"FineTuneJob": FineTuneJob, "ModelDeployment": ModelDeployment, "ServingProfile": ServingProfile}
+        model[doc["kind"]].model_validate(doc)  # the API's own models (the CRDs are generated from them)
 
 
 def test_the_team_sweep_fits_the_production_kueue_queue(production: list[Doc], team: list[Doc], tmp_path: Path) -> None:
@@ -234,6 +239,7 @@ def test_applications_sync_operator_then_team_and_keep_what_actions_set(apps: li
     assert {(k["group"], k["kind"]) for k in project["spec"]["namespaceResourceWhitelist"]} == {
         ("adapterops.io", "FineTuneJob"),
         ("adapterops.io", "ModelDeployment"),
+        ("adapterops.io", "ServingProfile"),
     }
     assert project["spec"]["clusterResourceWhitelist"] == []
     assert [d["namespace"] for d in project["spec"]["destinations"]] == [team_app["spec"]["destination"]["namespace"]]

@@ -27,6 +27,7 @@ def test_chart_renders_crds_rbac_and_the_operator(cluster: LocalCluster) -> None
     kinds = {(d["kind"], d["metadata"]["name"]) for d in rendered(cluster)}
     assert ("CustomResourceDefinition", "finetunejobs.adapterops.io") in kinds
     assert ("CustomResourceDefinition", "modeldeployments.adapterops.io") in kinds
+    assert ("CustomResourceDefinition", "servingprofiles.adapterops.io") in kinds
     assert {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Service"} <= {
         k for k, _ in kinds
     }

@@ -112,11 +112,14 @@ def test_a_renamed_adapter_is_judged_against_the_one_it_replaces_and_stable_is_n
     for the canary's new name would show as 4xx there (and leave the judge without a verdict)."""
     version = engines.VLLM_0_11
     md = short_canary("renamed", version, fake_adapter(world, "v1"))
-    # The judge alone decides (as in test_modeldeployment_e2e.py's judged canaries).
+    # The judge alone decides (as in test_modeldeployment_e2e.py's judged canaries). What is tested is which
+    # adapters are compared, not the judge's power: the challenge set has 48 prompts, and with a 0.5 margin the
+    # evidence for "no drop" ended near the pass bar when the set ran out (16.9 of 20 in one run of five), which
+    # left the canary undecided; a 1.0 margin is decided well within the set.
     md["spec"]["canary"]["analysis"] = {
         "judge": {
             "dataset": "configmap://canary-prompts/prompts.jsonl",
-            "maxDrop": 0.5,
+            "maxDrop": 1.0,
             "judge": {"endpoint": judge.url, "model": "stand-in-judge"},
         },
         "failureLimit": 1,

@@ -75,6 +75,7 @@ def test_egress_allows_only_the_listed_destinations(cluster: LocalCluster) -> No
         (yaml.safe_dump(dns, sort_keys=True), 53, "TCP"),
         (yaml.safe_dump(prometheus, sort_keys=True), 9090, "TCP"),
         (yaml.safe_dump(serving, sort_keys=True), 8000, "TCP"),
+        (yaml.safe_dump(serving, sort_keys=True), 8001, "TCP"),  # the in-place adapter agents' status
         (ip("203.0.113.0/24", **{"except": ["203.0.113.7/32"]}), 443, "TCP"),
     }
 

@@ -68,6 +68,7 @@ def test_fixing_a_refused_spec_is_accepted_at_the_new_generation(
     cluster: LocalCluster, operator: OperatorProcess, namespace: str
 ) -> None:
     mdep = with_name(NIM_MDEP, "serve", namespace)
+    del mdep["spec"]["runtime"]["fromProfile"]  # the example's runtime comes from a profile: here, its own
     mdep["spec"]["runtime"]["gpuType"] = "L4"
     cluster.apply(mdep)
     cond = wait_for(lambda: condition(cluster, "mdep", "serve", namespace, "Accepted"), 30, "Accepted on serve")

@@ -70,6 +70,23 @@ def finetunejob(name: str, **overrides: Any) -> dict[str, Any]:
     }
 
 
+def servingprofile(name: str, *candidates: dict[str, Any]) -> dict[str, Any]:
+    """A ServingProfile compliant with POLICY but for what `candidates` set (NIM on H100 by default)."""
+    listed = list(candidates) or [{"gpuType": "H100"}]
+    return {
+        "apiVersion": "adapterops.io/v1alpha1",
+        "kind": "ServingProfile",
+        "metadata": {"name": name},
+        "spec": {
+            "baseModel": {"name": "tiny"},
+            "runtime": {"image": "nvcr.io/nim/nvidia/llama-3.1-nemotron-nano-8b-v1:1.8"},
+            "candidates": [{"engine": "nim", **c} for c in listed],
+            "load": {"prompts": "configmap://prompts/p.jsonl", "requestsPerSecond": 5},
+            "slo": {"latency": {"maxSeconds": 2}},
+        },
+    }
+
+
 def modeldeployment(name: str, **overrides: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "baseModel": {"name": "tiny"},
@@ -236,6 +253,15 @@ ESCAPES = [
         id="foreign-serving-image",
     ),
     pytest.param(
+        # A ServingProfile runs serving pods of each candidate's image: each one is a serving image.
+        servingprofile(
+            "foreign-candidate", {"gpuType": "H100"}, {"gpuType": "B200", "image": "docker.io/attacker/server:1"}
+        ),
+        "spec.candidates[1].image: 'docker.io/attacker/server:1' is not allowed",
+        "(tenantPolicy.images.serving) allows images starting with nvcr.io/nim/",
+        id="foreign-candidate-image",
+    ),
+    pytest.param(
         finetunejob("foreign-account", serviceAccountName="ci-deployer"),
         "spec.serviceAccountName: 'ci-deployer' is not allowed",
         "(tenantPolicy.serviceAccountNames) allows trainer",
@@ -272,6 +298,9 @@ def test_a_tenant_creates_a_compliant_finetunejob_and_passes_admission_with_a_co
     # Server-side dry run: the whole admission chain, policy included, but no serving pods to start.
     proc = alice.create(modeldeployment("compliant"), TENANT, "--dry-run=server")
     assert proc.returncode == 0, proc.stderr
+    candidate = {"gpuType": "B200", "image": "nvcr.io/nim/nvidia/llama-3.1-nemotron-nano-8b-v1:2.0.6"}
+    proc = alice.create(servingprofile("compliant", {"gpuType": "H100"}, candidate), TENANT, "--dry-run=server")
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_a_tenant_cannot_write_status(cluster: LocalCluster, identities: dict[str, Kubectl]) -> None:
@@ -282,7 +311,7 @@ def test_a_tenant_cannot_write_status(cluster: LocalCluster, identities: dict[st
     proc = alice("patch", "finetunejob", name, "-n", TENANT, "--subresource=status", "--type=merge", "-p", fake)
     # kubectl reads the subresource before it patches: refused at that read already.
     assert proc.returncode != 0 and 'resource "finetunejobs/status"' in proc.stderr, proc.stderr
-    for kind in ("finetunejobs", "modeldeployments"):
+    for kind in ("finetunejobs", "modeldeployments", "servingprofiles"):
         for verb in ("update", "patch"):
             can = alice("auth", "can-i", verb, f"{kind}.adapterops.io", "--subresource=status", "-n", TENANT)
             assert can.stdout.strip() == "no", (kind, verb, can.stdout, can.stderr)
@@ -293,7 +322,7 @@ def test_a_tenant_cannot_write_status(cluster: LocalCluster, identities: dict[st
 
 def test_a_viewer_reads_but_cannot_create(identities: dict[str, Kubectl]) -> None:
     bob = identities["bob"]
-    for kind in ("finetunejobs", "modeldeployments"):
+    for kind in ("finetunejobs", "modeldeployments", "servingprofiles"):
         proc = bob("get", kind, "-n", TENANT, "-o", "name")
         assert proc.returncode == 0, proc.stderr
     proc = bob.create(finetunejob("by-viewer"), TENANT)

@@ -76,7 +76,7 @@ def test_the_dashboard_is_a_grafana_dashboard(dashboard: dict[str, Any]) -> None
             assert t["datasource"] == p["datasource"] and t["expr"].strip(), p["title"]
 
 
-def test_panels_cover_sweeps_and_canaries(dashboard: dict[str, Any]) -> None:
+def test_panels_cover_sweeps_canaries_and_serving_profiles(dashboard: dict[str, Any]) -> None:
     text = {p["title"]: " ".join(t["expr"] for t in p.get("targets", [])) for p in panels(dashboard)}
     wanted = {
         "Trials by state": "adapterops_trials",
@@ -87,6 +87,8 @@ def test_panels_cover_sweeps_and_canaries(dashboard: dict[str, Any]) -> None:
         "Analysis verdicts (active canaries)": "adapterops_analysis_verdict",
         "Analysis thresholds": "adapterops_analysis_threshold",
         "Estimated monthly GPU cost": "adapterops_estimated_monthly_cost_usd",
+        "Serving profile table": "adapterops_profile_candidate",
+        "Chosen configuration": "adapterops_profile_chosen",
     }
     for title, needle in wanted.items():
         assert needle in text.get(title, ""), f"panel {title!r} should query {needle}"

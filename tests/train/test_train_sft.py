@@ -154,6 +154,10 @@ def test_metrics_record_everything_needed_to_rerun(sft: dict[str, Any]) -> None:
     assert m["backend"] == {"requested": "hf", "used": "hf", "routedBecause": None}
     assert {"torch", "transformers", "peft", "trl"} <= set(m["versions"])
     assert {"data", "train", "export", "evaluate"} <= set(m["timings"]["phases"])
+    # one wall time per optimizer step, together no longer than the training phase they are part of
+    steps = m["timings"]["steps"]
+    assert len(steps) == STEPS and all(s > 0 for s in steps)
+    assert sum(steps) <= m["timings"]["trainer"]["train"]
     samples = m["evaluation"]["samples"]
     assert len(samples) == 8 and all(s["status"] == "ok" and "answer" in s for s in samples)
     assert m["evaluation"]["challenge"]["rows"] == 8

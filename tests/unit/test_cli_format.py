@@ -409,3 +409,24 @@ def test_an_object_without_status() -> None:
     text = cli_format.format_canary(obj, NOW)
     assert text.startswith("ModelDeployment serving/agent: no status yet")
     assert "no canary in progress: nothing is served yet" in text
+
+
+def test_an_in_place_canary_shows_what_each_pod_has_loaded_and_an_agents_error() -> None:
+    error = "/v1/load_lora_adapter commerce: HTTP 400 LoRA rank 64 is greater than max_lora_rank 32."
+    obj = modeldeployment(
+        stable=revision("s1", 50, "v1"),
+        canary=revision("c1", 50, "v2"),
+        analysis={"step": 0, "metrics": []},
+        replicas=[
+            {"pod": "agent-b-0", "revision": "c1", "wanted": "c1", "ready": True},
+            {"pod": "agent-b-1", "revision": "s1", "wanted": "s1", "ready": True},
+            {"pod": "agent-b-2", "revision": "s1", "wanted": "c1", "ready": False, "message": error},
+        ],
+        conditions=[cond("AdaptersLoaded", "False", "AdapterLoadFailed", f"agent-b-2: {error}")],
+    )
+    text = cli_format.format_canary(obj, NOW)
+    assert "AdaptersLoaded=False (AdapterLoadFailed)" in text.splitlines()[0]
+    lines = {line.split()[0]: line for line in text.splitlines() if line.startswith("agent-b-")}
+    assert "c1 (canary)" in lines["agent-b-0"] and "s1 (stable)" in lines["agent-b-1"]
+    assert lines["agent-b-2"].split()[3:5] == ["c1", "no"] and error in lines["agent-b-2"]
+    assert f"AdaptersLoaded (AdapterLoadFailed): agent-b-2: {error}" in " ".join(text.split())

@@ -56,7 +56,10 @@ def test_the_operator_reads_each_version_with_the_queries_the_table_names(versio
 
 
 @pytest.mark.parametrize("version", engines.VERSIONS, ids=lambda v: v.key)
-@pytest.mark.parametrize("query", ["latency", "errors", "requests"])
+@pytest.mark.parametrize(
+    "query",
+    ["latency", "errors", "requests", "latency_sum", "latency_count", "ttft_sum", "ttft_count", "output_tokens"],
+)
 def test_every_series_and_label_value_a_query_reads_is_exported_by_the_version(
     version: EngineVersion, query: str
 ) -> None:

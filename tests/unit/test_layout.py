@@ -1,4 +1,4 @@
-"""The package map holds: no import cycle, the two reconcilers are peers, and each layer imports only
+"""The package map holds: no import cycle, the reconcilers are peers, and each layer imports only
 the layers below it (api <- runtime <- finetune | deploy; analysis beside them; cli a client)."""
 
 from __future__ import annotations
@@ -14,12 +14,15 @@ MAX_LINES = 500
 
 # package -> packages it must never import (the arrows of docs/architecture.md, reversed)
 FORBIDDEN = {
-    "api": {"runtime", "finetune", "deploy", "analysis", "cli", "config"},
-    "runtime": {"finetune", "deploy", "analysis", "cli"},
-    "analysis": {"runtime", "finetune", "deploy", "cli"},
-    "finetune": {"deploy", "analysis", "cli"},
-    "deploy": {"finetune", "cli"},
-    "cli": {"runtime", "finetune", "deploy"},
+    "api": {"runtime", "finetune", "deploy", "analysis", "cli", "config", "servingprofile"},
+    "runtime": {"finetune", "deploy", "analysis", "cli", "servingprofile"},
+    "analysis": {"runtime", "finetune", "deploy", "cli", "servingprofile"},
+    "finetune": {"deploy", "analysis", "cli", "servingprofile"},
+    # The serving profile builds its candidates with deploy's pure builders; deploy reads a profile's status
+    # through the API models only.
+    "deploy": {"finetune", "cli", "servingprofile"},
+    "servingprofile": {"finetune", "cli"},
+    "cli": {"runtime", "finetune", "deploy", "servingprofile"},
 }
 
 

@@ -399,7 +399,7 @@ def _run(
             "summary": judge_summary.model_dump(by_alias=True, mode="json") if judge_summary else None,
             "samples": samples,
         },
-        "timings": {"phases": timer.seconds, "trainer": outcome.seconds},
+        "timings": {"phases": timer.seconds, "trainer": outcome.seconds, "steps": outcome.step_seconds},
         "distributed": ranks.describe(),
         "versions": versions(),
         "adapterUri": adapter_uri,

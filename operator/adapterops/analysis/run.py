@@ -31,6 +31,7 @@ from adapterops.analysis.providers.prometheus import (
     PrometheusError,
     histogram,
     render,
+    revision_selector,
     scalar,
 )
 from adapterops.analysis.verdict import MetricVerdict
@@ -186,16 +187,16 @@ async def analyse(
                     url,
                     templates,
                     namespace,
-                    stable.revision,
-                    canary.revision,
+                    _selector(stable),
+                    _selector(canary),
                     latency_test,
                     a.latency.quantile,
                     max(increase, 1.0),
                     now,
                     (sides[0].latency_counts, sides[1].latency_counts) if a.latency.query is None else None,
                 )
-            s = await histogram(http, url, render(templates[0], namespace, stable.revision, window_seconds))
-            c = await histogram(http, url, render(templates[1], namespace, canary.revision, window_seconds))
+            s = await histogram(http, url, render(templates[0], namespace, _selector(stable), window_seconds))
+            c = await histogram(http, url, render(templates[1], namespace, _selector(canary), window_seconds))
             verdict = latency_verdict(
                 s,
                 c,
@@ -222,8 +223,8 @@ async def analyse(
             values: list[float | None] = []
             for rev, role in ((stable, "stable"), (canary, "canary")):
                 q = _queries(rev, role)
-                errors = await scalar(http, url, render(q.errors, namespace, rev.revision, window_seconds))
-                requests = await scalar(http, url, render(q.requests, namespace, rev.revision, window_seconds))
+                errors = await scalar(http, url, render(q.errors, namespace, _selector(rev), window_seconds))
+                requests = await scalar(http, url, render(q.requests, namespace, _selector(rev), window_seconds))
                 if requests is None and role == "canary":
                     raise PrometheusError(
                         f"Prometheus has no {q.error_series} of the canary revision {rev.revision} yet"
@@ -255,6 +256,12 @@ async def analyse(
             verdict = dataclasses.replace(verdict, threshold=f"{verdict.threshold}; {judge.compared}")
         out.append(verdict)
     return out
+
+
+def _selector(rev: RevisionStatus) -> str:
+    """The pods a revision's series come from: its own Deployment's, or (InPlace) its base's pods that have
+    its adapters loaded."""
+    return revision_selector(rev.base or rev.revision, rev.pods)
 
 
 def _with_reason(verdict: MetricVerdict, reason: str) -> MetricVerdict:

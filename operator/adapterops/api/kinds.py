@@ -50,7 +50,8 @@ class Kind:
 # Ours: the CRDs AdapterOps ships.
 FINETUNEJOB = Kind(GROUP, VERSION, "FineTuneJob", "finetunejobs", ("ftj",), ("adapterops",))
 MODELDEPLOYMENT = Kind(GROUP, VERSION, "ModelDeployment", "modeldeployments", ("mdep",), ("adapterops",))
-OURS: Final = (FINETUNEJOB, MODELDEPLOYMENT)
+SERVINGPROFILE = Kind(GROUP, VERSION, "ServingProfile", "servingprofiles", ("sprof",), ("adapterops",))
+OURS: Final = (FINETUNEJOB, MODELDEPLOYMENT, SERVINGPROFILE)
 
 # Add-ons AdapterOps uses when installed: distributed trial engines, Kueue, Gateway API.
 JOBSET = Kind("jobset.x-k8s.io", "v1alpha2", "JobSet", "jobsets")

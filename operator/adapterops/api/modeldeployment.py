@@ -19,7 +19,15 @@ from adapterops.api.common import (
 )
 from adapterops.api.finetunejob import Judge, Rubric
 from adapterops.api.kinds import API_VERSION
-from adapterops.api.names import OBJECT_NAME_RULE, AdapterName, EnvVarName, FineTuneJobName, HttpRouteName, Uri
+from adapterops.api.names import (
+    OBJECT_NAME_RULE,
+    AdapterName,
+    EnvVarName,
+    FineTuneJobName,
+    HttpRouteName,
+    ServingProfileName,
+    Uri,
+)
 from adapterops_common.contract import SERVABLE_LORA_RANKS
 
 
@@ -105,6 +113,14 @@ class Runtime(ApiModel):
     env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra environment.")
     args: list[Annotated[str, Field(max_length=1024)]] = Field(
         default_factory=list, max_length=64, description="Extra engine arguments."
+    )
+    from_profile: ServingProfileName | None = Field(
+        default=None,
+        description=(
+            "Serve on the configuration a ServingProfile (same namespace) chose: the engine, tensorParallelSize, "
+            "gpuType and image it measured (and engineVersion when the profile set one) replace these fields. "
+            "Nothing is served until the profile has Succeeded; a new choice is a new revision, canaried."
+        ),
     )
 
 
@@ -316,6 +332,17 @@ class Canary(ApiModel):
         description="Time per step before its analysis is judged, e.g. 30s, 5m, 1h.",
     )
     traffic: Traffic = Field(default_factory=Traffic, description="Traffic split mechanism.")
+    adapter_rollout: Literal["Revision", "InPlace"] = Field(
+        default="Revision",
+        description=(
+            "Revision: every change of what is served, adapters included, is a new revision with new pods, "
+            "canaried next to the stable ones. InPlace (vLLM only, replica traffic, at least 2 replicas): when only "
+            "the adapters' URIs change, the serving pods load the new adapters at run time: the canary is c of the "
+            "R running replicas, no new pods and no extra GPUs; promotion loads them on the rest, rollback restores "
+            "the old ones. Changes of image, TP, GPU type, engine settings or the set of adapter names are still "
+            "revision canaries with new pods."
+        ),
+    )
     analysis: Analysis = Field(default_factory=Analysis, description="What decides promotion.")
     auto_promote: bool = Field(
         default=True, description="Promote after the last step passes; false waits for a promote action."
@@ -368,6 +395,34 @@ class RevisionStatus(ApiModel):
     replicas: int = Field(default=0, description="Desired replicas.")
     ready_replicas: int = Field(default=0, description="Ready replicas.")
     weight: int = Field(default=0, description="Share of traffic, percent.")
+    base: str | None = Field(
+        default=None,
+        description=(
+            "adapterRollout InPlace: the base revision (image, TP, GPU type, engine settings), whose Deployment's "
+            "pods serve this adapter set; stable and an in-place canary share it."
+        ),
+    )
+    pods: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="In-place canary: the pods that have this revision's adapters loaded (the analysis reads these).",
+    )
+
+
+class ReplicaStatus(ApiModel):
+    """adapterRollout InPlace: what one serving pod has loaded, as its adapter agent reports it."""
+
+    pod: str = Field(description="Pod name.")
+    revision: str = Field(
+        default="", description="The revision whose adapters this pod serves; empty while it matches none."
+    )
+    wanted: str = Field(default="", description="The revision whose adapters the operator asked this pod to load.")
+    loaded: dict[str, str] = Field(
+        default_factory=dict,
+        description="Served name -> version loaded (the first 12 hex digits of the SHA-256 of the adapter URI).",
+    )
+    ready: bool = Field(default=False, description="The pod is Ready and has the wanted adapters loaded.")
+    message: str = Field(default="", description="The agent's last error, or why the pod could not be read.")
 
 
 class MetricResult(ApiModel):
@@ -425,6 +480,11 @@ class ModelDeploymentStatus(ApiModel):
     )
     endpoint: str | None = Field(default=None, description="In-cluster URL of the OpenAI API.")
     estimated_monthly_cost: MonthlyCost | None = Field(default=None, description="GPU cost estimate.")
+    replicas: list[ReplicaStatus] = Field(
+        default_factory=list,
+        max_length=64,
+        description="adapterRollout InPlace: per serving pod, which adapters it has loaded.",
+    )
 
 
 class ModelDeployment(ApiModel):

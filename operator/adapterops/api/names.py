@@ -176,6 +176,7 @@ PriorityClassName = Annotated[str, KubeName(DNS1123_SUBDOMAIN, "a PriorityClass 
 QueueName = Annotated[str, KubeName(QUEUE_NAME, "a Kueue LocalQueue name")]
 HttpRouteName = Annotated[str, KubeName(DNS1123_SUBDOMAIN, "an HTTPRoute name")]
 FineTuneJobName = Annotated[str, KubeName(OBJECT_NAME, "a FineTuneJob name")]
+ServingProfileName = Annotated[str, KubeName(OBJECT_NAME, "a ServingProfile name")]
 AdapterName = Annotated[str, KubeName(ADAPTER_NAME, "an adapter name")]
 EnvVarName = Annotated[str, KubeName(ENV_VAR_NAME, "an environment variable name")]
 TaintKey = Annotated[str, KubeName(QUALIFIED_NAME, "a taint key")]

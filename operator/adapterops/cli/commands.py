@@ -5,7 +5,8 @@
     kubectl adapterops promote|abort NAME [--wait SECONDS]   act on the running canary
     kubectl adapterops suspend|pause NAME [--kind KIND]   FineTuneJob: spec.suspend; ModelDeployment: spec.canary.paused
     kubectl adapterops resume NAME [--kind KIND]          the reverse
-    kubectl adapterops report NAME -o report.html [--pvc-root DIR] [--png]
+    kubectl adapterops profile NAME [-n NS]               a ServingProfile's table, the chosen configuration
+    kubectl adapterops report NAME -o report.html [--pvc-root DIR] [--png] [--profile PROFILE]
 
 The connection flags (`--kubeconfig`, `--context`, `-n/--namespace`) work as in kubectl. `promote` and
 `abort` act the way the Argo CD resource actions do: they set the annotation `adapterops.io/promote` (or
@@ -22,11 +23,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from adapterops.api.kinds import FINETUNEJOB, MODELDEPLOYMENT, OURS, Kind
+from adapterops.api.kinds import FINETUNEJOB, MODELDEPLOYMENT, OURS, SERVINGPROFILE, Kind
 from adapterops.cli.charts import require_matplotlib
 from adapterops.cli.client import Api, connect
 from adapterops.cli.errors import CliError
 from adapterops.cli.format import condition, format_canary, format_sweep
+from adapterops.cli.profile import format_profile
 from adapterops.cli.report import render_report, write_report_png
 from adapterops.cli.trial_metrics import pvc_root, read_trial_metrics
 
@@ -146,6 +148,7 @@ def cmd_report(api: Api, ns: str, args: argparse.Namespace, out: TextIO) -> int:
     """The HTML report (and PNG) of a sweep, from its status and each trial's metrics.json."""
     require_matplotlib()  # before anything is read or written
     obj = require(api, FINETUNEJOB, ns, args.name)
+    profile = require(api, SERVINGPROFILE, ns, args.profile) if args.profile else None
     trials = (obj.get("status") or {}).get("trials") or []
     with pvc_root(args.pvc_root):
         metrics = read_trial_metrics(trials)
@@ -154,13 +157,18 @@ def cmd_report(api: Api, ns: str, args: argparse.Namespace, out: TextIO) -> int:
             sys.stderr.write(f"warning: trial {name}: {m.problem}\n")
     target = Path(args.output)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render_report(obj, metrics), encoding="utf-8")
+    target.write_text(render_report(obj, metrics, profile=profile), encoding="utf-8")
     curves = sum(1 for m in metrics.values() if m.curve)
     out.write(f"wrote {target} ({len(trials)} trials, {curves} loss curves)\n")
     if args.png:
         png = target.with_suffix(".png")
         write_report_png(obj, metrics, png)
         out.write(f"wrote {png}\n")
+    return 0
+
+
+def cmd_profile(api: Api, ns: str, args: argparse.Namespace, out: TextIO) -> int:
+    out.write(format_profile(require(api, SERVINGPROFILE, ns, args.name)))
     return 0
 
 
@@ -173,6 +181,7 @@ COMMANDS: dict[str, Callable[[Api, str, argparse.Namespace, TextIO], int]] = {
     "pause": cmd_toggle,
     "resume": cmd_toggle,
     "report": cmd_report,
+    "profile": cmd_profile,
 }
 
 
@@ -205,6 +214,7 @@ def parser() -> argparse.ArgumentParser:
 
     add("sweep", "print a FineTuneJob's leaderboard, best trial first, the champion marked")
     add("canary", "print a ModelDeployment's canary: steps, revisions, per-metric verdicts, history")
+    add("profile", "print a ServingProfile's table: each candidate's figures, the chosen one, why the others lost")
     for action, text in (("promote", "promote the running canary now"), ("abort", "roll the running canary back now")):
         sp = add(action, f"{text} (sets adapterops.io/{action} to its revision)")
         sp.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="wait for the operator to act")
@@ -228,6 +238,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", required=True, metavar="FILE", help="HTML file to write")
     sp.add_argument("--pvc-root", metavar="DIR", help="local directory holding pvc://CLAIM/... as DIR/CLAIM/...")
     sp.add_argument("--png", action="store_true", help="also write the charts to FILE.png")
+    sp.add_argument("--profile", metavar="PROFILE", help="add this ServingProfile's table and chosen configuration")
     return p
 
 

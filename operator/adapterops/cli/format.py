@@ -260,9 +260,10 @@ def format_canary(obj: dict[str, Any], now: datetime | None = None) -> str:
     steps = [int(s) for s in canary_spec.get("steps") or [10, 25, 50, 100]]
     stable, canary, analysis = status.get("stable"), status.get("canary"), status.get("analysis") or {}
     summary = []
-    for type_ in ("Ready", "Progressing", "Suspended", "RolledBack", "Degraded"):
+    for type_ in ("Ready", "Progressing", "Suspended", "RolledBack", "Degraded", "AdaptersLoaded"):
         c = condition(obj, type_)
-        if c is not None and (type_ in ("Ready", "Progressing") or c.status == "True"):
+        shown_when = "False" if type_ == "AdaptersLoaded" else "True"
+        if c is not None and (type_ in ("Ready", "Progressing") or c.status == shown_when):
             summary.append(f"{type_}={c.status}" + (f" ({c.reason})" if c.reason else ""))
     out = [f"ModelDeployment {meta.get('namespace')}/{meta.get('name')}: " + (", ".join(summary) or "no status yet")]
     if status.get("endpoint"):
@@ -273,6 +274,20 @@ def format_canary(obj: dict[str, Any], now: datetime | None = None) -> str:
     if revisions:
         headers = ["ROLE", "REVISION", "ENGINE", "TP", "GPU", "READY", "WEIGHT", "ADAPTERS"]
         out += ["", table(headers, [_revision_row(role, rev) for role, rev in revisions])]
+    replicas = status.get("replicas") or []
+    if replicas:  # adapterRollout InPlace: what each pod has loaded, as its adapter agent reports it
+        roles = {(stable or {}).get("revision"): "stable", (canary or {}).get("revision"): "canary"}
+        rows = [
+            [
+                str(r.get("pod", "")),
+                f"{r.get('revision') or '-'} ({roles.get(r.get('revision'), 'neither')})",
+                str(r.get("wanted", "")),
+                "yes" if r.get("ready") else "no",
+                str(r.get("message", "")),
+            ]
+            for r in replicas
+        ]
+        out += ["", "pods (adapters loaded in place):", table(["POD", "SERVES", "ASKED", "READY", "AGENT"], rows)]
     out.append("")
     policy = [f"interval {canary_spec.get('interval', '1m')}"]
     policy.append(f"failure limit {(canary_spec.get('analysis') or {}).get('failureLimit', 1)}")
@@ -317,12 +332,12 @@ def format_canary(obj: dict[str, Any], now: datetime | None = None) -> str:
     elif canary:
         out += ["", "analysis: no metrics yet"]
     shown: set[str] = set()
-    for type_ in ("Suspended", "Progressing", "RolledBack", "Degraded"):
+    for type_ in ("Suspended", "Progressing", "RolledBack", "Degraded", "AdaptersLoaded"):
         c = condition(obj, type_)
         message = c.message if c is not None else ""
         if (
             c is None
-            or c.status != "True"
+            or c.status != ("False" if type_ == "AdaptersLoaded" else "True")
             or not message
             or message in shown
             or (type_ == "Progressing" and not canary)

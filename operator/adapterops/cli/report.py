@@ -11,6 +11,7 @@ from typing import Any
 
 from adapterops.cli.charts import Dot, Series, dot_chart_svg, line_chart_svg, write_png
 from adapterops.cli.format import fmt_number, fmt_value, numeric, objective_of, rank_trials, short_names, swept_paths
+from adapterops.cli.profile import profile_section
 from adapterops.cli.trial_metrics import TrialMetrics
 
 REPORT_CSS = """
@@ -90,10 +91,15 @@ def baseline_section(status: dict[str, Any]) -> list[str]:
     return out
 
 
-def render_report(obj: dict[str, Any], metrics: dict[str, TrialMetrics], now: datetime | None = None) -> str:
+def render_report(
+    obj: dict[str, Any],
+    metrics: dict[str, TrialMetrics],
+    now: datetime | None = None,
+    profile: dict[str, Any] | None = None,
+) -> str:
     """A self-contained HTML page: summary, champion, leaderboard, loss curves (all trials, then one SVG
-    per trial), judge scores and validation losses as dot plots, per-trial details. No scripts, no
-    external resources."""
+    per trial), judge scores and validation losses as dot plots, per-trial details, and with `profile` a
+    ServingProfile's table and chosen configuration. No scripts, no external resources."""
     now = now or datetime.now(UTC)
     e = html.escape
     meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
@@ -240,6 +246,8 @@ def render_report(obj: dict[str, Any], metrics: dict[str, TrialMetrics], now: da
             f"<td>{'<code>' + e(m.uri) + '</code>' if m.uri and m.doc else e(m.problem or 'none')}</td></tr>"
         )
     out.append("</tbody></table></section>")
+    if profile is not None:
+        out += profile_section(profile)
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 

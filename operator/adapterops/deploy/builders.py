@@ -3,7 +3,9 @@ Service (the endpoint clients use), and the HTTPRoute backendRefs when Gateway A
 
 A revision is the hash of everything that changes what is served: engine, image, tensor parallelism,
 GPU type, LoRA rank budget, engine env and args, the base model and the resolved adapter URIs.
-Replicas are not part of it: scaling is not a new revision.
+Replicas are not part of it: scaling is not a new revision. With `canary.adapterRollout: InPlace` the
+revision is split: a base revision (everything but the adapter URIs: the pods) names the Deployment,
+and the adapters each pod serves are a pod annotation its adapter agent loads at run time.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from adapterops.podsecurity import (
     pod_security_context,
     shared_memory,
 )
+from adapterops_common.agent import AGENT_PORT, wanted_annotation
 from adapterops_common.contract import PVC_ROOT
 
 LABEL_MD = "adapterops.io/modeldeployment"
@@ -50,11 +53,45 @@ NIM_CACHE = "/opt/nim/.cache"
 VLLM_HOME = "/home/vllm"
 # The fetch init container's resources: copying adapters (at most a few GiB) needs little.
 FETCH_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+# The adapter agent runs as long as the pod: it idles between swaps (requests), and copies like the fetcher
+# while it fetches (limits).
+AGENT_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+# adapterRollout InPlace: what a pod is asked to load (JSON served name -> URI), set by the operator on the
+# pod, read by the pod's adapter agent through a downward API volume (the kubelet rewrites the file when
+# the annotation changes; no API access from the pod).
+ANNOTATION_ADAPTERS = "adapterops.io/adapters"
+AGENT = "adapter-agent"
+WANTED_DIR = "/etc/adapterops"
+WANTED_FILE = "adapters.json"
+# vLLM mounts /v1/load_lora_adapter and /v1/unload_lora_adapter only with this set (vllm/envs.py).
+VLLM_RUNTIME_LORA = "VLLM_ALLOW_RUNTIME_LORA_UPDATING"
+
+
+def in_place(spec: ModelDeploymentSpec) -> bool:
+    return spec.canary.adapter_rollout == "InPlace"
+
+
+def base_revision_of(spec: ModelDeploymentSpec, adapters: dict[str, str], config: Config) -> str:
+    """InPlace: the hash of what the pods are (everything but the adapter URIs). The adapter names count
+    (vLLM's --max-loras slots) and so do the claims of pvc:// adapters (the pods mount them)."""
+    return _hash(
+        {**_served(spec, config), "adapterNames": sorted(adapters), "claims": _claims(list(adapters.values()))}
+    )
 
 
 def revision_of(spec: ModelDeploymentSpec, adapters: dict[str, str], config: Config) -> str:
+    if in_place(spec):  # another hash than Revision's: switching mode changes the pods, a revision canary
+        return _hash({"base": base_revision_of(spec, adapters, config), "adapters": dict(sorted(adapters.items()))})
+    return _hash({**_served(spec, config), "adapters": dict(sorted(adapters.items()))})
+
+
+def _hash(served: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(served, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _served(spec: ModelDeploymentSpec, config: Config) -> dict[str, Any]:
     r = spec.runtime
-    served = {
+    served: dict[str, Any] = {
         "engine": r.engine,
         "image": image_of(spec, config),
         "tensorParallelSize": r.tensor_parallel_size,
@@ -63,12 +100,11 @@ def revision_of(spec: ModelDeploymentSpec, adapters: dict[str, str], config: Con
         "env": [e.model_dump(by_alias=True, exclude_none=True) for e in r.env],
         "args": r.args,
         "baseModel": spec.base_model.model_dump(by_alias=True, exclude_none=True),
-        "adapters": dict(sorted(adapters.items())),
     }
     profile = profile_or_none(spec, config)
     if profile is not None and profile.source == "table":  # the table changing what runs is a new revision
         served["nimProfile"] = profile.value
-    return hashlib.sha256(json.dumps(served, sort_keys=True).encode()).hexdigest()[:10]
+    return served
 
 
 def revision_name(md: str, revision: str) -> str:
@@ -145,7 +181,9 @@ def _engine_container(spec: ModelDeploymentSpec, adapters: dict[str, str], confi
         args += ["--model", model, "--served-model-name", spec.base_model.name, "--port", str(PORT)]
         args += ["--tensor-parallel-size", str(r.tensor_parallel_size), "--enable-lora"]
         args += ["--max-lora-rank", str(r.max_lora_rank), "--max-loras", str(max(1, len(adapters)))]
-        if adapters:
+        if in_place(spec):  # the agent loads them at run time, through the engine's API
+            env.append({"name": VLLM_RUNTIME_LORA, "value": "True"})
+        elif adapters:
             args += ["--lora-modules", *[f"{name}={ADAPTER_DIR}/{name}" for name in sorted(adapters)]]
     env += [e.model_dump(by_alias=True, exclude_none=True) for e in r.env]
     gpus = str(r.tensor_parallel_size)
@@ -236,6 +274,9 @@ def revision_deployment(
         engine["volumeMounts"] += pvc_mounts
     if spec.storage_secret_ref:
         fetch["envFrom"] = [{"secretRef": {"name": spec.storage_secret_ref.name}}]
+    containers, init = [engine], [fetch] if adapters else []
+    if in_place(spec):
+        containers, init = [engine, _agent(fetch)], []
     volumes: list[dict[str, Any]] = [
         empty_dir("adapters", config.adapters_size),
         shared_memory(MEMORY_REQUEST_GIB_PER_GPU * r.tensor_parallel_size),
@@ -243,9 +284,23 @@ def revision_deployment(
         empty_dir("tmp", SMALL_SCRATCH),
         *[{"name": claim_volume_name(c), "persistentVolumeClaim": {"claimName": c, "readOnly": True}} for c in claims],
     ]
+    if in_place(spec):
+        volumes.append(
+            {
+                "name": "wanted",
+                "downwardAPI": {
+                    "items": [
+                        {
+                            "path": WANTED_FILE,
+                            "fieldRef": {"fieldPath": f"metadata.annotations['{ANNOTATION_ADAPTERS}']"},
+                        }
+                    ]
+                },
+            }
+        )
     pod_spec: dict[str, Any] = {
-        "initContainers": [fetch] if adapters else [],
-        "containers": [engine],
+        "initContainers": init,
+        "containers": containers,
         "volumes": volumes,
         "nodeSelector": dict(gpu_class.node_selector),
         "tolerations": [t.model_dump(by_alias=True, exclude_none=True) for t in gpu_class.tolerations],
@@ -284,6 +339,28 @@ def revision_deployment(
             },
         },
     }
+
+
+def _agent(fetch: dict[str, Any]) -> dict[str, Any]:
+    """The fetcher, long-running: it loads what the pod's annotation asks for through the engine's API and
+    is Ready only while that is loaded, so the pod is Ready only with its wanted adapters."""
+    command = ["python", "-m", "adapterops_common", "agent", "--root", ADAPTER_DIR]
+    command += ["--wanted", f"{WANTED_DIR}/{WANTED_FILE}", "--engine", f"http://$(POD_IP):{PORT}"]
+    command += ["--port", str(AGENT_PORT)]
+    return {
+        **fetch,
+        "name": AGENT,
+        "command": command,
+        "env": [*fetch["env"], {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+        "volumeMounts": [*fetch["volumeMounts"], {"name": "wanted", "mountPath": WANTED_DIR, "readOnly": True}],
+        "ports": [{"name": "agent", "containerPort": AGENT_PORT}],
+        "readinessProbe": {"httpGet": {"path": "/ready", "port": "agent"}, "periodSeconds": 1, "failureThreshold": 1},
+        "resources": AGENT_RESOURCES,
+    }
+
+
+def pod_annotation(adapters: dict[str, str]) -> str:
+    return wanted_annotation(adapters)
 
 
 def _service(owner: dict[str, Any], name: str, selector: dict[str, str], labels: dict[str, str]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Pod, Service
 
-from adapterops.deploy.builders import LABEL_MD, LABEL_MD_UID, LABEL_REVISION
+from adapterops.deploy.builders import ANNOTATION_ADAPTERS, LABEL_MD, LABEL_MD_UID, LABEL_REVISION
 from adapterops.runtime.informer import Item
 
 
@@ -28,6 +28,7 @@ class ServingPod:
     revision: str
     ip: str | None
     ready: bool  # ready and not terminating: it takes requests
+    annotation: str | None = None  # adapterRollout InPlace: the adapters asked of it (JSON), as the operator set them
 
 
 def deployment_item(deployment: Deployment) -> Item[RevisionDeployment] | None:
@@ -60,6 +61,7 @@ def pod_item(pod: Pod) -> Item[ServingPod] | None:
         revision=labels.get(LABEL_REVISION, ""),
         ip=status.podIP if status else None,
         ready=ready and meta.deletionTimestamp is None,
+        annotation=(meta.annotations or {}).get(ANNOTATION_ADAPTERS),
     )
     return Item(meta.uid, (meta.namespace, labels[LABEL_MD_UID]), (meta.namespace, labels[LABEL_MD]), serving)
 

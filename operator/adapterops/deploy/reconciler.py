@@ -21,10 +21,17 @@ from lightkube.resources.core_v1 import Pod, Service
 from pydantic import ValidationError
 
 from adapterops.analysis.run import LatencyTests, analyse
-from adapterops.api.kinds import FINETUNEJOB, HTTPROUTE, MODELDEPLOYMENT
-from adapterops.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus, RevisionStatus
+from adapterops.api.kinds import FINETUNEJOB, HTTPROUTE, MODELDEPLOYMENT, SERVINGPROFILE
+from adapterops.api.modeldeployment import AnalysisStatus, ModelDeploymentSpec, ModelDeploymentStatus, RevisionStatus
 from adapterops.deploy import builders, canary
-from adapterops.deploy.acceptance import accept, resolve_adapters
+from adapterops.deploy.acceptance import (
+    accept,
+    follows_finetunejob,
+    follows_profile,
+    resolve_adapters,
+    resolve_runtime,
+)
+from adapterops.deploy.inplace import InPlace
 from adapterops.deploy.judging import CanaryJudges, comparison
 from adapterops.deploy.metrics import record_metrics
 from adapterops.deploy.observe import RevisionDeployment, deployment_item, pod_item, service_item
@@ -37,6 +44,7 @@ from adapterops.runtime.clock import now
 from adapterops.runtime.conditions import set_condition
 from adapterops.runtime.context import Context, Result
 from adapterops.runtime.failures import ChildError, Reported
+from adapterops.runtime.informer import requeue_referrers
 from adapterops.runtime.metrics import PROMOTIONS, ROLLBACKS, forget
 from adapterops.runtime.workqueue import Key
 
@@ -65,33 +73,27 @@ class ModelDeploymentReconciler:
         informers = ctx.informers
         self.deployments = informers.of(MODELDEPLOYMENT)
         self.finetunejobs = informers.of(FINETUNEJOB)
+        self.profiles = informers.of(SERVINGPROFILE)
         self.revisions = informers.get("serving-deployments", Deployment, deployment_item, labels=SELECTOR)
         self.pods = informers.get("serving-pods", Pod, pod_item, labels=SELECTOR)
         self.services = informers.get("serving-services", Service, service_item, labels=SELECTOR)
         for informer in (self.deployments, self.revisions, self.pods, self.services):
             informer.subscribe(ctx.queue.add)
-        self.finetunejobs.subscribe(self._champion_changed)
+        # A FineTuneJob or ServingProfile changed: the ModelDeployments following it may have a new revision.
+        self.finetunejobs.subscribe(requeue_referrers(self.deployments, ctx.queue.add, follows_finetunejob))
+        self.profiles.subscribe(requeue_referrers(self.deployments, ctx.queue.add, follows_profile))
         # The canary's paired judge, per ModelDeployment; dropped with the canary.
         self.judges = CanaryJudges(ctx.client, ctx.config, ctx.events, self._apply)
         # The relative latency test's evidence, per ModelDeployment (rebuilt from Prometheus after a restart).
         self.latency_tests = LatencyTests(ctx.config.prometheus_scrape_seconds)
         self.applied = AppliedCache()
         self.http = httpx.AsyncClient()
+        self.inplace = InPlace(self)
 
     async def close(self) -> None:
         self.judges.close()
         await self.http.aclose()
-
-    def _champion_changed(self, key: Key) -> None:
-        """A FineTuneJob changed: every ModelDeployment following it may have a new revision."""
-        namespace, name = key
-        for item in self.deployments.all():
-            body = item.data
-            if body["metadata"]["namespace"] == namespace and any(
-                (a.get("fineTuneJobRef") or {}).get("name") == name
-                for a in (body.get("spec") or {}).get("adapters", [])
-            ):
-                self.ctx.queue.add(item.key)
+        await self.inplace.close()
 
     def forget(self, key: Key) -> None:
         self.judges.forget(key)
@@ -129,6 +131,9 @@ class ModelDeploymentReconciler:
         old = _status(body)
         try:
             spec = accept(name, body.get("spec") or {}, self.ctx.config)
+            # Same namespace only: a profile is looked up by this object's namespace, never another's.
+            chosen = self.profiles.one((namespace, spec.runtime.from_profile)) if spec.runtime.from_profile else None
+            spec, profile = resolve_runtime(spec, chosen, self.ctx.config)
         except Refusal as refusal:
             self.judges.drop(key)
             new = refused_status(old, refusal, generation)
@@ -136,13 +141,26 @@ class ModelDeploymentReconciler:
                 await announce(self.ctx.events, body, old.conditions, new.conditions)
             return REFUSED_RETRY_SECONDS
         adapters, waiting = resolve_adapters(spec, lambda ftj: self._finetunejob_status(namespace, ftj))
+        if profile is not None and not profile[0]:
+            adapters, waiting = None, profile[2]  # nothing new is served before the profile has chosen
         desired = builders.revision_of(spec, adapters, self.ctx.config) if adapters is not None else None
         s = RolloutState(name, namespace, old, generation)
         s.conditions = set_condition(s.conditions, "Accepted", True, "Accepted", "spec accepted", generation)
+        others = [c for c in s.conditions if c.type != "ProfileResolved"]
+        s.conditions = set_condition(s.conditions, "ProfileResolved", *profile, generation) if profile else others
         try:
             stable_service = builders.stable_service(body)
             await self._apply(stable_service, self._exists(_owner(body), "Service", stable_service["metadata"]["name"]))
-            if old.stable is None:
+            base = builders.base_revision_of(spec, adapters, self.ctx.config) if adapters is not None else None
+            if (
+                base is not None
+                and desired is not None
+                and builders.in_place(spec)
+                and (old.stable is None or old.stable.base == base)
+            ):
+                assert adapters is not None
+                await self.inplace.reconcile(body, spec, s, desired, adapters, base)
+            elif old.stable is None:
                 await self._first_revision(body, spec, s, desired, adapters, waiting)
             else:
                 await self._stable_and_canary(body, spec, s, desired, adapters, waiting)
@@ -168,11 +186,11 @@ class ModelDeploymentReconciler:
             if "RolledBack" in reasons:
                 ROLLBACKS.labels(namespace, name).inc()
         record_metrics(namespace, name, spec, new)
-        if new.canary is not None:  # the analysis needs looks in time; anything else comes as an event
+        if new.canary is not None or s.loading:  # the analysis (or in-place loads) need looks in time
             return POLL_SECONDS
         return self.ctx.config.reconcile_seconds
 
-    async def _ensure_revision(
+    async def ensure_revision(
         self, body: dict[str, Any], spec: ModelDeploymentSpec, revision: str, adapters: dict[str, str], replicas: int
     ) -> None:
         config = self.ctx.config
@@ -208,11 +226,12 @@ class ModelDeploymentReconciler:
         waiting: str,
     ) -> None:
         if desired is None or adapters is None:
-            s.conditions = set_condition(s.conditions, "Ready", False, "WaitingForAdapters", waiting, s.generation)
-            s.progress("WaitingForAdapters", waiting)
+            reason = "WaitingForProfile" if waiting.startswith("spec.runtime.fromProfile") else "WaitingForAdapters"
+            s.conditions = set_condition(s.conditions, "Ready", False, reason, waiting, s.generation)
+            s.progress(reason, waiting)
             return
         replicas = spec.runtime.replicas
-        await self._ensure_revision(body, spec, desired, adapters, replicas)
+        await self.ensure_revision(body, spec, desired, adapters, replicas)
         found = self._revisions(_owner(body)).get(desired)
         ready = found.ready_replicas if found else 0
         s.stable = revision_status(spec, desired, adapters, replicas, ready, 100, self.ctx.config)
@@ -234,13 +253,16 @@ class ModelDeploymentReconciler:
         stable = s.old.stable.model_copy(update={"weight": 100})  # all traffic, unless a canary takes its share
         replicas = spec.runtime.replicas
         revisions = self._revisions(_owner(body))
+        skey = key_of(stable)  # the stable Deployment's revision label (InPlace: its base)
         if desired == stable.revision:
-            await self._ensure_revision(body, spec, stable.revision, stable.adapters, replicas)
+            await self.ensure_revision(body, spec, skey, stable.adapters, replicas)
         else:
             # The spec now describes another revision: the stable Deployment keeps the pods it has, only
             # its replica count follows spec.runtime.replicas.
-            await self._scale(s, stable.revision, replicas, revisions)
-        found = revisions.get(stable.revision)
+            await self._scale(s, skey, replicas, revisions)
+        if stable.base is not None:  # InPlace pods (a base change is a revision canary): they serve stable's
+            await self.inplace.annotate_all(_owner(body), skey, stable.adapters)
+        found = revisions.get(skey)
         stable.replicas, stable.ready_replicas = replicas, found.ready_replicas if found else 0
         s.stable = stable
         old_canary = s.old.canary
@@ -251,7 +273,8 @@ class ModelDeploymentReconciler:
                 s.record(history_entry(old_canary.revision, old_canary.adapters, "Superseded", why))
                 s.event("CanarySuperseded", f"canary {old_canary.revision} removed: {why}")
             if desired is None:
-                s.progress("WaitingForAdapters", f"{waiting}; revision {stable.revision} keeps serving")
+                reason = "WaitingForProfile" if waiting.startswith("spec.runtime.fromProfile") else "WaitingForAdapters"
+                s.progress(reason, f"{waiting}; revision {stable.revision} keeps serving")
             await self._route(body, spec, s, stable.revision, None, 0)
             return
         assert adapters is not None
@@ -286,8 +309,12 @@ class ModelDeploymentReconciler:
             analysis = canary.begin(s, spec, desired, describe(spec, adapters))
         target = c.steps[analysis.step]
         replicas = builders.split_replicas(spec.runtime.replicas, target, c.traffic.mode)
-        await self._ensure_revision(body, spec, desired, adapters, replicas)
-        found = self._revisions(owner).get(desired)
+        base = builders.base_revision_of(spec, adapters, self.ctx.config) if builders.in_place(spec) else None
+        dkey = base or desired
+        await self.ensure_revision(body, spec, dkey, adapters, replicas)
+        if base is not None:
+            await self.inplace.annotate_all(owner, base, adapters)
+        found = self._revisions(owner).get(dkey)
         ready = found.ready_replicas if found else 0
         canary_ready = ready >= replicas
         route_weight = target if canary_ready else 0
@@ -296,6 +323,7 @@ class ModelDeploymentReconciler:
             s.stable.ready_replicas, ready if canary_ready else 0, route_weight, c.traffic.mode
         )
         s.canary = revision_status(spec, desired, adapters, replicas, ready, weight, self.ctx.config)
+        s.canary.base = base
         s.stable.weight = 100 - weight
         s.analysis = analysis
         action = canary.action_of(body["metadata"].get("annotations") or {}, desired)
@@ -314,6 +342,23 @@ class ModelDeploymentReconciler:
                 "CanaryNotReady", f"canary {desired}: {ready}/{replicas} replicas ready; no traffic until it is Ready"
             )
             return
+        await self.analyse_step(body, spec, s, analysis, adapters, weight, action)
+
+    async def analyse_step(
+        self,
+        body: dict[str, Any],
+        spec: ModelDeploymentSpec,
+        s: RolloutState,
+        analysis: AnalysisStatus,
+        adapters: dict[str, str],
+        weight: int,
+        action: str | None,
+        urls: tuple[str | None, str | None] | None = None,
+    ) -> None:
+        """A Ready canary at its step's weight: promote on the annotation, hold while paused, else this look's
+        verdicts decide (the judge asks one pod of each side: `urls`, by default one of each revision)."""
+        assert s.stable is not None and s.canary is not None
+        c, key, owner, desired = spec.canary, (s.namespace, s.name), _owner(body), s.canary.revision
         canary.enter_step(s, spec, analysis, weight)
         if action == "promote":  # only a Ready canary: promotion moves every request to it
             canary.promote(s, desired, adapters, [], by="the adapterops.io/promote annotation")
@@ -324,14 +369,9 @@ class ModelDeploymentReconciler:
             return
 
         test = f"{desired}@{analysis.started_at.isoformat() if analysis.started_at else ''}"
-        judge = await self.judges.judge(
-            body,
-            spec,
-            test,
-            self._ready_pod(owner, s.stable.revision),
-            self._ready_pod(owner, desired),
-            comparison(spec, s.stable.adapters, adapters),
-        )
+        if urls is None:
+            urls = (self._ready_pod(owner, key_of(s.stable)), self._ready_pod(owner, key_of(s.canary)))
+        judge = await self.judges.judge(body, spec, test, *urls, comparison(spec, s.stable.adapters, adapters))
         verdicts = await analyse(
             self.http,
             spec,
@@ -397,7 +437,7 @@ class ModelDeploymentReconciler:
         upgrade), once no route sends them traffic. Matched by the owner's namespace and UID, named as observed."""
         meta = body["metadata"]
         namespace, owner = meta["namespace"], _owner(body)
-        keep = {builders.revision_name(meta["name"], r.revision) for r in (status.stable, status.canary) if r}
+        keep = {builders.revision_name(meta["name"], key_of(r)) for r in (status.stable, status.canary) if r}
         stale_deployments = [d.name for d in self.revisions.data(owner) if d.name not in keep]
         stale_services = [
             n for n in self.services.data(owner) if n not in keep | {builders.stable_service_name(meta["name"])}
@@ -429,6 +469,11 @@ class ModelDeploymentReconciler:
             with failures.writing("update", "Deployment", current.name):
                 patch = {"spec": {"replicas": replicas}}
                 await self.ctx.client.patch_merge(Deployment, s.namespace, current.name, patch)
+
+
+def key_of(revision: RevisionStatus) -> str:
+    """The revision label of a revision's Deployment and pods: InPlace ones are named after their base."""
+    return revision.base or revision.revision
 
 
 def _owner(body: dict[str, Any]) -> Owner:

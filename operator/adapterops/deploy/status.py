@@ -18,6 +18,7 @@ from adapterops.api.modeldeployment import (
     ModelDeploymentSpec,
     ModelDeploymentStatus,
     MonthlyCost,
+    ReplicaStatus,
     RevisionStatus,
 )
 from adapterops.config import Config
@@ -119,6 +120,8 @@ class RolloutState:
         self.rolled_back: HistoryEntry | None = None
         self.rollback_cause = "AnalysisFailed"  # the RolledBack condition's reason
         self.events: list[tuple[str, str, EventType]] = []
+        self.replicas: list[ReplicaStatus] = []  # InPlace: what each pod has loaded
+        self.loading = False  # InPlace: some pods are loading the adapters asked of them (not a lost replica)
         self._progress: tuple[bool, str, str] | None = None
         self._suspend: tuple[str, str] | None = None
 
@@ -140,7 +143,7 @@ class RolloutState:
         ready = stable is not None and stable.ready_replicas >= stable.replicas
         if stable is not None:
             message = f"revision {stable.revision}: {stable.ready_replicas}/{stable.replicas} replicas ready"
-            reason = "Serving" if ready else "StableNotReady"
+            reason = "Serving" if ready else "LoadingAdapters" if self.loading else "StableNotReady"
             self.conditions = set_condition(self.conditions, "Ready", ready, reason, message, g)
         if self._progress is None:
             steady = f"revision {stable.revision} serves all traffic" if stable else "nothing to serve yet"
@@ -161,7 +164,9 @@ class RolloutState:
             else:
                 rolled = (False, "NoRollback", "")
             self.conditions = set_condition(self.conditions, "RolledBack", *rolled, g)
-            lost_replicas = stable is not None and not ready and is_true(self.old.conditions, "Ready")
+            lost_replicas = (
+                stable is not None and not ready and not self.loading and is_true(self.old.conditions, "Ready")
+            )
             stuck = self.analysis is not None and self.analysis.stuck
             if lost_replicas:
                 degraded = (True, "StableNotReady", "the stable revision lost ready replicas")
@@ -180,4 +185,5 @@ class RolloutState:
             history=self.history,
             endpoint=f"http://{self.name}.{self.namespace}.svc:{builders.PORT}/v1",
             estimated_monthly_cost=monthly_cost(stable, self.canary, config),
+            replicas=self.replicas,
         )

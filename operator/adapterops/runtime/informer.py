@@ -218,3 +218,19 @@ class Informer:
         keys = {i.key for g in old.values() for i in g.values()} | {i.key for g in new.values() for i in g.values()}
         for key in keys:
             self._tell(key)
+
+
+def requeue_referrers(
+    objects: Informer, add: Callable[[Key], None], refers: Callable[[dict[str, Any], str], bool]
+) -> Callable[[Key], None]:
+    """A subscriber for another kind's informer: when (namespace, name) changes, queue each of `objects` in that
+    namespace whose spec refers to `name` (`refers(spec, name)`); never an object of another namespace."""
+
+    def changed(key: Key) -> None:
+        namespace, name = key
+        for item in objects.all():
+            body = item.data
+            if body["metadata"]["namespace"] == namespace and refers(body.get("spec") or {}, name):
+                add(item.key)
+
+    return changed

@@ -70,6 +70,16 @@ MONTHLY_COST = Gauge(
     "GPU cost estimate per revision role.",
     ["namespace", "modeldeployment", "role"],
 )
+PROFILE_FIGURE = Gauge(
+    "adapterops_profile_candidate",
+    "A ServingProfile candidate's measured figure (seconds, per second, percent, US dollars), by figure.",
+    ["namespace", "servingprofile", "candidate", "tp", "gpu", "figure"],
+)
+PROFILE_CHOSEN = Gauge(
+    "adapterops_profile_chosen",
+    "1 for the candidate a ServingProfile chose, 0 for each other measured one (the SLO verdict: meets_slo).",
+    ["namespace", "servingprofile", "candidate", "tp", "gpu", "meets_slo"],
+)
 
 
 # Gauge series per object, so they go away with the object (a deleted sweep must not look stuck).

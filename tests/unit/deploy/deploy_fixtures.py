@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,6 +40,7 @@ from adapterops.api.modeldeployment import (
 )
 from adapterops.config import Config, GpuClass
 from adapterops.deploy import builders
+from adapterops.deploy.inplace import AgentReport, versions
 from adapterops.deploy.reconciler import ModelDeploymentReconciler
 from adapterops.runtime import clock
 from adapterops.runtime.client import Client, KindNotServed
@@ -370,8 +372,8 @@ def patch_clock(monkeypatch: pytest.MonkeyPatch, fake: FakeClock) -> list[str]:
 
 @dataclass
 class AnalysisCall:
-    stable: str
-    canary: str
+    stable: RevisionStatus
+    canary: RevisionStatus
     window_seconds: float
     judge: Any
 
@@ -393,8 +395,8 @@ class FakeAnalysis:
         spec: ModelDeploymentSpec,
         prometheus_url: str,
         namespace: str,
-        stable: str,
-        canary: str,
+        stable: RevisionStatus,
+        canary: RevisionStatus,
         window_seconds: float,
         judge: Any,
         latency_test: Any = None,
@@ -432,6 +434,43 @@ class FakePairedJudge:
 
     def stop(self) -> None:
         self.stopped = True
+
+
+class FakeAgents:
+    """Stands in for the pods' adapter agents (`AgentProbe`): an agent loads what its pod's annotation asks for
+    by the next look, unless the test holds it (`hold`: still loading) or makes it fail (`fail`: an error, and
+    what it had stays loaded)."""
+
+    def __init__(self, client: FakeClient) -> None:
+        self.client = client
+        self.loaded: dict[str, dict[str, str]] = {}  # pod -> served name -> version
+        self.failing: dict[str, str] = {}  # pod -> error
+        self.held: set[str] = set()
+        self.asked: list[str] = []  # pod IPs probed
+
+    def hold(self, *pods: str) -> None:
+        self.held |= set(pods)
+
+    def release(self) -> None:
+        self.held.clear()
+        self.failing.clear()
+
+    def fail(self, pod: str, error: str) -> None:
+        self.failing[pod] = error
+
+    async def __call__(self, ip: str) -> AgentReport:
+        self.asked.append(ip)
+        pod = next((p for p in self.client.stored(POD) if (p.get("status") or {}).get("podIP") == ip), None)
+        if pod is None:
+            return AgentReport({}, "adapter agent not reachable: ConnectError")
+        name = pod["metadata"]["name"]
+        wanted = (pod["metadata"].get("annotations") or {}).get(builders.ANNOTATION_ADAPTERS)
+        if name not in self.failing and name not in self.held and wanted is not None:
+            self.loaded[name] = versions(json.loads(wanted))
+        return AgentReport(dict(self.loaded.get(name, {})), self.failing.get(name, ""))
+
+    async def close(self) -> None:
+        pass
 
 
 class UnusedHttp:
@@ -556,6 +595,8 @@ class World:
         monkeypatch.setattr("adapterops.deploy.judging.PairedJudge", self._new_judge)
         # Its HTTP client only serves the (fake) analysis and judge; a real one costs a TLS context each.
         monkeypatch.setattr("adapterops.deploy.reconciler.httpx", SimpleNamespace(AsyncClient=UnusedHttp))
+        self.agents = FakeAgents(self.client)
+        monkeypatch.setattr("adapterops.deploy.inplace.AgentProbe", lambda: self.agents)
         self.queue = RecordingQueue()
         self.reconciler = self._start()
 
@@ -684,6 +725,9 @@ class World:
             if i < ready:
                 status["podIP"] = f"10.{subnet}.0.{i + 1}"
             meta = {**template["metadata"], "name": f"{dname}-{i}", "namespace": NAMESPACE, "ownerReferences": [owner]}
+            existing = self.client.get_object(POD, meta["name"])
+            if existing is not None and existing["metadata"].get("annotations"):  # the operator's, kept
+                meta["annotations"] = {**(meta.get("annotations") or {}), **existing["metadata"]["annotations"]}
             self.client.put(
                 {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template["spec"], "status": status}
             )

@@ -22,3 +22,5 @@ class TrainOutcome:
     plan: StepPlan
     seconds: dict[str, float] = field(default_factory=dict)
     extra_eval: dict[str, float] = field(default_factory=dict)
+    # Wall seconds of each optimizer step, in order (hf backend; empty where a backend does not record them).
+    step_seconds: list[float] = field(default_factory=list)

@@ -39,12 +39,27 @@ MAX_GRAD_NORM = 1.0  # NeMo's OptimizerConfig.clip_grad default
 
 
 class _Observer(TrainerCallback):
-    """Records the optimizer the trainer really built and the learning rate of every optimizer step."""
+    """Records the optimizer the trainer really built, the learning rate of every optimizer step and the
+    wall time of every optimizer step (so a benchmark can leave the warm-up steps out)."""
 
     def __init__(self) -> None:
         self.optimizer: dict[str, Any] = {}
         self.learning_rates: list[float] = []
         self.loss_curve: list[dict[str, float]] = []
+        self.step_seconds: list[float] = []
+        self._last = 0.0
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._last = time.monotonic()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # From the previous step's end (or the start of training) to this one's: data loading included.
+        # No CUDA synchronisation here (it would slow every trial): the trainer reads this step's
+        # loss right after this hook (logging_steps=1), which waits for the GPU, so the queue never runs
+        # more than one step ahead and a sum over consecutive steps is exact to within one step.
+        now = time.monotonic()
+        self.step_seconds.append(round(now - self._last, 6))
+        self._last = now
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         opt = _unwrap_optimizer(kwargs["optimizer"])
@@ -267,6 +282,7 @@ class HfBackend:
             validation_loss_before=float(before["eval_loss"]),
             loss_curve=observer.loss_curve,
             observed=observed,
+            step_seconds=observer.step_seconds,
             plan=plan,
             seconds={
                 "setup": t_setup - t0,

@@ -5,6 +5,8 @@ may show to a tenant)."""
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,6 +35,13 @@ class EngineQueries:
     requests: str  # all requests the error share is of
     error_measure: str  # what the error rate counts on this line, in words (shown with the verdict)
     error_series: str  # the series it needs (named when Prometheus has none)
+    # A serving profile's window (servingprofile/measure.py): exact sums and counts of the latency and
+    # time-to-first-token histograms (means need no bucket interpolation) and the generated tokens.
+    latency_sum: str = ""
+    latency_count: str = ""
+    ttft_sum: str = ""
+    ttft_count: str = ""
+    output_tokens: str = ""
 
 
 def _latency(histogram: str) -> str:
@@ -41,6 +50,21 @@ def _latency(histogram: str) -> str:
 
 def _latency_counts(histogram: str) -> str:
     return "sum by (le) (" + histogram + "_bucket{" + SELECTOR + "})"
+
+
+def _increase(series: str) -> str:
+    return "sum(increase(" + series + "{" + SELECTOR + "}[{window}]))"
+
+
+def _window_series(prefix: str) -> dict[str, str]:
+    """The profile's window queries of an engine whose series carry `prefix` (vllm: or none)."""
+    return {
+        "latency_sum": _increase(prefix + "e2e_request_latency_seconds_sum"),
+        "latency_count": _increase(prefix + "e2e_request_latency_seconds_count"),
+        "ttft_sum": _increase(prefix + "time_to_first_token_seconds_sum"),
+        "ttft_count": _increase(prefix + "time_to_first_token_seconds_count"),
+        "output_tokens": _increase(prefix + "generation_tokens_total"),
+    }
 
 
 _HTTP_ERRORS = "sum(increase(http_requests_total{" + SELECTOR + "," + INFERENCE + ',status="5xx"}[{window}]))'
@@ -63,6 +87,7 @@ QUERIES: dict[Line, EngineQueries] = {
         error_measure="engine failures: request_failure_total of request_success_total + request_failure_total "
         "(NIM 1.x exports no HTTP status counter)",
         error_series="request_success_total and request_failure_total",
+        **_window_series(""),
     ),
     # NIM 2.x runs vLLM behind its own front end: vLLM's series on /v1/metrics (not verified, docs/engines.md).
     "nim-2": EngineQueries(
@@ -73,6 +98,7 @@ QUERIES: dict[Line, EngineQueries] = {
         error_measure='HTTP 5xx of completion requests: http_requests_total{status="5xx"} (vLLM\'s counter, '
         "assumed on NIM 2.x's /v1/metrics)",
         error_series="http_requests_total (vLLM's, assumed on NIM 2.x)",
+        **_window_series("vllm:"),
     ),
     "vllm": EngineQueries(
         latency=_latency("vllm:e2e_request_latency_seconds"),
@@ -81,12 +107,28 @@ QUERIES: dict[Line, EngineQueries] = {
         requests=_HTTP_REQUESTS,
         error_measure='HTTP 5xx of completion requests: http_requests_total{status="5xx"}',
         error_series="http_requests_total",
+        **_window_series("vllm:"),
     ),
 }
 
 
 MIN_WINDOW_SECONDS = 5
 """Shortest range rendered: a range shorter than two scrapes has no increase()."""
+
+
+POD_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def revision_selector(revision: str, pods: Sequence[str] = ()) -> str:
+    """What `{revision}` becomes in the default queries (`adapterops_io_revision="{revision}"`): the revision
+    label, and for an in-place canary, whose two sides share one revision's pods, also the pods of its side
+    (Prometheus' `pod` label, set by pod discovery and by the Prometheus Operator alike)."""
+    if not pods:
+        return revision
+    bad = [p for p in pods if not POD_NAME.fullmatch(p)]
+    if bad:  # generated from a Deployment name (a DNS-1035 label): never quoted, never a regex metacharacter
+        raise PrometheusError(f"pod names that are not DNS labels: {bad[:3]}")
+    return f'{revision}",pod=~"{"|".join(sorted(pods))}'
 
 
 def render(template: str, namespace: str, revision: str, window_seconds: float) -> str:
