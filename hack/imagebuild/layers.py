@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import ast
+import base64
 import hashlib
 import inspect
 import json
@@ -196,6 +197,12 @@ def _uv_install(target: Path, arch: str, args: list[str]) -> None:
     subprocess.run(argv, check=True)
 
 
+def _record_line(path: str, data: bytes) -> str:
+    """A wheel RECORD row (PEP 376/427): path, urlsafe base64 SHA-256 without padding, size."""
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{path},sha256={digest},{len(data)}\n"
+
+
 def _finish_python_tree(tree: Path, python: str) -> None:
     """Console scripts to /usr/local/bin with the image's interpreter (uv wrote this machine's); no
     direct_url.json (it names this machine's wheel path) nor uv_cache.json; bytecode compiled so that a
@@ -205,13 +212,22 @@ def _finish_python_tree(tree: Path, python: str) -> None:
     if (site / "bin").is_dir():
         dest = tree / "usr/local/bin"
         dest.mkdir(parents=True, exist_ok=True)
+        moved: dict[str, str] = {}
         for script in sorted((site / "bin").iterdir()):
             data = script.read_bytes()
             if data.startswith(b"#!"):
                 data = b"#!/usr/bin/python3" + data[data.index(b"\n") :]
             (dest / script.name).write_bytes(data)
             (dest / script.name).chmod(0o755)
+            moved[f"bin/{script.name}"] = _record_line(os.path.relpath(dest / script.name, site), data)
         shutil.rmtree(site / "bin")
+        # RECORD named each script where uv wrote it, hashed with this machine's shebang: the layer would
+        # depend on the path of the checkout that built it.
+        for record in site.glob("*.dist-info/RECORD"):
+            lines = record.read_text().splitlines(keepends=True)
+            fixed = [moved.get(ln.split(",", 1)[0], ln) for ln in lines]
+            if fixed != lines:
+                record.write_text("".join(fixed))
     # uv_cache.json: uv's note of when it built a local wheel (a time: the layer would differ per build).
     for local in [*site.glob("*.dist-info/direct_url.json"), *site.glob("*.dist-info/uv_cache.json")]:
         local.unlink()
@@ -244,7 +260,7 @@ def build_python() -> str:
 
 def deps_layer(cache: Path, root: Path, image: images.Image, arch: str) -> Layer:
     lock = (root / image.lock).read_bytes()
-    code = code_digest(deps_layer, _uv_install, _finish_python_tree, python_packages)
+    code = code_digest(deps_layer, _uv_install, _finish_python_tree, _record_line, python_packages)
     settings = (images.SITE, str(images.ARCHES[arch]))
     key = digest_of(code, arch, *settings, lock, tool_version("uv", "--version"), sys.version)
     path = cache / "deps" / f"{image.name}-{arch}-{key}.tar.gz"
@@ -272,7 +288,7 @@ def source_files(root: Path, source: str) -> list[str]:
 
 def app_layer(cache: Path, root: Path, image: images.Image, arch: str) -> Layer:
     files = [f for s in image.sources for f in source_files(root, s)]
-    code = code_digest(app_layer, source_files, _uv_install, _finish_python_tree, python_packages)
+    code = code_digest(app_layer, source_files, _uv_install, _finish_python_tree, _record_line, python_packages)
     settings = (images.SITE, str(images.ARCHES[arch]), *image.sources)
     key = digest_of(code, arch, *settings, sys.version, *(f"{f}\0{digest_of((root / f).read_bytes())}" for f in files))
     path = cache / "app" / f"{image.name}-{arch}-{key}.tar.gz"

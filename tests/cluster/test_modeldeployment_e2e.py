@@ -112,10 +112,14 @@ def test_a_good_canary_is_promoted_through_every_step(
     try:
         change(cluster, "agent", namespace, {"adapters": [{"name": "commerce", "uri": fake_adapter(world, "v2")}]})
         seen_weights: set[int] = set()
+        token_costs: list[dict[str, Any]] = []  # estimatedMonthlyCost once both sides' $/Mtok were measured
 
         def promoted() -> bool:
             status = mdep(cluster, "agent", namespace)["status"]
             weight = status.get("canaryWeight", 0)
+            cost = status.get("estimatedMonthlyCost") or {}
+            if all((cost.get(role) or {}).get("costPerMillionTokens") for role in ("stable", "canary")):
+                token_costs.append(cost)
             if weight and weight not in seen_weights:
                 capture(cluster, "mdep", "agent", namespace, f"modeldeployment/canary-{weight}")
             seen_weights.add(weight)
@@ -129,6 +133,13 @@ def test_a_good_canary_is_promoted_through_every_step(
         "commerce": "pvc://work/adapters/v2"
     }
     assert 50 in seen_weights, f"the canary never served its first step: {seen_weights}"
+    # Cost per million output tokens, stable vs canary, from the stand-in's documented token counter.
+    assert token_costs, "no look priced both sides' output tokens"
+    for role in ("stable", "canary"):
+        side = token_costs[-1][role]
+        hourly = side["usd"] / 730  # GPUs x the GPU class price per hour
+        expected = hourly / (side["outputTokensPerSecond"] * 3600) * 1e6
+        assert side["costPerMillionTokens"] == pytest.approx(expected, rel=0.01), side
     assert status["stable"]["adapters"] == {"commerce": "pvc://work/adapters/v2"} and status["canaryWeight"] == 0
     wait_for(lambda: len(cluster.get("deployments", "-n", namespace)["items"]) == 1, 60, "the old revision to go")
     reasons = {e["reason"] for e in cluster.get("events", "-n", namespace)["items"]}

@@ -87,6 +87,7 @@ def test_panels_cover_sweeps_canaries_and_serving_profiles(dashboard: dict[str, 
         "Analysis verdicts (active canaries)": "adapterops_analysis_verdict",
         "Analysis thresholds": "adapterops_analysis_threshold",
         "Estimated monthly GPU cost": "adapterops_estimated_monthly_cost_usd",
+        "Cost per million output tokens: stable vs canary": "adapterops_cost_per_million_tokens_usd",
         "Serving profile table": "adapterops_profile_candidate",
         "Chosen configuration": "adapterops_profile_chosen",
     }

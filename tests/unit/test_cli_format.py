@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime
 from typing import Any
 
@@ -430,3 +431,15 @@ def test_an_in_place_canary_shows_what_each_pod_has_loaded_and_an_agents_error()
     assert "c1 (canary)" in lines["agent-b-0"] and "s1 (stable)" in lines["agent-b-1"]
     assert lines["agent-b-2"].split()[3:5] == ["c1", "no"] and error in lines["agent-b-2"]
     assert f"AdaptersLoaded (AdapterLoadFailed): agent-b-2: {error}" in " ".join(text.split())
+
+
+def test_the_canary_view_prices_a_million_output_tokens_per_side_once_measured() -> None:
+    measured = copy.deepcopy(CANARY)
+    cost = measured["status"]["estimatedMonthlyCost"]
+    cost["stable"] |= {"outputTokensPerSecond": 900.0, "costPerMillionTokens": 2.47}
+    cost["canary"] |= {"outputTokensPerSecond": 450.5, "costPerMillionTokens": 4.93}
+    text = cli_format.format_canary(measured, NOW)
+    assert text.rstrip().endswith(
+        "cost per million output tokens at this step: stable $2.47 (900.0 tokens/s), canary $4.93 (450.5 tokens/s)"
+    )
+    assert "cost per million" not in cli_format.format_canary(CANARY, NOW)  # not measured: no line

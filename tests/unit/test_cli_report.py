@@ -286,3 +286,29 @@ def test_png_with_matplotlib(sweep: tuple[dict[str, Any], Path], tmp_path: Path)
     obj, root = sweep
     report.write_report_png(obj, read(obj, root), tmp_path / "report.png")
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_report_sets_stable_and_canary_cost_per_million_tokens_side_by_side() -> None:
+    sweep = {"metadata": {"name": "new", "namespace": "ml"}, "spec": {}, "status": {}}
+    revision = {"engine": "nim", "image": "nim:1.8", "tensorParallelSize": 1, "gpuType": "H100"}
+    deployment = {
+        "metadata": {"name": "agent", "namespace": "ml"},
+        "status": {
+            "stable": {**revision, "revision": "3e7aeb8f6e", "weight": 75},
+            "canary": {**revision, "revision": "34133c8287", "weight": 25},
+            "estimatedMonthlyCost": {
+                "stable": {"gpus": 3, "usd": 8760.0, "outputTokensPerSecond": 1500.0, "costPerMillionTokens": 2.22},
+                "canary": {"gpus": 1, "usd": 2920.0, "outputTokensPerSecond": 400.0, "costPerMillionTokens": 2.78},
+                "totalUsd": 11680.0,
+            },
+        },
+    }
+    page = report.render_report(sweep, {}, NOW, deployment=deployment)
+    rows = dict(re.findall(r'<tr data-role="(\w+)">(.*?)</tr>', page))
+    assert set(rows) == {"stable", "canary"}
+    cells = {role: re.findall(r'<td class="num">([^<]*)</td>', row) for role, row in rows.items()}
+    assert cells["stable"] == ["75%", "3", "8760.00", "1500.0", "2.22"]
+    assert cells["canary"] == ["25%", "1", "2920.00", "400.0", "2.78"]
+    assert "No canary running" not in page
+    at_rest = {"metadata": deployment["metadata"], "status": {"stable": deployment["status"]["stable"]}}
+    assert "No canary running" in report.render_report(sweep, {}, NOW, deployment=at_rest)

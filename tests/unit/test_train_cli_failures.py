@@ -93,6 +93,7 @@ def test_setting_unknown_to_this_trainer_fails_at_once_naming_it(tmp_path: Path)
 def test_spec_of_another_contract_version_is_refused(tmp_path: Path) -> None:
     code, result = run_cli(tmp_path, spec(tmp_path, apiVersion="adapterops.io/trial-spec/v1"))  # an older operator
     assert (code, result["reason"]) == (EXIT_PERMANENT, "SpecInvalid")
-    assert f"apiVersion: 'adapterops.io/trial-spec/v1' is not accepted: Input should be '{TRIAL_SPEC_VERSION}'" in (
-        result["message"]
+    assert (
+        f"apiVersion: 'adapterops.io/trial-spec/v1' is not accepted: Input should be '{TRIAL_SPEC_VERSION}'"
+        in (result["message"])
     )

@@ -16,6 +16,7 @@ import math
 from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import httpx
 
@@ -256,6 +257,39 @@ async def analyse(
             verdict = dataclasses.replace(verdict, threshold=f"{verdict.threshold}; {judge.compared}")
         out.append(verdict)
     return out
+
+
+async def output_throughput(
+    http: httpx.AsyncClient,
+    spec: ModelDeploymentSpec,
+    prometheus_url: str,
+    sides: Sides,
+    window_seconds: float,
+) -> dict[tuple[str, str], float | None]:
+    """Output tokens per second per (role, revision) over the window, from each engine line's generation
+    token counter; None where Prometheus has no answer. Cost, not a verdict: no metric gates on it."""
+    a = spec.canary.analysis
+    url = (a.latency.prometheus_url if a.latency else None) or prometheus_url
+    window = max(MIN_WINDOW_SECONDS, math.ceil(window_seconds))  # the range `render` writes
+    out: dict[tuple[str, str], float | None] = {}
+    for role, rev in (("stable", sides.stable), ("canary", sides.canary)):
+        if rev is None:
+            continue
+        try:
+            query = render(_queries(rev, role).output_tokens, sides.namespace, _selector(rev), window)
+            tokens = await scalar(http, url, query)
+        except PrometheusError:
+            tokens = None
+        out[role, rev.revision] = None if tokens is None else tokens / window
+    return out
+
+
+class Sides(Protocol):
+    """The two revisions of a canary and their namespace (a RolloutState)."""
+
+    namespace: str
+    stable: RevisionStatus | None
+    canary: RevisionStatus | None
 
 
 def _selector(rev: RevisionStatus) -> str:

@@ -6,7 +6,7 @@
     kubectl adapterops suspend|pause NAME [--kind KIND]   FineTuneJob: spec.suspend; ModelDeployment: spec.canary.paused
     kubectl adapterops resume NAME [--kind KIND]          the reverse
     kubectl adapterops profile NAME [-n NS]               a ServingProfile's table, the chosen configuration
-    kubectl adapterops report NAME -o report.html [--pvc-root DIR] [--png] [--profile PROFILE]
+    kubectl adapterops report NAME -o report.html [--pvc-root DIR] [--png] [--profile PROFILE] [--deployment MDEP]
 
 The connection flags (`--kubeconfig`, `--context`, `-n/--namespace`) work as in kubectl. `promote` and
 `abort` act the way the Argo CD resource actions do: they set the annotation `adapterops.io/promote` (or
@@ -149,6 +149,7 @@ def cmd_report(api: Api, ns: str, args: argparse.Namespace, out: TextIO) -> int:
     require_matplotlib()  # before anything is read or written
     obj = require(api, FINETUNEJOB, ns, args.name)
     profile = require(api, SERVINGPROFILE, ns, args.profile) if args.profile else None
+    deployment = require(api, MODELDEPLOYMENT, ns, args.deployment) if args.deployment else None
     trials = (obj.get("status") or {}).get("trials") or []
     with pvc_root(args.pvc_root):
         metrics = read_trial_metrics(trials)
@@ -157,7 +158,7 @@ def cmd_report(api: Api, ns: str, args: argparse.Namespace, out: TextIO) -> int:
             sys.stderr.write(f"warning: trial {name}: {m.problem}\n")
     target = Path(args.output)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render_report(obj, metrics, profile=profile), encoding="utf-8")
+    target.write_text(render_report(obj, metrics, profile=profile, deployment=deployment), encoding="utf-8")
     curves = sum(1 for m in metrics.values() if m.curve)
     out.write(f"wrote {target} ({len(trials)} trials, {curves} loss curves)\n")
     if args.png:
@@ -239,6 +240,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--pvc-root", metavar="DIR", help="local directory holding pvc://CLAIM/... as DIR/CLAIM/...")
     sp.add_argument("--png", action="store_true", help="also write the charts to FILE.png")
     sp.add_argument("--profile", metavar="PROFILE", help="add this ServingProfile's table and chosen configuration")
+    sp.add_argument(
+        "--deployment", metavar="MDEP", help="add this ModelDeployment's cost per million tokens, stable vs canary"
+    )
     return p
 
 

@@ -367,6 +367,14 @@ def format_canary(obj: dict[str, Any], now: datetime | None = None) -> str:
             line += f", canary {fmt_usd(cost['canary'].get('usd'))}/month ({cost['canary'].get('gpus')} GPUs)"
             line += f", total {fmt_usd(cost.get('totalUsd'))}/month"
         out += ["", line]
+        per_token = [
+            f"{role} {fmt_usd(side['costPerMillionTokens'])} "
+            f"({fmt_number(side.get('outputTokensPerSecond'), 1)} tokens/s)"
+            for role in ("stable", "canary")
+            if (side := cost.get(role)) and side.get("costPerMillionTokens") is not None
+        ]
+        if per_token:
+            out.append("cost per million output tokens at this step: " + ", ".join(per_token))
     return "\n".join(out) + "\n"
 
 

@@ -91,15 +91,49 @@ def baseline_section(status: dict[str, Any]) -> list[str]:
     return out
 
 
+def serving_cost_section(obj: dict[str, Any]) -> list[str]:
+    """A ModelDeployment's stable and canary side by side: traffic, GPUs, monthly cost, and the cost per million
+    output tokens measured at the canary's current step."""
+    e = html.escape
+    meta, status = obj.get("metadata") or {}, obj.get("status") or {}
+    cost = status.get("estimatedMonthlyCost") or {}
+    out = [
+        '<section id="serving-cost"><h2>Serving cost: stable vs canary</h2>',
+        f"<p>ModelDeployment <code>{e(str(meta.get('namespace')))}/{e(str(meta.get('name')))}</code>. Cost per "
+        "million output tokens: each side's GPUs x price per GPU hour over the output tokens/s its pods generated "
+        "during the canary's current step (comparable when each side's replicas follow its traffic share).</p>",
+        "<table><thead><tr><th>Role</th><th>Revision</th><th>Traffic</th><th>GPUs</th><th>$/month</th>"
+        "<th>Output tokens/s</th><th>$/M output tokens</th></tr></thead><tbody>",
+    ]
+    for role in ("stable", "canary"):
+        rev, side = status.get(role), cost.get(role)
+        if not rev or not side:
+            continue
+        out.append(
+            f'<tr data-role="{role}"><td>{role}</td><td><code>{e(str(rev.get("revision", "")))}</code></td>'
+            f'<td class="num">{e(str(rev.get("weight", 0)))}%</td><td class="num">{e(str(side.get("gpus", "-")))}</td>'
+            f'<td class="num">{e(fmt_number(side.get("usd"), 2))}</td>'
+            f'<td class="num">{e(fmt_number(side.get("outputTokensPerSecond"), 1))}</td>'
+            f'<td class="num">{e(fmt_number(side.get("costPerMillionTokens"), 2))}</td></tr>'
+        )
+    out.append("</tbody></table>")
+    if not status.get("canary"):
+        out.append("<p>No canary running: the cost per token is measured while one is analysed.</p>")
+    out.append("</section>")
+    return out
+
+
 def render_report(
     obj: dict[str, Any],
     metrics: dict[str, TrialMetrics],
     now: datetime | None = None,
     profile: dict[str, Any] | None = None,
+    deployment: dict[str, Any] | None = None,
 ) -> str:
     """A self-contained HTML page: summary, champion, leaderboard, loss curves (all trials, then one SVG
     per trial), judge scores and validation losses as dot plots, per-trial details, and with `profile` a
-    ServingProfile's table and chosen configuration. No scripts, no external resources."""
+    ServingProfile's table and chosen configuration, with `deployment` a ModelDeployment's stable vs canary
+    cost. No scripts, no external resources."""
     now = now or datetime.now(UTC)
     e = html.escape
     meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
@@ -248,6 +282,8 @@ def render_report(
     out.append("</tbody></table></section>")
     if profile is not None:
         out += profile_section(profile)
+    if deployment is not None:
+        out += serving_cost_section(deployment)
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 

@@ -75,6 +75,11 @@ def window_seconds(analysis: AnalysisStatus) -> float:
     return seconds_since(analysis.started_at)
 
 
+def step_seconds(analysis: AnalysisStatus) -> float:
+    """Time at this step's traffic split: what the cost per token is measured over."""
+    return seconds_since(analysis.step_started_at or analysis.started_at)
+
+
 def judge(
     s: RolloutState,
     spec: ModelDeploymentSpec,

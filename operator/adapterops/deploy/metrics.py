@@ -12,6 +12,7 @@ from adapterops.runtime.metrics import (
     MONTHLY_COST,
     PROMOTIONS,
     ROLLBACKS,
+    TOKEN_COST,
     forget,
     set_gauge,
 )
@@ -52,9 +53,12 @@ def record_metrics(namespace: str, name: str, spec: ModelDeploymentSpec, status:
     set_gauge(KIND, CANARY_WEIGHT, status.canary_weight, namespace, name)
     set_gauge(KIND, CANARY_STUCK, int(status.analysis is not None and status.analysis.stuck), namespace, name)
     cost = status.estimated_monthly_cost
+    forget(KIND, namespace, name, only=(TOKEN_COST,))  # a figure no longer measured is absent, not stale
     for role in ("stable", "canary"):
         role_cost = getattr(cost, role) if cost else None
         set_gauge(KIND, MONTHLY_COST, role_cost.usd if role_cost else 0, namespace, name, role)
+        if role_cost is not None and role_cost.cost_per_million_tokens is not None:
+            set_gauge(KIND, TOKEN_COST, role_cost.cost_per_million_tokens, namespace, name, role)
     # Analysis series describe the current canary only.
     forget(KIND, namespace, name, only=(ANALYSIS_VALUE, ANALYSIS_VERDICT, ANALYSIS_THRESHOLD))
     for metric in status.analysis.metrics if status.analysis else []:

@@ -20,7 +20,7 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Pod, Service
 from pydantic import ValidationError
 
-from adapterops.analysis.run import LatencyTests, analyse
+from adapterops.analysis.run import LatencyTests, analyse, output_throughput
 from adapterops.api.kinds import FINETUNEJOB, HTTPROUTE, MODELDEPLOYMENT, SERVINGPROFILE
 from adapterops.api.modeldeployment import AnalysisStatus, ModelDeploymentSpec, ModelDeploymentStatus, RevisionStatus
 from adapterops.deploy import builders, canary
@@ -384,6 +384,8 @@ class ModelDeploymentReconciler:
             self.latency_tests.of(key, test, analysis.started_at),
             now().timestamp(),
         )
+        step = canary.step_seconds(analysis)
+        s.throughput = await output_throughput(self.http, spec, self.ctx.config.prometheus_url, s, step)
         outcome = canary.judge(s, spec, analysis, verdicts, adapters, weight)
         if outcome in ("promoted", "rolled-back", "step-failed"):
             self.judges.drop(key)

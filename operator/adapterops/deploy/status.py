@@ -68,18 +68,44 @@ def metric_result(verdict: MetricVerdict) -> MetricResult:
     return MetricResult(**dataclasses.asdict(verdict))
 
 
-def monthly_cost(stable: RevisionStatus | None, canary: RevisionStatus | None, config: Config) -> MonthlyCost:
-    """GPUs held x price per GPU hour x 730 hours, per role (desired replicas: what is reserved)."""
+def monthly_cost(
+    stable: RevisionStatus | None,
+    canary: RevisionStatus | None,
+    config: Config,
+    throughput: dict[tuple[str, str], float | None] | None = None,
+    old: ModelDeploymentStatus | None = None,
+) -> MonthlyCost:
+    """GPUs held x price per GPU hour x 730 hours, per role (desired replicas: what is reserved); with the
+    output throughput measured this look (`throughput`, per role and revision: a revision promoted in this
+    reconcile was measured at its canary share), the cost per million output tokens. A reconcile that did not
+    look keeps the figures of the same role's same revision from `old`."""
     out = MonthlyCost()
+    throughput = throughput or {}
     for role, rev in (("stable", stable), ("canary", canary)):
         gpu_class = config.gpu_classes.get(rev.gpu_type) if rev else None
         if rev is None or gpu_class is None:
             continue
         gpus = rev.replicas * rev.tensor_parallel_size
         cost = Cost(gpus=gpus, usd=round(gpus * gpu_class.price_per_hour * HOURS_PER_MONTH, 2))
+        if (role, rev.revision) in throughput:
+            tokens = throughput[role, rev.revision]
+            cost.output_tokens_per_second = None if tokens is None else round(tokens, 3)
+            if tokens:
+                cost.cost_per_million_tokens = round(gpus * gpu_class.price_per_hour / (tokens * 3600) * 1e6, 4)
+        elif not throughput and old is not None and (before := _role_cost(old, role, rev.revision)) is not None:
+            cost.output_tokens_per_second = before.output_tokens_per_second
+            cost.cost_per_million_tokens = before.cost_per_million_tokens
         setattr(out, role, cost)
         out.total_usd = round(out.total_usd + cost.usd, 2)
     return out
+
+
+def _role_cost(status: ModelDeploymentStatus, role: str, revision: str) -> Cost | None:
+    rev: RevisionStatus | None = getattr(status, role)
+    if rev is None or rev.revision != revision or status.estimated_monthly_cost is None:
+        return None
+    cost: Cost | None = getattr(status.estimated_monthly_cost, role)
+    return cost
 
 
 def rolled_back(history: list[HistoryEntry], revision: str) -> HistoryEntry | None:
@@ -122,6 +148,7 @@ class RolloutState:
         self.events: list[tuple[str, str, EventType]] = []
         self.replicas: list[ReplicaStatus] = []  # InPlace: what each pod has loaded
         self.loading = False  # InPlace: some pods are loading the adapters asked of them (not a lost replica)
+        self.throughput: dict[tuple[str, str], float | None] = {}  # output tokens/s per (role, revision) looked at
         self._progress: tuple[bool, str, str] | None = None
         self._suspend: tuple[str, str] | None = None
 
@@ -184,6 +211,6 @@ class RolloutState:
             analysis=self.analysis,
             history=self.history,
             endpoint=f"http://{self.name}.{self.namespace}.svc:{builders.PORT}/v1",
-            estimated_monthly_cost=monthly_cost(stable, self.canary, config),
+            estimated_monthly_cost=monthly_cost(stable, self.canary, config, self.throughput, self.old),
             replicas=self.replicas,
         )

@@ -70,6 +70,12 @@ MONTHLY_COST = Gauge(
     "GPU cost estimate per revision role.",
     ["namespace", "modeldeployment", "role"],
 )
+TOKEN_COST = Gauge(
+    "adapterops_cost_per_million_tokens_usd",
+    "US dollars per million output tokens per revision role, measured at the canary's current step "
+    "(absent while unmeasured).",
+    ["namespace", "modeldeployment", "role"],
+)
 PROFILE_FIGURE = Gauge(
     "adapterops_profile_candidate",
     "A ServingProfile candidate's measured figure (seconds, per second, percent, US dollars), by figure.",

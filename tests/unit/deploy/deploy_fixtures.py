@@ -385,6 +385,8 @@ class FakeAnalysis:
     def __init__(self) -> None:
         self.verdicts: dict[str, Verdict] = {}
         self.calls: list[AnalysisCall] = []
+        self.tokens_per_second: dict[str, float] = {}
+        self.throughput_windows: list[float] = []
 
     def script(self, **verdicts: Verdict) -> None:
         self.verdicts = dict(verdicts)
@@ -413,6 +415,14 @@ class FakeAnalysis:
             canary_value = {"Pass": 0.1, "Fail": 0.9, "Inconclusive": None}[verdict]
             out.append(MetricVerdict(name, verdict, 0.1, canary_value, 100, "scripted", f"{name}: scripted {verdict}"))
         return out
+
+    async def output_throughput(
+        self, http: Any, spec: ModelDeploymentSpec, prometheus_url: str, sides: Any, window_seconds: float
+    ) -> dict[tuple[str, str], float | None]:
+        """Output tokens/s per (role, revision), as scripted in `tokens_per_second` by role (absent: no data)."""
+        self.throughput_windows.append(window_seconds)
+        revs = (("stable", sides.stable), ("canary", sides.canary))
+        return {(role, rev.revision): self.tokens_per_second.get(role) for role, rev in revs if rev is not None}
 
 
 @dataclass
@@ -592,6 +602,7 @@ class World:
         patched = patch_clock(monkeypatch, self.clock)
         assert {"adapterops.deploy.canary", "adapterops.deploy.status", "adapterops.runtime.clock"} <= set(patched)
         monkeypatch.setattr("adapterops.deploy.reconciler.analyse", self.analysis)
+        monkeypatch.setattr("adapterops.deploy.reconciler.output_throughput", self.analysis.output_throughput)
         monkeypatch.setattr("adapterops.deploy.judging.PairedJudge", self._new_judge)
         # Its HTTP client only serves the (fake) analysis and judge; a real one costs a TLS context each.
         monkeypatch.setattr("adapterops.deploy.reconciler.httpx", SimpleNamespace(AsyncClient=UnusedHttp))

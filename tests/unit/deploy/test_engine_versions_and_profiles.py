@@ -6,13 +6,14 @@ shown in status and part of the revision; each revision's metrics are read with 
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 from deploy_fixtures import CONFIG, DEPLOYMENT, World, md_spec
 
-from adapterops.analysis.run import analyse
+from adapterops.analysis.run import analyse, output_throughput
 from adapterops.api.modeldeployment import ModelDeploymentSpec, RevisionStatus
 from adapterops.config import DEFAULT_NIM_IMAGE, Config
 from adapterops.deploy import builders
@@ -238,3 +239,18 @@ async def test_a_revision_whose_version_is_unknown_is_inconclusive_saying_so() -
     assert "the stable revision s1 runs nim nvcr.io/nim/x:latest, whose metrics this operator does not know" in (
         verdicts[0].message
     )
+
+
+async def test_each_sides_output_throughput_is_read_from_its_own_versions_token_counter() -> None:
+    md = ModelDeploymentSpec.model_validate(md_spec())
+    http, seen = prometheus({"vllm:generation_tokens_total": "6000"})
+    stable, canary = revision("s1", NIM1_IMAGE, version="1.8"), revision("c1", NIM2_IMAGE)
+    sides = SimpleNamespace(namespace="ml", stable=stable, canary=canary)
+    async with http:
+        tps = await output_throughput(http, md, "http://prom", sides, 60)
+    # NIM 1.x names the counter without vLLM's prefix: this fake Prometheus has none of it, so no figure.
+    assert tps == {("stable", "s1"): None, ("canary", "c1"): 100.0}
+    assert seen == [
+        'sum(increase(generation_tokens_total{namespace="ml",adapterops_io_revision="s1"}[60s]))',
+        'sum(increase(vllm:generation_tokens_total{namespace="ml",adapterops_io_revision="c1"}[60s]))',
+    ]
