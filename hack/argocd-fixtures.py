@@ -1,7 +1,8 @@
 """Copy the objects the operator produced in the cluster tests into the Argo CD checks' testdata.
 
     ADAPTEROPS_TEST_CLUSTER=adapterops-argo ADAPTEROPS_CAPTURE_DIR=/tmp/capture \\
-        .venv/bin/pytest tests/cluster/test_finetune_e2e.py tests/cluster/test_modeldeployment_e2e.py
+        .venv/bin/pytest tests/cluster/test_finetune_e2e.py tests/cluster/test_modeldeployment_e2e.py \\
+        tests/cluster/test_serving_profile_e2e.py
     .venv/bin/python hack/argocd-fixtures.py /tmp/capture
 
 The cluster tests call `capture(...)` (hack/testworld/cluster.py) at the moments that matter (a sweep
@@ -26,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1] / "manifests" / "argocd" / "resource_
 SOURCES = {
     "finetunejob": "tests/cluster/test_finetune_e2e.py",
     "modeldeployment": "tests/cluster/test_modeldeployment_e2e.py",
+    "servingprofile": "tests/cluster/test_serving_profile_e2e.py",
 }
 Obj = dict[str, Any]
 
@@ -186,6 +188,25 @@ def main(capture_dir: Path) -> int:
         mdep / "actions" / "testdata" / "paused-resume.yaml",
         set_spec("canary.paused", False),
         "spec.canary.paused set to false: the expected output of the resume action.",
+    )
+
+    # ServingProfile health
+    sprof = ROOT / "ServingProfile"
+    for state in ("running", "succeeded", "failed"):
+        copy_to(f"servingprofile/{state}", sprof / "testdata" / f"{state}.yaml")
+    for refused in sorted((capture_dir / "servingprofile").glob("refused-*.yaml")):
+        copy_to(f"servingprofile/{refused.stem}", sprof / "testdata" / refused.name)
+    derive(
+        "servingprofile/succeeded",
+        sprof / "testdata" / "generation-not-observed.yaml",
+        bump_generation,
+        "metadata.generation + 1, as after a spec edit the operator has not reconciled yet.",
+    )
+    derive(
+        "servingprofile/running",
+        sprof / "testdata" / "no-status.yaml",
+        drop_status,
+        "status removed, as just after `kubectl apply`, before the operator's first reconcile.",
     )
 
     for path in written:

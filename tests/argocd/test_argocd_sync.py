@@ -12,7 +12,7 @@ The test applies manifests/argocd/root.yaml and checks what Argo CD does with it
      operator's Deployment, whose pod kwok plays) syncs and is Healthy, and only after its sync has
      finished does the root's next wave create `ml-team-models` (argocd-cm has the health check for
      Applications that manifests/argocd/README.md gives);
-  2. with no operator running, Argo CD judges the team's FineTuneJob and ModelDeployment with our Lua
+  2. with no operator running, Argo CD judges the team's FineTuneJob, ModelDeployment and ServingProfile with our Lua
      health checks: Progressing, "Waiting for the AdapterOps operator to observe ...";
   3. the operator (a local process under the ServiceAccount Argo CD created, as tests/cluster runs it)
      writes their status, and Argo CD's health follows it: the FineTuneJob is Degraded with the message of
@@ -38,6 +38,7 @@ from testworld.rootfs import operator_image
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = os.environ.get("ADAPTEROPS_ARGOSYNC_CLUSTER", "adapterops-argosync")
+PROFILE = "commerce-agent-tp-gpu"  # the team's ServingProfile (manifests/examples/servingprofile-tp-gpu.yaml)
 UPSTREAM_URL = "https://git.example.com/platform/adapterops.git"
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(3000)]
@@ -138,6 +139,10 @@ def test_argo_cd_syncs_manifests_from_git_and_reports_health(argocd: ArgoCD, tmp
         "status": "Progressing",
         "message": "Waiting for the AdapterOps operator to observe the ModelDeployment",
     }, md
+    assert _resource(team, "ServingProfile", PROFILE)["health"] == {
+        "status": "Progressing",
+        "message": "Waiting for the AdapterOps operator to observe the ServingProfile",
+    }
     live_ftj = cluster.get("finetunejob", "nemotron-commerce-sft", "-n", "ml-team")
     assert live_ftj["spec"]["resources"]["queueName"] == "gpu-finetune"  # the team folder's patch, from git
     # The root's wave 0 (the team's Application) began only after the operator's Application had finished
@@ -192,6 +197,15 @@ def test_argo_cd_syncs_manifests_from_git_and_reports_health(argocd: ArgoCD, tmp
         assert md_health["status"] == "Progressing", (md_health, live_md.get("status"))
         messages = {c.get("message") for c in live_md["status"].get("conditions", [])}
         assert md_health["message"] in messages, (md_health, live_md["status"])
+
+        def profile_observed() -> dict[str, Any] | None:
+            app = argocd.application("ml-team-models")
+            health = _resource(app, "ServingProfile", PROFILE)["health"]
+            return health if not health.get("message", "").startswith("Waiting for the AdapterOps operator") else None
+
+        sp_health = wait_for(profile_observed, 90, "Argo CD to read the operator's ServingProfile status")
+        live_sp = cluster.get("servingprofile", PROFILE, "-n", "ml-team")
+        assert sp_health["message"] in {c.get("message") for c in live_sp["status"].get("conditions", [])}, live_sp
         wait_for(lambda: synced_and("ml-team-models", "Degraded"), 120, "Application ml-team-models Degraded")
         assert _sync_health(argocd.application("adapterops")) == ("Synced", "Healthy")
     finally:

@@ -24,6 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 CUSTOMIZATIONS = REPO / "manifests" / "argocd" / "resource_customizations"
 ARGOCD_CM = REPO / "manifests" / "argocd" / "argocd-cm.yaml"
 GROUP = CUSTOMIZATIONS / "adapterops.io"
+KINDS = ("FineTuneJob", "ModelDeployment", "ServingProfile")
+WITH_ACTIONS = ("FineTuneJob", "ModelDeployment")  # a ServingProfile has nothing to act on: it runs once
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +49,9 @@ def test_every_health_and_action_case_passes_in_argo_cds_lua_engine(harness: Pat
     passed = [line.split(" ", 1)[1] for line in proc.stdout.splitlines() if line.startswith("PASS ")]
     # Every case of every test file ran (and nothing was silently left out).
     expected = 0
-    for kind in ("FineTuneJob", "ModelDeployment"):
+    for kind in KINDS:
         expected += len(yaml.safe_load((GROUP / kind / "health_test.yaml").read_text())["tests"])
+    for kind in WITH_ACTIONS:
         actions = yaml.safe_load((GROUP / kind / "actions" / "action_test.yaml").read_text())
         expected += len(actions["discoveryTests"]) + len(actions["actionTests"])
     errors = GROUP / "ModelDeployment" / "actions" / "action_error_test.yaml"
@@ -77,8 +80,15 @@ def test_the_states_issue_6_names_are_covered_by_captured_objects() -> None:
     assert mdep["testdata/holding-inconclusive.yaml"]["status"] == "Suspended"
     assert mdep["testdata/paused.yaml"]["status"] == "Suspended"
     assert mdep["testdata/rolled-back.yaml"]["status"] == "Degraded"
+    sprof = health_cases("ServingProfile")
+    assert sprof["testdata/no-status.yaml"]["status"] == "Progressing"
+    assert sprof["testdata/generation-not-observed.yaml"]["status"] == "Progressing"
+    assert sprof["testdata/running.yaml"]["status"] == "Progressing"
+    assert sprof["testdata/succeeded.yaml"]["status"] == "Healthy"
+    assert sprof["testdata/failed.yaml"]["status"] == "Degraded"
+    assert sprof["testdata/refused-DuplicateCandidate.yaml"]["status"] == "Degraded"
     # Each fixture is an object the operator wrote (or one stated edit of one), never hand-made.
-    for kind in ("FineTuneJob", "ModelDeployment"):
+    for kind in KINDS:
         for path in sorted((GROUP / kind).glob("**/testdata/*.yaml")):
             head = path.read_text().splitlines()[0]
             assert head.startswith("# Captured from the operator by tests/cluster/"), path
@@ -89,7 +99,7 @@ def test_the_states_issue_6_names_are_covered_by_captured_objects() -> None:
 
 
 def test_messages_are_the_operators_condition_messages() -> None:
-    for kind in ("FineTuneJob", "ModelDeployment"):
+    for kind in KINDS:
         for path, health in health_cases(kind).items():
             obj = yaml.safe_load((GROUP / kind / path).read_text())
             status = obj.get("status") or {}
@@ -126,9 +136,12 @@ def test_argocd_cm_is_generated_from_the_lua_files(harness: Path) -> None:
     # The harness fixture reports a failed build; the driver then runs the same harness.
     assert generate.main(["--check", "argocd-cm"]) == 0, "run `python hack/generate.py argocd-cm`"
     data = yaml.safe_load(ARGOCD_CM.read_text())["data"]
-    for kind in ("FineTuneJob", "ModelDeployment"):
+    for kind in KINDS:
         # The YAML block scalars give back each script exactly.
         assert data[f"resource.customizations.health.adapterops.io_{kind}"] == (GROUP / kind / "health.lua").read_text()
+        if kind not in WITH_ACTIONS:
+            assert f"resource.customizations.actions.adapterops.io_{kind}" not in data
+            continue
         actions = yaml.safe_load(data[f"resource.customizations.actions.adapterops.io_{kind}"])
         assert actions["discovery.lua"] == (GROUP / kind / "actions" / "discovery.lua").read_text()
         scripts = {d["name"]: d["action.lua"] for d in actions["definitions"]}

@@ -77,14 +77,18 @@ def test_a_profile_of_four_candidates_chooses_by_the_slo_rule_and_measures_the_s
     cluster: LocalCluster, world: Path, namespace: str
 ) -> None:
     cluster.apply(profile(fake_adapter(world, "v1")), namespace)
-    most_at_once = 0
+    most_at_once, running_captured = 0, False
 
     def finished() -> dict[str, Any] | None:
-        nonlocal most_at_once
+        nonlocal most_at_once, running_captured
         live = cluster.get("deployments", "-n", namespace, "-l", "adapterops.io/servingprofile=tp-gpu")["items"]
         most_at_once = max(most_at_once, len(live))
         body = cluster.get("sprof", "tp-gpu", "-n", namespace)
-        return body if (body.get("status") or {}).get("state") in ("Succeeded", "Failed") else None
+        state = (body.get("status") or {}).get("state")
+        if state == "Running" and not running_captured:
+            capture(cluster, "sprof", "tp-gpu", namespace, "servingprofile/running")
+            running_captured = True
+        return body if state in ("Succeeded", "Failed") else None
 
     body = wait_for(finished, 240, "the profile to measure its four candidates", interval=1.0)
     capture(cluster, "sprof", "tp-gpu", namespace, "servingprofile/succeeded")
@@ -158,3 +162,48 @@ def test_a_profile_of_four_candidates_chooses_by_the_slo_rule_and_measures_the_s
         if c["type"] == "ProfileResolved"
     )
     assert resolved["status"] == "True" and "nim-tp1-h100" in resolved["message"], resolved
+
+
+def condition_of(body: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in (body.get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
+
+
+def test_a_refused_profile_deploys_nothing_and_one_no_candidate_can_meet_fails_saying_why(
+    cluster: LocalCluster, world: Path, namespace: str
+) -> None:
+    adapter = fake_adapter(world, "v1")
+    twice = profile(adapter)
+    twice["metadata"]["name"] = "twice"
+    twice["spec"]["candidates"] = [{"engine": "nim", "tensorParallelSize": 1, "gpuType": "H100"}] * 2
+    cluster.apply(twice, namespace)
+
+    def judged() -> dict[str, Any] | None:
+        body = cluster.get("sprof", "twice", "-n", namespace)
+        return body if condition_of(body, "Accepted") else None
+
+    refused = wait_for(judged, 60, "the operator to judge the profile")
+    capture(cluster, "sprof", "twice", namespace, "servingprofile/refused-DuplicateCandidate")
+    accepted = condition_of(refused, "Accepted")
+    assert (accepted["status"], accepted["reason"]) == ("False", "DuplicateCandidate"), accepted
+    assert accepted["message"].startswith("spec.candidates[1]: ") and "is candidate 0 already" in accepted["message"]
+
+    # p95 of the stand-in at H100 TP 1 is about 0.9 s: an SLO of 50 ms cannot be met.
+    unmeetable = profile(adapter)
+    unmeetable["metadata"]["name"] = "unmeetable"
+    unmeetable["spec"]["candidates"] = [{"engine": "nim", "tensorParallelSize": 1, "gpuType": "H100"}]
+    unmeetable["spec"]["load"] |= {"durationSeconds": 10, "warmupSeconds": 2}
+    unmeetable["spec"]["slo"]["latency"]["maxSeconds"] = 0.05
+    cluster.apply(unmeetable, namespace)
+
+    def finished() -> dict[str, Any] | None:
+        body = cluster.get("sprof", "unmeetable", "-n", namespace)
+        return body if (body.get("status") or {}).get("state") in ("Succeeded", "Failed") else None
+
+    failed = wait_for(finished, 180, "the profile to measure its candidate", interval=1.0)
+    capture(cluster, "sprof", "unmeetable", namespace, "servingprofile/failed")
+    assert failed["status"]["state"] == "Failed", failed["status"]
+    succeeded = condition_of(failed, "Succeeded")
+    assert (succeeded["status"], succeeded["reason"]) == ("False", "NoCandidateMeetsSLO"), succeeded
+    assert "no candidate meets the SLO" in succeeded["message"] and "misses the SLO: p95" in succeeded["message"]
+    assert "choice" not in failed["status"], failed["status"]
+    assert not cluster.get("deployments", "-n", namespace, "-l", "adapterops.io/servingprofile=twice")["items"]

@@ -102,6 +102,9 @@ func main() {
 			}
 			report(rel+"/health "+tc.InputPath, problems)
 		}
+		if _, err := os.Stat(filepath.Join(kindDir, "actions", "action_test.yaml")); os.IsNotExist(err) {
+			continue // a kind with a health check and no actions (ServingProfile)
+		}
 		var at actionTests
 		must(readYAML(filepath.Join(kindDir, "actions", "action_test.yaml"), &at))
 		for _, tc := range at.DiscoveryTests {
