@@ -14,6 +14,7 @@ from adapterops.api.servingprofile import Choice
 from adapterops.config import Config
 from adapterops.deploy.engine import nim_profile, version_of
 from adapterops.runtime.acceptance import Refusal, parse_spec
+from adapterops.runtime.informer import Informer
 
 
 def accept(name: str, spec_doc: dict[str, Any], config: Config) -> ModelDeploymentSpec:
@@ -146,6 +147,16 @@ def follows_finetunejob(spec: dict[str, Any], name: str) -> bool:
 def follows_profile(spec: dict[str, Any], name: str) -> bool:
     """A ModelDeployment spec taking its runtime from ServingProfile `name`."""
     return bool((spec.get("runtime") or {}).get("fromProfile") == name)
+
+
+def finetunejob_status(finetunejobs: Informer, namespace: str) -> Callable[[str], dict[str, Any] | None]:
+    """`resolve_adapters`' lookup: a FineTuneJob's status in `namespace` from the informer's view."""
+
+    def status(name: str) -> dict[str, Any] | None:
+        body = finetunejobs.one((namespace, name))
+        return None if body is None else dict(body.get("status") or {})
+
+    return status
 
 
 def resolve_adapters(

@@ -26,6 +26,7 @@ from adapterops.api.modeldeployment import AnalysisStatus, ModelDeploymentSpec, 
 from adapterops.deploy import builders, canary
 from adapterops.deploy.acceptance import (
     accept,
+    finetunejob_status,
     follows_finetunejob,
     follows_profile,
     resolve_adapters,
@@ -115,10 +116,6 @@ class ModelDeploymentReconciler:
         )
         return f"http://{pods[0].ip}:{builders.PORT}" if pods else None
 
-    def _finetunejob_status(self, namespace: str, name: str) -> dict[str, Any] | None:
-        body = self.finetunejobs.one((namespace, name))
-        return None if body is None else dict(body.get("status") or {})
-
     # ------------------------------------------------------------------ reconcile
 
     async def reconcile(self, key: Key) -> Result:
@@ -140,7 +137,7 @@ class ModelDeploymentReconciler:
             if await self.ctx.status.write(body, dump(new)):
                 await announce(self.ctx.events, body, old.conditions, new.conditions)
             return REFUSED_RETRY_SECONDS
-        adapters, waiting = resolve_adapters(spec, lambda ftj: self._finetunejob_status(namespace, ftj))
+        adapters, waiting = resolve_adapters(spec, finetunejob_status(self.finetunejobs, namespace))
         if profile is not None and not profile[0]:
             adapters, waiting = None, profile[2]  # nothing new is served before the profile has chosen
         desired = builders.revision_of(spec, adapters, self.ctx.config) if adapters is not None else None

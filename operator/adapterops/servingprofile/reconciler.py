@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from adapterops.analysis.providers.prometheus import PrometheusError
 from adapterops.api.kinds import FINETUNEJOB, SERVINGPROFILE
 from adapterops.api.servingprofile import CandidateResult, ServingProfileSpec, ServingProfileStatus, Window
-from adapterops.deploy.acceptance import follows_finetunejob, resolve_adapters
+from adapterops.deploy.acceptance import finetunejob_status, follows_finetunejob, resolve_adapters
 from adapterops.deploy.builders import PORT
 from adapterops.deploy.engine import image_of, version_of
 from adapterops.runtime import failures
@@ -76,10 +76,6 @@ class ServingProfileReconciler:
         self.ctx.status.forget(key)
         forget_profile(*key)
 
-    def _finetunejob_status(self, namespace: str, name: str) -> dict[str, Any] | None:
-        body = self.finetunejobs.one((namespace, name))
-        return None if body is None else dict(body.get("status") or {})
-
     async def reconcile(self, key: Key) -> Result:
         body = self.profiles.one(key)
         if body is None:
@@ -97,7 +93,7 @@ class ServingProfileReconciler:
                 await announce(self.ctx.events, body, old.conditions, new.conditions)
             return REFUSED_RETRY_SECONDS
         served = builders.candidate_spec(spec, spec.candidates[0])
-        adapters, waiting = resolve_adapters(served, lambda ftj: self._finetunejob_status(namespace, ftj))
+        adapters, waiting = resolve_adapters(served, finetunejob_status(self.finetunejobs, namespace))
         again: float = self.ctx.config.reconcile_seconds
         try:
             if adapters is None:
