@@ -22,6 +22,13 @@ STANDIN_LORA_LOAD_SECONDS (a run-time adapter load's duration, 0), STANDIN_HARDW
 adapter, a `standin.json` in its folder ({"latency_factor": x, "error_rate": p}) makes requests for that
 adapter slower or failing.
 
+Load: at most STANDIN_MAX_NUM_SEQS requests (64, what num_request_max reports) run at once, as vLLM's
+--max-num-seqs bounds a batch; the rest wait in a queue (num_requests_waiting counts them) and their
+end-to-end latency and time to first token include the wait, as the engines' do (both are measured from
+the request's arrival). STANDIN_BATCH_SLOWDOWN (0) makes a bigger batch slower: a request admitted with n
+others running takes (1 + STANDIN_BATCH_SLOWDOWN x n) times its latency (decoding is memory-bound, so a
+step's time grows with the batch). Both are the stand-in's own model, not a measured engine's.
+
 Hardware: every request's latency is multiplied by a factor of the GPU type (from --gpu-product) and the
 tensor parallelism the engine runs (NIM: its profile's TP; vLLM: --tensor-parallel-size), from
 STANDIN_HARDWARE_LATENCY, JSON `{"H100": {"1": 1.0, "4": 1.5}, "B200": {...}}` (GPU type matched as a
@@ -183,6 +190,10 @@ class Engine:
         self.adapters: dict[str, Path] = {}  # loaded: listed in /v1/models and served
         self.loaded = False
         self.running = 0
+        self.waiting = 0
+        self.max_num_seqs = int(env.get("STANDIN_MAX_NUM_SEQS", "64"))
+        self.batch_slowdown = float(env.get("STANDIN_BATCH_SLOWDOWN", "0"))
+        self._slots: asyncio.Semaphore | None = None  # made in the serving loop
         self.log: list[str] = []
         self.profile: Profile | None = None
         self.lora = False
@@ -289,11 +300,11 @@ class Engine:
         s, ml = self.series, self._model_labels()
         prefix = "vllm:" if self.vllm_registry else ""
         s[f"{prefix}num_requests_running"].labels(**ml).set(self.running)
-        s[f"{prefix}num_requests_waiting"].labels(**ml).set(0)
+        s[f"{prefix}num_requests_waiting"].labels(**ml).set(self.waiting)
         cache = "vllm:kv_cache_usage_perc" if self.vllm_registry else "gpu_cache_usage_perc"
-        s[cache].labels(**ml).set(min(1.0, self.running / 64))
+        s[cache].labels(**ml).set(min(1.0, self.running / self.max_num_seqs))
         if "num_request_max" in s:
-            s["num_request_max"].labels(**ml).set(64)
+            s["num_request_max"].labels(**ml).set(self.max_num_seqs)
         if "vllm:lora_requests_info" in s:
             s["vllm:lora_requests_info"].labels(
                 max_lora=str(max(1, len(self.adapters))), waiting_lora_adapters="", running_lora_adapters=""
@@ -369,12 +380,21 @@ class Engine:
         else:
             prompt = str(body.get("prompt", ""))
         knobs = self.adapter_knobs(model)
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_num_seqs)
+        self.waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+        others = self.running
         self.running += 1
         try:
-            factor = float(knobs.get("latency_factor", 1.0))
+            factor = float(knobs.get("latency_factor", 1.0)) * (1.0 + self.batch_slowdown * others)
             await asyncio.sleep(factor * self.median * self.hardware * math.exp(self.sigma * self.rng.gauss(0, 1)))
         finally:
             self.running -= 1
+            self._slots.release()
         prompt_tokens = len(str(prompt).split())
         if self.rng.random() < float(knobs.get("error_rate", self.error_rate)):
             if self.version.error_finish_reason is not None:

@@ -273,3 +273,42 @@ async def test_vllm_loads_and_unloads_adapters_at_run_time_only_when_allowed(tmp
         gone = await client.post("/v1/unload_lora_adapter", json={"lora_name": "commerce-v2"})
         assert gone.status == 200 and (await client.post("/v1/chat/completions", json=ask)).status == 404
         assert (await client.post("/v1/unload_lora_adapter", json={"lora_name": "commerce-v2"})).status == 404
+
+
+async def times_of(client: TestClient[Any, Any], n: int) -> list[float]:
+    """Send n requests at once; each one's seconds from the start to its answer, sorted."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+
+    async def ask() -> float:
+        assert (await client.post("/v1/chat/completions", json=PROMPT)).status == 200
+        return loop.time() - start
+
+    return sorted(await asyncio.gather(*(ask() for _ in range(n))))
+
+
+async def test_requests_beyond_max_num_seqs_wait_counted_and_a_bigger_batch_is_slower(tmp_path: Path) -> None:
+    # A fixed 0.2 s latency (no spread), two slots, six requests at once: three waves, the queue visible.
+    fixed = {"STANDIN_LATENCY_MEDIAN": "0.2", "STANDIN_LATENCY_SIGMA": "0", "STANDIN_MAX_NUM_SEQS": "2"}
+    e = engine(engines.VLLM_0_11, tmp_path / "queue", **fixed)
+    async with running(e) as client:
+        asked = asyncio.create_task(times_of(client, 6))
+        await asyncio.sleep(0.1)
+        during = await scrape(client, e)
+        finished = await asked
+        after = await scrape(client, e)
+    gauges = {s.name: s.value for f in during.values() for s in f.samples if "num_requests" in s.name}
+    assert gauges == {"vllm:num_requests_running": 2.0, "vllm:num_requests_waiting": 4.0}
+    assert [round(t / 0.2) for t in finished] == [1, 1, 2, 2, 3, 3], finished
+    # The end-to-end latency counts the wait, as the engines measure it from the request's arrival.
+    e2e = after["vllm:e2e_request_latency_seconds"].samples
+    assert next(s.value for s in e2e if s.name.endswith("_sum")) == pytest.approx(2 * (0.2 + 0.4 + 0.6), rel=0.15)
+
+    # Batch slowdown 0.5: alone 0.2 s; admitted with 1, 2, 3 others running: 0.3, 0.4, 0.5 s.
+    slow = engine(engines.VLLM_0_11, tmp_path / "batch", **(fixed | {"STANDIN_MAX_NUM_SEQS": "8"}),
+                  STANDIN_BATCH_SLOWDOWN="0.5")  # fmt: skip
+    async with running(slow) as client:
+        alone = await times_of(client, 1)
+        together = await times_of(client, 4)
+    assert alone == pytest.approx([0.2], abs=0.08)
+    assert together == pytest.approx([0.2, 0.3, 0.4, 0.5], abs=0.08)
