@@ -282,6 +282,18 @@ def test_report_writes_the_html(tmp_path: Path) -> None:
     assert target.with_suffix(".png").stat().st_size > 1000
 
 
+def test_report_with_a_deployment_adds_its_cost_per_token_and_a_missing_one_is_an_error(tmp_path: Path) -> None:
+    sweep = {"kind": "FineTuneJob", "metadata": {"name": "j", "namespace": "serving"}, "spec": {}, "status": {}}
+    cost = {"stable": {"gpus": 2, "usd": 5840.0, "outputTokensPerSecond": 900.0, "costPerMillionTokens": 2.47}}
+    target = tmp_path / "report.html"
+    code, _ = run(FakeApi(sweep, mdep(canary=False, estimatedMonthlyCost=cost)), "report", "j", "-o", str(target),
+                  "--deployment", "agent")  # fmt: skip
+    assert code == 0
+    assert '<tr data-role="stable">' in target.read_text() and ">2.47</td>" in target.read_text()
+    with pytest.raises(CliError, match="agent"):
+        run(FakeApi(sweep), "report", "j", "-o", str(target), "--deployment", "agent")
+
+
 def block_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
     """Imports of matplotlib fail from now on in this test, as where the `cli` extra is not installed."""
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
