@@ -157,6 +157,10 @@ def watch_canary(cluster: LocalCluster, until: str, timeout: float) -> dict[str,
         )
         revision = (status.get("canary") or {}).get("revision", "-")
         line = f"  canary {revision} at {status.get('canaryWeight', 0):>3}%  {verdicts}"
+        cost = status.get("estimatedMonthlyCost") or {}
+        per_token = [(cost.get(role) or {}).get("costPerMillionTokens") for role in ("canary", "stable")]
+        if all(per_token):
+            line += f"  $/M output tokens {per_token[0]:.2f} vs {per_token[1]:.2f}"
         if line != last:
             print(line, flush=True)
             last = line
