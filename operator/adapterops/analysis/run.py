@@ -48,6 +48,9 @@ SETTLE_SECONDS = 20.0
 query at T answers the same thing at every later look (and after a restart)."""
 BASELINE_SECONDS = 600.0
 """Stable's histogram over this window before the canary began: the first intervals' cut."""
+THROUGHPUT_MIN_SECONDS = 10.0
+"""A step's output throughput is read once the step has run this long: over a window of a few seconds the
+rate is mostly the switch-over to the step's split (requests in flight, a gateway reloading its weights)."""
 MAX_SNAPSHOTS_PER_LOOK = 20
 """Catching up (after a restart) takes at most this many snapshots per look: a reconcile stays short."""
 
@@ -267,14 +270,16 @@ async def output_throughput(
     window_seconds: float,
 ) -> dict[tuple[str, str], float | None]:
     """Output tokens per second per (role, revision) over the window, from each engine line's generation
-    token counter; None where Prometheus has no answer. Cost, not a verdict: no metric gates on it."""
+    token counter; None where Prometheus has no answer, or while the window is shorter than
+    THROUGHPUT_MIN_SECONDS. Cost, not a verdict: no metric gates on it."""
+    revisions = [(role, rev) for role, rev in (("stable", sides.stable), ("canary", sides.canary)) if rev is not None]
+    if window_seconds < THROUGHPUT_MIN_SECONDS:
+        return {(role, rev.revision): None for role, rev in revisions}
     a = spec.canary.analysis
     url = (a.latency.prometheus_url if a.latency else None) or prometheus_url
     window = max(MIN_WINDOW_SECONDS, math.ceil(window_seconds))  # the range `render` writes
     out: dict[tuple[str, str], float | None] = {}
-    for role, rev in (("stable", sides.stable), ("canary", sides.canary)):
-        if rev is None:
-            continue
+    for role, rev in revisions:
         try:
             query = render(_queries(rev, role).output_tokens, sides.namespace, _selector(rev), window)
             tokens = await scalar(http, url, query)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from deploy_fixtures import CONFIG, DEPLOYMENT, World, md_spec
 
-from adapterops.analysis.run import analyse, output_throughput
+from adapterops.analysis.run import THROUGHPUT_MIN_SECONDS, analyse, output_throughput
 from adapterops.api.modeldeployment import ModelDeploymentSpec, RevisionStatus
 from adapterops.config import DEFAULT_NIM_IMAGE, Config
 from adapterops.deploy import builders
@@ -254,3 +254,8 @@ async def test_each_sides_output_throughput_is_read_from_its_own_versions_token_
         'sum(increase(generation_tokens_total{namespace="ml",adapterops_io_revision="s1"}[60s]))',
         'sum(increase(vllm:generation_tokens_total{namespace="ml",adapterops_io_revision="c1"}[60s]))',
     ]
+    # A step younger than THROUGHPUT_MIN_SECONDS is not read: its rate would be the switch-over's.
+    http, asked = prometheus({"vllm:generation_tokens_total": "6000"})
+    async with http:
+        young = await output_throughput(http, md, "http://prom", sides, THROUGHPUT_MIN_SECONDS - 1)
+    assert young == {("stable", "s1"): None, ("canary", "c1"): None} and asked == []
