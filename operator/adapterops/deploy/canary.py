@@ -12,6 +12,7 @@ Rules kept here:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 from adapterops.analysis.verdict import MetricVerdict
@@ -110,7 +111,15 @@ def judge(
         return "step-failed"
     elapsed = seconds_since(analysis.step_started_at)
     interval = parse_interval(c.interval)
-    if all(v.verdict == "Pass" for v in verdicts) and (verdicts or elapsed >= interval):
+    passed = all(v.verdict == "Pass" for v in verdicts) and (verdicts or elapsed >= interval)
+    # Stable without traffic (an HTTPRoute's last step at 100%): the relative tests gain no evidence, so an
+    # Inconclusive would hold for ever. Every metric passed at the steps before (or this one would not have
+    # been reached); none failing here for a whole interval passes the step.
+    idle_stable = step > 0 and s.stable is not None and s.stable.weight == 0 and elapsed >= interval
+    if not passed and idle_stable:
+        passed = True
+        verdicts = [v if v.verdict == "Pass" else _held_by_earlier_steps(v) for v in verdicts]
+    if passed:
         if step + 1 < len(c.steps):
             s.event(
                 "CanaryStepPassed",
@@ -142,6 +151,12 @@ def judge(
     else:
         s.progress("Analysing", f"step {step + 1}/{len(c.steps)} at {weight}%: {inconclusive or 'collecting data'}")
     return "waiting"
+
+
+def _held_by_earlier_steps(v: MetricVerdict) -> MetricVerdict:
+    return dataclasses.replace(
+        v, threshold=f"{v.threshold}; passed at the earlier steps, no stable traffic to compare with at this one"
+    )
 
 
 def check_progress(

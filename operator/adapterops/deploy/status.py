@@ -90,7 +90,7 @@ def monthly_cost(
         if (role, rev.revision) in throughput:
             tokens = throughput[role, rev.revision]
             cost.output_tokens_per_second = None if tokens is None else round(tokens, 3)
-            if tokens:
+            if tokens and rev.weight > 0:  # a side without a traffic share serves only the judge: no price
                 cost.cost_per_million_tokens = round(gpus * gpu_class.price_per_hour / (tokens * 3600) * 1e6, 4)
         elif not throughput and old is not None and (before := _role_cost(old, role, rev.revision)) is not None:
             cost.output_tokens_per_second = before.output_tokens_per_second

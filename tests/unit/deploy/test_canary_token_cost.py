@@ -5,7 +5,7 @@ status.estimatedMonthlyCost and exported as adapterops_cost_per_million_tokens_u
 from __future__ import annotations
 
 import pytest
-from deploy_fixtures import CONFIG, NAME, NAMESPACE, World
+from deploy_fixtures import CONFIG, NAME, NAMESPACE, World, md_spec
 from prometheus_client import REGISTRY
 from test_modeldeployment_states import serving, start_canary
 
@@ -70,3 +70,22 @@ async def test_a_promoted_canary_does_not_carry_its_canary_share_figure_into_sta
     assert cost is not None and cost.stable is not None and cost.canary is None
     assert cost.stable.cost_per_million_tokens is None  # measured at 50% on fewer GPUs: not stable's figure
     assert token_cost_series("stable") is None and token_cost_series("canary") is None
+
+
+async def test_at_the_100_percent_step_stable_serves_no_traffic_and_has_no_price(world: World) -> None:
+    world.route("agent")
+    await serving(world, md_spec(route="agent"))
+    canary = await start_canary(world)
+    world.analysis.script(latency="Pass", errorRate="Pass")
+    await world.reconcile()  # step 1 (50%) passes
+    await world.reconcile()  # the last step's capacity is scaled up
+    world.run_pods(canary)
+    world.analysis.script(latency="Inconclusive", errorRate="Pass")
+    world.analysis.tokens_per_second = {"stable": 3.0, "canary": 900.0}  # stable: the judge's prompts only
+    world.clock.advance(15)
+    looked = await world.reconcile()
+    assert (looked.canary.weight, looked.stable.weight) == (100, 0)
+    cost = looked.status.estimated_monthly_cost
+    assert cost is not None and cost.stable is not None and cost.canary is not None
+    assert cost.stable.output_tokens_per_second == 3.0 and cost.stable.cost_per_million_tokens is None
+    assert cost.canary.cost_per_million_tokens == pytest.approx(per_million(cost.canary, 900.0), rel=1e-3)

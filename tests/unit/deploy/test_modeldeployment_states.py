@@ -154,6 +154,38 @@ async def test_with_an_httproute_the_backend_weights_follow_the_canary(world: Wo
     assert world.services() == sorted([NAME, new])
 
 
+async def test_at_the_routes_100_percent_step_stable_gets_no_traffic_and_inconclusive_passes_after_an_interval(
+    world: World,
+) -> None:
+    world.route("agent")
+    await serving(world, md_spec(route="agent"))
+    canary = await start_canary(world)
+    world.analysis.script(latency="Pass", errorRate="Pass")
+    await world.reconcile()  # step 1 (50%) passes
+    await world.reconcile()  # the last step's capacity
+    world.run_pods(canary)
+    world.analysis.script(latency="Inconclusive", errorRate="Pass")
+    looked = await world.reconcile()
+    assert (looked.canary.weight, looked.stable.weight) == (100, 0) and looked.status.canary is not None
+    world.clock.advance(29)
+    assert (await world.reconcile()).status.canary is not None  # within the interval: still analysing
+    world.clock.advance(2)
+    promoted = await world.reconcile()
+    assert promoted.stable.revision == canary and promoted.status.canary is None
+    assert "passed at the earlier steps, no stable traffic to compare with" in promoted.status.history[0].reason
+
+
+async def test_a_canary_whose_only_step_is_100_percent_is_not_passed_without_a_comparison(world: World) -> None:
+    world.route("agent")
+    await serving(world, md_spec(route="agent", steps=(100,)))
+    canary = await start_canary(world)
+    world.analysis.script(latency="Inconclusive", errorRate="Pass")
+    world.clock.advance(3600)
+    held = await world.reconcile()
+    assert held.status.canary is not None and held.canary.revision == canary
+    assert held.condition("Suspended").reason == "AnalysisInconclusive"
+
+
 async def test_the_route_is_written_only_when_the_split_changes(world: World) -> None:
     world.route("agent")
     await serving(world, md_spec(route="agent"))
