@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import test_modeldeployment_e2e
-from test_modeldeployment_e2e import fake_adapter, serving_ready
+from test_modeldeployment_e2e import cond, fake_adapter, serving_ready
 
 from testworld.cluster import LocalCluster, capture, wait_for
 from testworld.engines import NIM2_IMAGE
@@ -164,10 +164,6 @@ def test_a_profile_of_four_candidates_chooses_by_the_slo_rule_and_measures_the_s
     assert resolved["status"] == "True" and "nim-tp1-h100" in resolved["message"], resolved
 
 
-def condition_of(body: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next((c for c in (body.get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
-
-
 def test_a_refused_profile_deploys_nothing_and_one_no_candidate_can_meet_fails_saying_why(
     cluster: LocalCluster, world: Path, namespace: str
 ) -> None:
@@ -179,11 +175,11 @@ def test_a_refused_profile_deploys_nothing_and_one_no_candidate_can_meet_fails_s
 
     def judged() -> dict[str, Any] | None:
         body = cluster.get("sprof", "twice", "-n", namespace)
-        return body if condition_of(body, "Accepted") else None
+        return body if cond(body, "Accepted") else None
 
     refused = wait_for(judged, 60, "the operator to judge the profile")
     capture(cluster, "sprof", "twice", namespace, "servingprofile/refused-DuplicateCandidate")
-    accepted = condition_of(refused, "Accepted")
+    accepted = cond(refused, "Accepted")
     assert (accepted["status"], accepted["reason"]) == ("False", "DuplicateCandidate"), accepted
     assert accepted["message"].startswith("spec.candidates[1]: ") and "is candidate 0 already" in accepted["message"]
 
@@ -202,7 +198,7 @@ def test_a_refused_profile_deploys_nothing_and_one_no_candidate_can_meet_fails_s
     failed = wait_for(finished, 180, "the profile to measure its candidate", interval=1.0)
     capture(cluster, "sprof", "unmeetable", namespace, "servingprofile/failed")
     assert failed["status"]["state"] == "Failed", failed["status"]
-    succeeded = condition_of(failed, "Succeeded")
+    succeeded = cond(failed, "Succeeded")
     assert (succeeded["status"], succeeded["reason"]) == ("False", "NoCandidateMeetsSLO"), succeeded
     assert "no candidate meets the SLO" in succeeded["message"] and "misses the SLO: p95" in succeeded["message"]
     assert "choice" not in failed["status"], failed["status"]

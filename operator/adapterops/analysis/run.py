@@ -222,7 +222,7 @@ async def analyse(
             verdict = _with_reason(verdict, str(exc))
         out.append(verdict)
     if a.error_rate:
-        url = (a.latency.prometheus_url if a.latency else None) or prometheus_url
+        url = _prometheus_url(spec, prometheus_url)
         try:
             values: list[float | None] = []
             for rev, role in ((stable, "stable"), (canary, "canary")):
@@ -275,8 +275,7 @@ async def output_throughput(
     revisions = [(role, rev) for role, rev in (("stable", sides.stable), ("canary", sides.canary)) if rev is not None]
     if window_seconds < THROUGHPUT_MIN_SECONDS:
         return {(role, rev.revision): None for role, rev in revisions}
-    a = spec.canary.analysis
-    url = (a.latency.prometheus_url if a.latency else None) or prometheus_url
+    url = _prometheus_url(spec, prometheus_url)
     window = max(MIN_WINDOW_SECONDS, math.ceil(window_seconds))  # the range `render` writes
     out: dict[tuple[str, str], float | None] = {}
     for role, rev in revisions:
@@ -295,6 +294,12 @@ class Sides(Protocol):
     namespace: str
     stable: RevisionStatus | None
     canary: RevisionStatus | None
+
+
+def _prometheus_url(spec: ModelDeploymentSpec, default: str) -> str:
+    """The latency metric's Prometheus serves every count query of the canary (error rate, throughput)."""
+    latency = spec.canary.analysis.latency
+    return (latency.prometheus_url if latency else None) or default
 
 
 def _selector(rev: RevisionStatus) -> str:
